@@ -1,0 +1,44 @@
+"""Pure Flax models of Gu et al. 2018; they take arrays only (see :mod:`hmaf.batch`)."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import jax.numpy as jnp
+import numpy as np
+
+from hmaf.models.classifiers import BRANCHES, MODELS, ModelOutput
+
+__all__ = ["BRANCHES", "MODELS", "ModelOutput", "build_model"]
+
+_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+def build_model(name: str, *, num_classes: int, vocab_size: int, embed_dim: int,
+                embedding_matrix: np.ndarray | None = None, **options: Any):
+    """Builds a model by its config name.
+
+    Args:
+      name: one of ``hf, vf, faf, text_only, audio_only, ul_fusion, dl_fusion``.
+      num_classes, vocab_size, embed_dim: sizes from the prepared corpus.
+      embedding_matrix: initial ``[vocab_size, embed_dim]`` table (None at restore
+        time: the checkpoint holds the table).
+      options: model config fields (hidden, attention_dim, fusion_dim, filters, widths,
+        dropout, train_embedding, unroll, dtype as a name).
+    """
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; choose one of {sorted(MODELS)}")
+    options = dict(options)
+    if isinstance(options.get("dtype"), str):
+        options["dtype"] = _DTYPES[options["dtype"]]
+    if "widths" in options:
+        options["widths"] = tuple(options["widths"])
+    if name in ("hf", "vf", "faf"):
+        options["fusion"] = name
+    return MODELS[name](num_classes=num_classes, vocab_size=vocab_size, embed_dim=embed_dim,
+                        embedding_matrix=embedding_matrix, **options)
+
+
+def model_options(model_config: Mapping[str, Any]) -> dict[str, Any]:
+    """The build_model keyword arguments held in a config's ``model`` section."""
+    return {k: v for k, v in dict(model_config).items() if k != "name"}
