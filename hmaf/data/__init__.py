@@ -1,0 +1,1 @@
+"""Data side of hmaf: preprocessing, records, vocabulary, embeddings and tf.data input."""

@@ -1,0 +1,205 @@
+"""The TFRecord example format of a prepared corpus (one ``tf.train.Example`` per utterance).
+
+Fields (see the common brief; this module is their single definition):
+
+=================  =============  ===================================================
+key                type           meaning
+=================  =============  ===================================================
+utt_id, speaker,   bytes          identifiers; ``group`` is the unit of speaker-
+group, split,                     independent folds, ``split`` the manifest's split
+label_name,                       (may be empty)
+transcript
+label              int64          class index into ``dataset.json`` label_names
+transcript_auto    int64 (0/1)    1 when the transcript came from speech recognition
+words              bytes [N]      normalised words (the model's tokens)
+num_frames         int64 [N]      frames kept per word, each >= 1
+frames             bytes          raw little-endian float32 ``[sum(num_frames), 64]``
+word_start,        float [N]      word boundaries in seconds
+word_end
+=================  =============  ===================================================
+
+Word ids are not stored: the input pipeline maps ``words`` through ``vocab.txt``.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Sequence
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np
+import tensorflow as tf
+
+# TensorFlow is only the data side's tool: it must never hold an accelerator JAX needs.
+try:
+    tf.config.set_visible_devices([], "GPU")
+except RuntimeError:  # devices already initialised by an earlier import: nothing to hide now
+    pass
+
+N_MELS = 64
+
+_STRING_FIELDS = ("utt_id", "speaker", "group", "split", "label_name", "transcript")
+
+FEATURE_SPEC = {
+    **{name: tf.io.FixedLenFeature([], tf.string, default_value="") for name in _STRING_FIELDS},
+    "label": tf.io.FixedLenFeature([], tf.int64),
+    "transcript_auto": tf.io.FixedLenFeature([], tf.int64, default_value=0),
+    "words": tf.io.RaggedFeature(tf.string),
+    "num_frames": tf.io.RaggedFeature(tf.int64),
+    "frames": tf.io.FixedLenFeature([], tf.string),
+    "word_start": tf.io.RaggedFeature(tf.float32),
+    "word_end": tf.io.RaggedFeature(tf.float32),
+}
+
+# The cheap fields a pipeline needs to select and balance examples before it decodes frames.
+HEADER_SPEC = {
+    "utt_id": FEATURE_SPEC["utt_id"],
+    "group": FEATURE_SPEC["group"],
+    "split": FEATURE_SPEC["split"],
+    "label": FEATURE_SPEC["label"],
+    "num_frames": FEATURE_SPEC["num_frames"],
+}
+
+
+class RecordError(ValueError):
+    """An example that cannot be written or read in this format."""
+
+
+def _bytes(values: Sequence[bytes]) -> tf.train.Feature:
+    return tf.train.Feature(bytes_list=tf.train.BytesList(value=list(values)))
+
+
+def _ints(values: Sequence[int]) -> tf.train.Feature:
+    return tf.train.Feature(int64_list=tf.train.Int64List(value=[int(v) for v in values]))
+
+
+def _floats(values: Sequence[float]) -> tf.train.Feature:
+    return tf.train.Feature(float_list=tf.train.FloatList(value=[float(v) for v in values]))
+
+
+def serialize_example(*, utt_id: str, speaker: str, label: int, label_name: str,
+                      words: Sequence[str], frames: Sequence[np.ndarray],
+                      word_start: Sequence[float], word_end: Sequence[float],
+                      group: str | None = None, split: str = "", transcript: str | None = None,
+                      transcript_auto: bool = False) -> bytes:
+    """Serializes one utterance to ``tf.train.Example`` bytes.
+
+    Args:
+        utt_id, speaker, label, label_name: identifiers and the class index.
+        words: the N normalised words.
+        frames: N arrays, word i of shape ``[num_frames_i, 64]`` (num_frames_i >= 1), float32.
+        word_start, word_end: N word boundaries in seconds.
+        group: fold unit; defaults to ``speaker``.
+        split: the manifest's split name, "" when the manifest gave none.
+        transcript: the full transcript; defaults to the words joined by spaces.
+        transcript_auto: whether the transcript came from speech recognition.
+
+    Raises:
+        RecordError: naming ``utt_id`` and the problem, for inconsistent or non-finite input.
+    """
+    n = len(words)
+    if n == 0:
+        raise RecordError(f"{utt_id}: an example needs at least one word")
+    if not (len(frames) == len(word_start) == len(word_end) == n):
+        raise RecordError(
+            f"{utt_id}: {n} words but {len(frames)} frame arrays, {len(word_start)} starts, "
+            f"{len(word_end)} ends")
+    num_frames = []
+    for i, word_frames in enumerate(frames):
+        shape = np.shape(word_frames)
+        if len(shape) != 2 or shape[1] != N_MELS or shape[0] < 1:
+            raise RecordError(
+                f"{utt_id}: word {i} ({words[i]!r}) has frames of shape {shape}, expected [n >= 1, {N_MELS}]")
+        num_frames.append(shape[0])
+    stacked = np.concatenate([np.asarray(f, dtype=np.float32) for f in frames], axis=0)
+    if not np.all(np.isfinite(stacked)):
+        raise RecordError(f"{utt_id}: frames hold NaN or inf")
+    for i, word in enumerate(words):
+        if not word:
+            raise RecordError(f"{utt_id}: word {i} is empty")
+    feature = {
+        "utt_id": _bytes([utt_id.encode()]),
+        "speaker": _bytes([speaker.encode()]),
+        "group": _bytes([(speaker if group is None else group).encode()]),
+        "split": _bytes([split.encode()]),
+        "label_name": _bytes([label_name.encode()]),
+        "transcript": _bytes([(" ".join(words) if transcript is None else transcript).encode()]),
+        "label": _ints([label]),
+        "transcript_auto": _ints([int(bool(transcript_auto))]),
+        "words": _bytes([w.encode() for w in words]),
+        "num_frames": _ints(num_frames),
+        # Explicit little-endian so records move between machines unchanged.
+        "frames": _bytes([stacked.astype("<f4").tobytes()]),
+        "word_start": _floats(word_start),
+        "word_end": _floats(word_end),
+    }
+    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+
+
+def parse_header(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
+    """Parses only utt_id, group, split, label and num_frames (no frame decoding).
+
+    Usable inside ``tf.data.Dataset.map``; ``label`` comes back int32.
+    """
+    header = tf.io.parse_single_example(serialized, HEADER_SPEC)
+    header["label"] = tf.cast(header["label"], tf.int32)
+    header["num_frames"] = tf.cast(header["num_frames"], tf.int32)
+    return header
+
+
+def parse_example(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
+    """Parses one serialized example into dense tensors (a tf function for ``Dataset.map``).
+
+    Returns:
+        A dict with the string fields (scalars), ``label`` int32 [], ``transcript_auto``
+        int32 [], ``words`` string [N], ``num_frames`` int32 [N], ``frames`` float32
+        ``[N, L_utt, 64]`` with L_utt = max(num_frames) and zeros after each word's frames,
+        ``word_start`` / ``word_end`` float32 [N].
+    """
+    ex = tf.io.parse_single_example(serialized, FEATURE_SPEC)
+    num_frames = ex["num_frames"]
+    flat = tf.io.decode_raw(ex["frames"], tf.float32, little_endian=True)
+    total = tf.reduce_sum(num_frames)
+    checks = [
+        tf.debugging.assert_equal(
+            tf.cast(tf.size(flat), tf.int64), total * N_MELS,
+            message="frames byte length does not match sum(num_frames) * 64 floats"),
+        tf.debugging.assert_equal(
+            tf.size(num_frames), tf.size(ex["words"]),
+            message="num_frames and words differ in length"),
+    ]
+    with tf.control_dependencies(checks):
+        flat = tf.reshape(flat, [-1, N_MELS])
+    frames = tf.RaggedTensor.from_row_lengths(flat, num_frames).to_tensor()
+    out = {name: ex[name] for name in _STRING_FIELDS}
+    out.update(
+        label=tf.cast(ex["label"], tf.int32),
+        transcript_auto=tf.cast(ex["transcript_auto"], tf.int32),
+        words=ex["words"],
+        num_frames=tf.cast(num_frames, tf.int32),
+        frames=frames,
+        word_start=ex["word_start"],
+        word_end=ex["word_end"],
+    )
+    return out
+
+
+def decode_example(serialized: bytes) -> dict[str, object]:
+    """Decodes serialized bytes eagerly into numpy / Python values (for tools and tests).
+
+    Returns the fields of :func:`parse_example` with strings decoded to ``str``,
+    ``words`` a ``list[str]`` and ``frames`` a list of N arrays ``[num_frames_i, 64]``.
+    """
+    parsed = parse_example(tf.constant(serialized))
+    out: dict[str, object] = {name: parsed[name].numpy().decode() for name in _STRING_FIELDS}
+    out["label"] = int(parsed["label"])
+    out["transcript_auto"] = bool(parsed["transcript_auto"])
+    out["words"] = [w.decode() for w in parsed["words"].numpy()]
+    num_frames = parsed["num_frames"].numpy()
+    out["num_frames"] = num_frames
+    padded = parsed["frames"].numpy()
+    out["frames"] = [padded[i, :n] for i, n in enumerate(num_frames)]
+    out["word_start"] = parsed["word_start"].numpy()
+    out["word_end"] = parsed["word_end"].numpy()
+    return out

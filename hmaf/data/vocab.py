@@ -1,0 +1,97 @@
+"""The word vocabulary of a prepared corpus (``vocab.txt``: line i holds the word of id i).
+
+Id 0 is ``<pad>``, id 1 ``<unk>``; the corpus words follow by frequency, most frequent
+first, ties in alphabetical order, so the same corpus always gives the same ids.
+This module imports numpy only.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import tempfile
+from typing import Iterable, Sequence
+
+import numpy as np
+
+PAD = "<pad>"
+UNK = "<unk>"
+PAD_ID = 0
+UNK_ID = 1
+
+
+class VocabError(ValueError):
+    """A vocabulary file or word list that breaks the format."""
+
+
+class Vocab:
+    """An id <-> word mapping with ``<pad>`` = 0 and ``<unk>`` = 1."""
+
+    def __init__(self, words: Sequence[str]):
+        """Args: words: all words in id order, starting with ``<pad>``, ``<unk>``."""
+        words = list(words)
+        if words[:2] != [PAD, UNK]:
+            raise VocabError(f"a vocabulary starts with {PAD!r}, {UNK!r}; got {words[:2]}")
+        for i, word in enumerate(words):
+            # One word per line in vocab.txt: a word with whitespace could not round-trip.
+            if not word or word != word.strip() or "\n" in word or "\r" in word:
+                raise VocabError(f"vocabulary word {i} ({word!r}) is empty or holds whitespace at its ends or a line break")
+        self.words: list[str] = words
+        self._index = {word: i for i, word in enumerate(words)}
+        if len(self._index) != len(words):
+            dupes = sorted(w for w, n in collections.Counter(words).items() if n > 1)
+            raise VocabError(f"vocabulary has duplicate words: {dupes[:10]}")
+
+    @classmethod
+    def build(cls, sentences: Iterable[Sequence[str]], *, min_count: int = 1) -> "Vocab":
+        """Builds the vocabulary of ``sentences`` (lists of normalised words).
+
+        Words seen fewer than ``min_count`` times are left out (they map to ``<unk>``).
+        """
+        counts = collections.Counter(w for sentence in sentences for w in sentence)
+        counts.pop(PAD, None)
+        counts.pop(UNK, None)
+        kept = sorted((w for w, n in counts.items() if n >= min_count), key=lambda w: (-counts[w], w))
+        return cls([PAD, UNK, *kept])
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "Vocab":
+        """Reads ``vocab.txt``; raises :class:`VocabError` naming the file when it is malformed."""
+        try:
+            with open(path, encoding="utf-8") as f:
+                words = f.read().split("\n")
+        except FileNotFoundError:
+            raise FileNotFoundError(f"vocabulary file not found: {path}") from None
+        if words and words[-1] == "":
+            words.pop()
+        try:
+            return cls(words)
+        except VocabError as e:
+            raise VocabError(f"{path}: {e}") from None
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Writes ``vocab.txt`` atomically (a temp file in the same folder, then rename)."""
+        folder = os.path.dirname(os.path.abspath(path))
+        fd, tmp = tempfile.mkstemp(prefix=".vocab-", suffix=".tmp", dir=folder)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write("\n".join(self.words) + "\n")
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+            raise
+
+    def __len__(self) -> int:
+        return len(self.words)
+
+    def __contains__(self, word: str) -> bool:
+        return word in self._index
+
+    def id(self, word: str) -> int:
+        """The id of ``word``, ``UNK_ID`` when it is not in the vocabulary."""
+        return self._index.get(word, UNK_ID)
+
+    def ids(self, words: Iterable[str]) -> np.ndarray:
+        """Ids of ``words``: int32 ``[len(words)]``, unknown words -> ``UNK_ID``."""
+        return np.asarray([self._index.get(w, UNK_ID) for w in words], dtype=np.int32)
