@@ -1,0 +1,501 @@
+"""The embedded default corpus: synthetic emotional speech where emotion sits on words.
+
+``python -m hmaf.corpora.synthetic --out DIR`` writes, with no download:
+
+    DIR/source/audio/<speaker>/<id>.wav   16 kHz speech (espeak-ng, see hmaf.corpora.tts)
+    DIR/source/manifest.jsonl             the manifest (audio, transcript, label, speaker,
+                                          id, split, group)
+    DIR/source/truth.jsonl                per utterance: the engine's true word timings
+                                          and the design (kind, emphasised word, pair)
+and then prepares it into DIR (dataset.json, records/, ...) with
+``hmaf.data.writer.prepare`` and writes DIR/alignment_report.json: the forced aligner's
+word onset/offset error against the true timings.
+
+Design (four IEMOCAP-style classes: angry, happy, sad, neutral). Every utterance is one
+of four kinds (shares are knobs):
+
+* ``ambiguous`` (default 30%): the text holds emotion words of two classes ("what the
+  hell, this is great") and is generated twice, once per class; only a word-level
+  emphasis (the same pitch/volume/rate change for every class) on one of the two words
+  decides the label, the utterance delivery is plain. Text alone is at chance between
+  the two classes and utterance-level audio hears "one emphasised word" either way:
+  this is the paper's "hell" vs "great", and word-level fusion is needed.
+* ``delivery``: neutral filler text ("my brother fixed the car yesterday"), the class is
+  carried by the utterance-level delivery only (angry faster/louder/wider pitch range,
+  happy higher/brighter, sad slower/lower/quieter, neutral plain); half of them get the
+  same emphasis on a random filler word, so emphasis alone never means emotion.
+* ``text``: one emotion word of the class, emphasised, plain delivery: text decides.
+* ``both``: one emotion word, emphasised, with the class's delivery.
+
+So text + audio beats either alone, and word-level fusion beats utterance-level fusion.
+Speakers are espeak-ng voice variants (group = speaker; manifest splits hold out whole
+speakers); classes and kinds are balanced within every speaker. Every random choice comes
+from one seeded generator: same seed and size -> same corpus, byte for byte.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import dataclasses
+import json
+import os
+import re
+import sys
+import time
+from typing import Sequence
+
+import numpy as np
+
+from hmaf.corpora import tts
+
+LABELS = ("angry", "happy", "sad", "neutral")
+KINDS = ("ambiguous", "delivery", "text", "both")
+VOICES = ("en+f1", "en+f2", "en+f3", "en+f4", "en+m1", "en+m2", "en+m3", "en+m4",
+          "en-us+f5", "en-us+m6", "en+m5", "en+m7", "en-us+f2", "en-us+m3")
+DEFAULT_SIZE = 640
+DEFAULT_SPEAKERS = 10
+
+# ---- the template grammar -------------------------------------------------------------
+SUBJECTS = ("my brother", "my sister", "the manager", "our neighbor", "the teacher",
+            "my friend", "the driver", "the doctor", "my mother", "my father", "the waiter",
+            "the new student", "our landlord", "the pilot", "my cousin", "the old man",
+            "the mechanic", "the coach", "the nurse", "the farmer")
+VERBS = ("moved", "opened", "checked", "painted", "carried", "cleaned", "found", "brought",
+         "sold", "fixed", "washed", "counted", "ordered", "delivered", "repaired",
+         "measured", "closed", "locked", "borrowed", "returned")
+OBJECTS = ("table", "window", "car", "letter", "boxes", "door", "garden", "report",
+           "kitchen", "bicycle", "chairs", "tickets", "computer", "fence", "papers", "lamp",
+           "books", "keys", "boat", "printer")
+TIMES = ("this morning", "yesterday", "on monday", "after lunch", "last week",
+         "before dinner", "at noon", "on friday", "last night", "today")
+FILLER_FRAMES = ("{S} {V} the {O} {T}", "{S} {V} the {O}", "{T} {S} {V} the {O}",
+                 "I think {S} {V} the {O}", "apparently {S} {V} the {O} {T}")
+
+# Emotion-bearing words by class, each with the frames it fits ("{E}" is the word).
+SITUATION_WORDS = {
+    "angry": ("outrageous", "ridiculous", "disgusting", "unacceptable", "insulting",
+              "infuriating", "absurd", "shameful"),
+    "happy": ("great", "wonderful", "fantastic", "amazing", "lovely", "brilliant",
+              "perfect", "awesome"),
+    "sad": ("tragic", "hopeless", "heartbreaking", "depressing", "miserable", "painful",
+            "bleak", "gloomy"),
+    "neutral": ("fine", "okay", "normal", "ordinary", "typical", "standard", "usual",
+                "average"),
+}
+SITUATION_FRAMES = ("this is {E}", "that was {E}", "it is {E}", "the whole thing is {E}",
+                    "it was all {E}", "everything is {E}")
+FEELING_WORDS = {
+    "angry": ("furious", "livid", "mad", "annoyed", "outraged", "enraged"),
+    "happy": ("delighted", "thrilled", "glad", "excited", "overjoyed", "cheerful"),
+    "sad": ("lonely", "heartbroken", "depressed", "devastated", "unhappy", "hopeless"),
+    "neutral": ("calm", "busy", "ready", "awake", "fine", "alright"),
+}
+FEELING_FRAMES = ("I feel {E}", "I felt so {E}", "honestly I was {E}", "she was {E}",
+                  "he seems {E}", "we are {E}")
+INTERJECTIONS = {  # (frame, word) pairs: interjections fit only their own frame
+    "angry": (("what the {E}", "hell"), ("{E} it", "damn")),
+    "happy": (("{E}", "wow"), ("oh {E}", "wow"), ("{E}", "yay")),
+    "sad": (("{E}", "sadly"), ("{E}", "alas")),
+    "neutral": (("{E}", "anyway"), ("{E}", "well")),
+}
+CONNECTORS = (", ", ", but ", " and ", ". ")
+
+# ---- delivery (percent changes, as SSML <prosody> takes them) ----------------------------
+# mean (pitch %, range %, rate %, volume %) of each class's utterance-level delivery.
+DELIVERY = {
+    "angry": (12.0, 70.0, 130.0, 60.0),
+    "happy": (35.0, 50.0, 110.0, 20.0),
+    "sad": (-25.0, -50.0, 75.0, -40.0),
+    "neutral": (0.0, 0.0, 100.0, 0.0),
+}
+DELIVERY_JITTER = (6.0, 10.0, 6.0, 8.0)
+EMPHASIS = (55.0, 0.0, 70.0, 70.0)  # one word: higher, slower, louder; same for all classes
+EMPHASIS_JITTER = (8.0, 0.0, 5.0, 10.0)
+
+
+@dataclasses.dataclass
+class Item:
+    """One designed utterance before synthesis.
+
+    text marks the emphasised word as ``*word*`` (at most one).
+    """
+    id: str
+    kind: str
+    label: str
+    text: str
+    delivery: tuple[float, float, float, float] | None
+    emphasis: tuple[float, float, float, float] | None
+    speaker: str = ""
+    voice: str = ""
+    pair: int | None = None
+    split: str = "train"
+
+    @property
+    def emphasized_word(self) -> str | None:
+        m = re.search(r"\*([^*]+)\*", self.text)
+        return m.group(1) if m else None
+
+
+def _prosody(values: tuple[float, float, float, float]) -> tts.Prosody:
+    pitch, rng, rate, volume = values
+    return tts.Prosody(pitch=f"{pitch:+.0f}%", range=f"{rng:+.0f}%" if rng else None,
+                       rate=f"{rate:.0f}%", volume=f"{volume:+.0f}%")
+
+
+def segments(item: Item) -> list[tts.Segment]:
+    """The item's text as TTS segments; the ``*word*`` gets the emphasis prosody."""
+    parts = re.split(r"\*([^*]+)\*", item.text)
+    out = []
+    for i, part in enumerate(parts):
+        if i % 2 == 1:
+            out.append(tts.Segment(part, prosody=_prosody(item.emphasis)))
+        elif part.strip():
+            out.append(tts.Segment(part.strip()))
+    return out
+
+
+class Grammar:
+    """Draws sentences from the template grammar with one seeded generator."""
+
+    def __init__(self, rng: np.random.Generator) -> None:
+        self.rng = rng
+
+    def pick(self, options: Sequence[str]) -> str:
+        return options[int(self.rng.integers(len(options)))]
+
+    def filler(self, emphasize: bool = False) -> str:
+        frame = self.pick(FILLER_FRAMES)
+        verb, obj = self.pick(VERBS), self.pick(OBJECTS)
+        if emphasize:  # the same emphasis, on a word that carries no emotion
+            if self.rng.random() < 0.5:
+                verb = f"*{verb}*"
+            else:
+                obj = f"*{obj}*"
+        return (frame.replace("{S}", self.pick(SUBJECTS)).replace("{V}", verb)
+                .replace("{O}", obj).replace("{T}", self.pick(TIMES)))
+
+    def expression(self, label: str, emphasize: bool) -> str:
+        """A clause whose one emotion-bearing word belongs to ``label``."""
+        r = self.rng.random()
+        if r < 0.45:
+            frame, word = self.pick(SITUATION_FRAMES), self.pick(SITUATION_WORDS[label])
+        elif r < 0.85:
+            frame, word = self.pick(FEELING_FRAMES), self.pick(FEELING_WORDS[label])
+        else:
+            frame, word = INTERJECTIONS[label][int(self.rng.integers(len(INTERJECTIONS[label])))]
+        return frame.replace("{E}", f"*{word}*" if emphasize else word)
+
+    def sentence(self, clauses: list[str]) -> str:
+        text = clauses[0]
+        for clause in clauses[1:]:
+            text += self.pick(CONNECTORS) + clause
+        # Capitalise sentence starts only where "." joined clauses.
+        text = re.sub(r"(^|\. )(\*?)([a-z])", lambda m: m.group(1) + m.group(2) + m.group(3).upper(), text)
+        return text + "."
+
+    def jitter(self, mean: Sequence[float], scale: Sequence[float]) -> tuple[float, ...]:
+        return tuple(float(m + s * self.rng.standard_normal()) for m, s in zip(mean, scale))
+
+
+def design(size: int, *, seed: int = 0, num_speakers: int = DEFAULT_SPEAKERS,
+           ambiguous_share: float = 0.3, delivery_share: float = 0.25,
+           text_share: float = 0.2) -> list[Item]:
+    """The corpus plan: ``size`` items, balanced over classes and speakers.
+
+    The remaining share (1 - ambiguous - delivery - text) is ``both``. The ambiguous
+    count is rounded to an even number (they come in same-text pairs).
+    """
+    if not 1 <= num_speakers <= len(VOICES):
+        raise ValueError(f"num_speakers must be in 1..{len(VOICES)}")
+    shares = (ambiguous_share, delivery_share, text_share)
+    if min(shares) < 0 or sum(shares) > 1 + 1e-9:
+        raise ValueError(f"shares must be >= 0 and sum to <= 1, got {shares}")
+    rng = np.random.default_rng(seed)
+    grammar = Grammar(rng)
+    n_amb = 2 * int(round(size * ambiguous_share / 2))
+    n_del = int(round(size * delivery_share))
+    n_text = int(round(size * text_share))
+    n_both = max(0, size - n_amb - n_del - n_text)
+    items: list[Item] = []
+
+    pairs = [(a, b) for i, a in enumerate(LABELS) for b in LABELS[i + 1:]]
+    for p in range(n_amb // 2):
+        a, b = pairs[p % len(pairs)]
+        clauses = [grammar.expression(a, True), grammar.expression(b, True)]
+        if rng.random() < 0.5:
+            clauses.reverse()
+        if rng.random() < 0.4:
+            clauses.insert(int(rng.integers(3)), grammar.filler())
+        marked = grammar.sentence(clauses)
+        words = re.findall(r"\*([^*]+)\*", marked)
+        for label in (a, b):
+            # The same text for both labels; only the emphasis mark differs.
+            text = _unmark_except(marked, _word_of(label, words))
+            items.append(Item(id="", kind="ambiguous", label=label, text=text, delivery=None,
+                              emphasis=grammar.jitter(EMPHASIS, EMPHASIS_JITTER), pair=p))
+    for kind, count in (("delivery", n_del), ("text", n_text), ("both", n_both)):
+        for i in range(count):
+            label = LABELS[i % len(LABELS)]
+            if kind == "delivery":
+                clauses = [grammar.filler(emphasize=rng.random() < 0.5)]
+                if rng.random() < 0.4:
+                    clauses.append(grammar.filler())
+            else:
+                clauses = [grammar.expression(label, True)]
+                if rng.random() < 0.7:
+                    clauses.insert(int(rng.integers(2)), grammar.filler())
+            text = grammar.sentence(clauses)
+            delivery = None if kind == "text" else grammar.jitter(DELIVERY[label], DELIVERY_JITTER)
+            emphasis = grammar.jitter(EMPHASIS, EMPHASIS_JITTER) if "*" in text else None
+            items.append(Item(id="", kind=kind, label=label, text=text, delivery=delivery,
+                              emphasis=emphasis))
+    _assign_speakers(items, rng, num_speakers)
+    return items
+
+
+def _word_of(label: str, words: Sequence[str]) -> str:
+    vocab = SITUATION_WORDS[label] + FEELING_WORDS[label] + tuple(w for _, w in INTERJECTIONS[label])
+    for w in words:
+        if w.lower() in vocab:
+            return w
+    raise AssertionError(f"no {label} word among {words}")
+
+
+def _unmark_except(marked: str, keep: str) -> str:
+    return re.sub(r"\*([^*]+)\*", lambda m: f"*{m.group(1)}*" if m.group(1) == keep else m.group(1),
+                  marked)
+
+
+def _assign_speakers(items: list[Item], rng: np.random.Generator, num_speakers: int) -> None:
+    """Deals every (kind, label) stratum round-robin over speakers; ids follow the plan.
+
+    Splits hold out whole speakers: the last one is test, the one before validation
+    (with >= 3 speakers), so manifest splits are speaker-independent like the folds.
+    """
+    voices = VOICES[:num_speakers]
+    order = rng.permutation(len(items))
+    counters: dict[tuple[str, str], int] = {}
+    offset = int(rng.integers(num_speakers))
+    for n, idx in enumerate(order):
+        item = items[idx]
+        key = (item.kind, item.label)
+        k = counters.get(key, 0)
+        counters[key] = k + 1
+        s = (k + offset + LABELS.index(item.label)) % num_speakers
+        item.voice = voices[s]
+        item.speaker = "spk%02d_%s" % (s, item.voice.replace("+", "_"))
+        if num_speakers >= 3:
+            item.split = ("test" if s == num_speakers - 1 else
+                          "validation" if s == num_speakers - 2 else "train")
+        item.id = f"syn{n:05d}"
+    items.sort(key=lambda it: it.id)
+
+
+def _synthesize_item(item: Item, engine: tts.Engine, source_dir: str, sample_rate: int,
+                     seed: int) -> dict:
+    rng = np.random.default_rng([seed, int(item.id[3:])])
+    lead, trail = float(rng.uniform(0.15, 0.35)), float(rng.uniform(0.1, 0.3))
+    syn = tts.synthesize(segments(item), item.voice,
+                         utterance=None if item.delivery is None else _prosody(item.delivery),
+                         sample_rate=sample_rate, lead_s=lead, trail_s=trail,
+                         noise_dbfs=-60.0, seed=int(rng.integers(2**31)), engine=engine)
+    if syn.untimed:
+        raise tts.TTSError(f"{item.id}: no word events for {syn.untimed} in {syn.transcript!r}")
+    rel = os.path.join("audio", item.speaker, f"{item.id}.wav")
+    os.makedirs(os.path.join(source_dir, "audio", item.speaker), exist_ok=True)
+    syn.write_wav(os.path.join(source_dir, rel))
+    manifest = {"id": item.id, "audio": rel, "transcript": syn.transcript, "label": item.label,
+                "speaker": item.speaker, "group": item.speaker, "split": item.split}
+    truth = {"id": item.id, "kind": item.kind, "label": item.label, "pair": item.pair,
+             "emphasized": item.emphasized_word, "voice": item.voice,
+             "delivery": item.delivery, "duration": round(syn.duration, 4),
+             "words": [[w.word, round(w.start, 5), round(w.end, 5)] for w in syn.words]}
+    return {"manifest": manifest, "truth": truth, "seconds": syn.duration}
+
+
+def _write_jsonl(path: str, rows: Sequence[dict]) -> None:
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w") as f:
+        for row in rows:
+            f.write(json.dumps(row, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+def generate(out_dir: str, *, size: int = DEFAULT_SIZE, seed: int = 0, workers: int = 1,
+             num_speakers: int = DEFAULT_SPEAKERS, ambiguous_share: float = 0.3,
+             delivery_share: float = 0.25, text_share: float = 0.2,
+             sample_rate: int = 16000) -> dict:
+    """Synthesises the designed corpus into ``out_dir/source``; returns a summary dict."""
+    items = design(size, seed=seed, num_speakers=num_speakers, ambiguous_share=ambiguous_share,
+                   delivery_share=delivery_share, text_share=text_share)
+    source_dir = os.path.join(out_dir, "source")
+    os.makedirs(source_dir, exist_ok=True)
+    engines = [tts.Engine() for _ in range(max(1, workers))]
+    t0 = time.perf_counter()
+    try:
+        # Each thread owns one engine process: the synthesis runs there, off the GIL.
+        with concurrent.futures.ThreadPoolExecutor(len(engines)) as pool:
+            chunks = [items[i::len(engines)] for i in range(len(engines))]
+            futures = [pool.submit(lambda c, e: [_synthesize_item(it, e, source_dir, sample_rate, seed)
+                                                 for it in c], chunk, engine)
+                       for chunk, engine in zip(chunks, engines)]
+            results = sorted((r for f in futures for r in f.result()),
+                             key=lambda r: r["manifest"]["id"])
+    finally:
+        for engine in engines:
+            engine.close()
+    _write_jsonl(os.path.join(source_dir, "truth.jsonl"), [r["truth"] for r in results])
+    _write_jsonl(os.path.join(source_dir, "manifest.jsonl"), [r["manifest"] for r in results])
+    summary = {
+        "num_utterances": len(results),
+        "audio_seconds": round(sum(r["seconds"] for r in results), 2),
+        "synthesis_s": round(time.perf_counter() - t0, 2),
+        "kinds": {k: sum(it.kind == k for it in items) for k in KINDS},
+        "labels": {k: sum(it.label == k for it in items) for k in LABELS},
+        "speakers": sorted({it.speaker for it in items}),
+        "seed": seed,
+    }
+    with open(os.path.join(source_dir, "design.json"), "w") as f:
+        json.dump(summary, f, indent=1, sort_keys=True)
+    return summary
+
+
+def _read_prepared_timings(prepared_dir: str) -> dict[str, tuple[list[str], np.ndarray, np.ndarray]]:
+    """utt_id -> (words, word_start, word_end) from a prepared corpus's records."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+
+    try:
+        tf.config.set_visible_devices([], "GPU")
+    except RuntimeError:  # already initialised by an earlier import
+        pass
+    with open(os.path.join(prepared_dir, "dataset.json")) as f:
+        shards = [os.path.join(prepared_dir, "records", name) for name in json.load(f)["shards"]]
+    out = {}
+    for raw in tf.data.TFRecordDataset(shards):
+        feature = tf.train.Example.FromString(raw.numpy()).features.feature
+        utt_id = feature["utt_id"].bytes_list.value[0].decode()
+        out[utt_id] = ([w.decode() for w in feature["words"].bytes_list.value],
+                       np.asarray(feature["word_start"].float_list.value, np.float64),
+                       np.asarray(feature["word_end"].float_list.value, np.float64))
+    return out
+
+
+def _stats_ms(errors: np.ndarray) -> dict:
+    if errors.size == 0:
+        return {"median": None, "mean": None, "p90": None, "max": None}
+    ms = 1000.0 * errors
+    return {"median": round(float(np.median(ms)), 2), "mean": round(float(np.mean(ms)), 2),
+            "p90": round(float(np.percentile(ms, 90)), 2), "max": round(float(np.max(ms)), 2)}
+
+
+def alignment_report(prepared_dir: str, truth_path: str) -> dict:
+    """The aligner's word boundary errors against the engine's true timings.
+
+    An utterance is compared when its prepared word count equals its true word count
+    (the words are then the same, in order); the others are counted, not guessed at.
+    Errors are absolute differences of onsets and of offsets, in milliseconds.
+    """
+    prepared = _read_prepared_timings(prepared_dir)
+    onset, offset, compared, mismatched, missing = [], [], 0, [], 0
+    with open(truth_path) as f:
+        truth = [json.loads(line) for line in f]
+    for row in truth:
+        if row["id"] not in prepared:
+            missing += 1  # rejected by prepare (see rejects.jsonl)
+            continue
+        words, start, end = prepared[row["id"]]
+        true = np.asarray([w[1:] for w in row["words"]], np.float64)
+        if len(words) != len(true):
+            mismatched.append(row["id"])
+            continue
+        compared += 1
+        onset.append(np.abs(start - true[:, 0]))
+        offset.append(np.abs(end - true[:, 1]))
+    onset_all = np.concatenate(onset) if onset else np.zeros(0)
+    offset_all = np.concatenate(offset) if offset else np.zeros(0)
+    return {
+        "utterances_compared": compared,
+        "words_compared": int(onset_all.size),
+        "utterances_word_count_mismatch": len(mismatched),
+        "mismatched_ids": mismatched[:20],
+        "utterances_not_prepared": missing,
+        "onset_error_ms": _stats_ms(onset_all),
+        "offset_error_ms": _stats_ms(offset_all),
+        "onset_within_20ms": round(float(np.mean(onset_all < 0.020)), 4) if onset_all.size else None,
+        "offset_within_20ms": round(float(np.mean(offset_all < 0.020)), 4) if offset_all.size else None,
+        "truth": "espeak-ng word/phoneme events (hmaf.corpora.tts)",
+    }
+
+
+def build(out_dir: str, *, size: int = DEFAULT_SIZE, seed: int = 0, workers: int | None = None,
+          embeddings: str = "glove6b50", prepare: bool = True, **design_kwargs) -> dict:
+    """Generates the corpus and (unless ``prepare=False``) prepares it into ``out_dir``.
+
+    Returns {"generate": summary, "dataset": dataset.json content or None,
+    "alignment": alignment report or None, "timing_s": {...}}.
+    """
+    workers = workers or os.cpu_count() or 1
+    t0 = time.perf_counter()
+    summary = generate(out_dir, size=size, seed=seed, workers=workers, **design_kwargs)
+    t1 = time.perf_counter()
+    result = {"generate": summary, "dataset": None, "alignment": None}
+    if prepare:
+        from hmaf.data.writer import prepare as prepare_corpus
+
+        result["dataset"] = prepare_corpus(
+            os.path.join(out_dir, "source", "manifest.jsonl"), out_dir, embeddings=embeddings,
+            num_workers=workers, labels=list(LABELS), name="synthetic", seed=seed)
+        t2 = time.perf_counter()
+        report = alignment_report(out_dir, os.path.join(out_dir, "source", "truth.jsonl"))
+        report["aligner_timing_s"] = result["dataset"].get("timing", {}).get("align_s")
+        tmp = os.path.join(out_dir, f"alignment_report.json.tmp{os.getpid()}")
+        with open(tmp, "w") as f:
+            json.dump(report, f, indent=1, sort_keys=True)
+        os.replace(tmp, os.path.join(out_dir, "alignment_report.json"))
+        result["alignment"] = report
+        result["timing_s"] = {"generate": round(t1 - t0, 2), "prepare": round(t2 - t1, 2),
+                              "total": round(time.perf_counter() - t0, 2)}
+    else:
+        result["timing_s"] = {"generate": round(t1 - t0, 2), "total": round(t1 - t0, 2)}
+    return result
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m hmaf.corpora.synthetic",
+        description="Generate and prepare the embedded synthetic emotional-speech corpus.")
+    parser.add_argument("--out", required=True, help="output folder (prepared corpus)")
+    parser.add_argument("--size", type=int, default=DEFAULT_SIZE, help="number of utterances")
+    parser.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--speakers", type=int, default=DEFAULT_SPEAKERS,
+                        help=f"voices, 1..{len(VOICES)}")
+    parser.add_argument("--ambiguous-share", type=float, default=0.3)
+    parser.add_argument("--delivery-share", type=float, default=0.25)
+    parser.add_argument("--text-share", type=float, default=0.2)
+    parser.add_argument("--embeddings", default="glove6b50", help="embedding spec for prepare")
+    parser.add_argument("--no-prepare", action="store_true",
+                        help="only synthesise DIR/source (manifest, audio, truth)")
+    args = parser.parse_args(argv)
+    result = build(args.out, size=args.size, seed=args.seed, workers=args.workers,
+                   embeddings=args.embeddings, prepare=not args.no_prepare,
+                   num_speakers=args.speakers, ambiguous_share=args.ambiguous_share,
+                   delivery_share=args.delivery_share, text_share=args.text_share)
+    g = result["generate"]
+    print(f"synthesised {g['num_utterances']} utterances ({g['audio_seconds']:.0f} s of audio) "
+          f"in {result['timing_s']['generate']:.1f} s -> {os.path.join(args.out, 'source')}")
+    if result["alignment"] is not None:
+        a = result["alignment"]
+        print(f"prepared {result['dataset']['num_examples']} examples into {args.out} "
+              f"in {result['timing_s']['prepare']:.1f} s (total {result['timing_s']['total']:.1f} s)")
+        print(f"aligner vs true word timings over {a['words_compared']} words: onset error "
+              f"median {a['onset_error_ms']['median']} ms, mean {a['onset_error_ms']['mean']} ms; "
+              f"offset error median {a['offset_error_ms']['median']} ms, mean "
+              f"{a['offset_error_ms']['mean']} ms -> {os.path.join(args.out, 'alignment_report.json')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
