@@ -81,7 +81,7 @@ def _floats(values: Sequence[float]) -> tf.train.Feature:
 def serialize_example(*, utt_id: str, speaker: str, label: int, label_name: str,
                       words: Sequence[str], frames: Sequence[np.ndarray],
                       word_start: Sequence[float], word_end: Sequence[float],
-                      group: str | None = None, split: str = "", transcript: str | None = None,
+                      group: str | None = None, split: str | None = "", transcript: str | None = None,
                       transcript_auto: bool = False) -> bytes:
     """Serializes one utterance to ``tf.train.Example`` bytes.
 
@@ -91,7 +91,7 @@ def serialize_example(*, utt_id: str, speaker: str, label: int, label_name: str,
         frames: N arrays, word i of shape ``[num_frames_i, 64]`` (num_frames_i >= 1), float32.
         word_start, word_end: N word boundaries in seconds.
         group: fold unit; defaults to ``speaker``.
-        split: the manifest's split name, "" when the manifest gave none.
+        split: the manifest's split name; "" or None when the manifest gave none.
         transcript: the full transcript; defaults to the words joined by spaces.
         transcript_auto: whether the transcript came from speech recognition.
 
@@ -122,7 +122,7 @@ def serialize_example(*, utt_id: str, speaker: str, label: int, label_name: str,
         "utt_id": _bytes([utt_id.encode()]),
         "speaker": _bytes([speaker.encode()]),
         "group": _bytes([(speaker if group is None else group).encode()]),
-        "split": _bytes([split.encode()]),
+        "split": _bytes([(split or "").encode()]),
         "label_name": _bytes([label_name.encode()]),
         "transcript": _bytes([(" ".join(words) if transcript is None else transcript).encode()]),
         "label": _ints([label]),

@@ -9,9 +9,8 @@ import tensorflow as tf
 
 from hmaf.batch import validate
 from hmaf.data import pipeline
+from hmaf.data.fake_corpus import OOV_WORD
 from hmaf.data.vocab import UNK_ID, Vocab
-
-from conftest import OOV_WORD
 
 
 def _files_and_words(tiny_corpus):

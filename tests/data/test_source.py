@@ -9,9 +9,8 @@ import numpy as np
 import pytest
 
 from hmaf.batch import validate
+from hmaf.data.fake_corpus import LABELS
 from hmaf.data.source import CorpusError, CorpusSource, DatasetInfo
-
-from conftest import LABELS
 
 
 def _same(a, b):
