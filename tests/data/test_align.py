@@ -1,0 +1,79 @@
+import numpy as np
+import pytest
+
+from hmaf.data.align import AlignmentError, align_words
+from hmaf.data.audio import load_audio
+from speech_synth import say_words
+
+SENTENCES = [
+    ("the quick brown fox jumps over the lazy dog", "en+f3"),
+    ("she sells sea shells by the sea shore every morning", "en+m3"),
+    ("nobody expected the meeting to last until midnight", "en-us"),
+]
+
+
+@pytest.fixture(scope="module")
+def spoken(tmp_path_factory):
+    """[(words, true onsets, true offsets, 16 kHz samples)] of words spoken with known gaps."""
+    folder = tmp_path_factory.mktemp("align")
+    out = []
+    for k, (text, voice) in enumerate(SENTENCES):
+        words = text.split()
+        onsets, offsets = say_words(words, folder / f"s{k}.wav", folder, voice=voice)
+        out.append((words, onsets, offsets, load_audio(folder / f"s{k}.wav")))
+    return out
+
+
+def test_word_onsets_match_truth(spoken):
+    # Three alignments in one process: the second and third must not hang (cewsubprocess).
+    errors = []
+    for words, onsets, offsets, samples in spoken:
+        starts, ends = align_words(samples, words)
+        assert starts.shape == ends.shape == (len(words),)
+        assert np.all(ends >= starts) and np.all(np.diff(starts) >= 0)
+        assert ends[-1] <= samples.size / 16000 + 1e-6
+        errors.extend(np.abs(starts - onsets))
+    errors_ms = 1000 * np.asarray(errors)
+    median, mean = float(np.median(errors_ms)), float(np.mean(errors_ms))
+    print(f"\naeneas word-onset error over {errors_ms.size} words: median {median:.1f} ms, mean {mean:.1f} ms")
+    assert median < 30, f"median word-onset error {median:.1f} ms (mean {mean:.1f} ms)"
+
+
+def test_leading_silence_is_not_given_to_the_first_word(spoken):
+    words, onsets, offsets, samples = spoken[0]
+    trimmed_starts, trimmed_ends = align_words(samples, words)
+    assert abs(trimmed_starts[0] - onsets[0]) < 0.03
+    assert abs(trimmed_ends[-1] - offsets[-1]) < 0.05
+    untrimmed_starts, _ = align_words(samples, words, trim_db=None)
+    assert untrimmed_starts[0] == 0.0  # what aeneas does on its own: the 0.3 s lead-in joins word 1
+
+
+def test_single_word_and_non_ascii(spoken):
+    _, _, _, samples = spoken[0]
+    starts, ends = align_words(samples[: 16000], ["hello"])
+    assert starts.shape == (1,) and ends[0] > starts[0]
+    starts, ends = align_words(samples, ["café", "naïve", "résumé", "über", "fox", "dog", "the", "lazy", "over"])
+    assert np.all(np.isfinite(starts)) and starts.shape == (9,)
+
+
+def test_failures_raise_alignment_error(spoken):
+    _, _, _, samples = spoken[0]
+    with pytest.raises(AlignmentError, match="no words"):
+        align_words(samples, [])
+    with pytest.raises(AlignmentError, match="whitespace"):
+        align_words(samples, ["two words"])
+    with pytest.raises(AlignmentError, match="language"):
+        align_words(samples, ["hello"], language="xxx")
+    with pytest.raises(AlignmentError, match="did not finish"):  # a wedged synthesizer cannot hang us
+        align_words(samples, ["hello", "world"], timeout_s=0.001)
+
+
+def test_temporary_files_are_removed(spoken, tmp_path, monkeypatch):
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    words, _, _, samples = spoken[1]
+    align_words(samples, words)
+    with pytest.raises(AlignmentError):
+        align_words(samples, words, timeout_s=0.001)
+    assert list(tmp_path.iterdir()) == []
