@@ -36,3 +36,58 @@ def random_batch(rng: np.random.Generator, batch_size: int, max_words: int, max_
     word_ids = np.where(word_mask, rng.integers(2, vocab_size, size=word_mask.shape), 0)
     return Batch(word_ids=word_ids.astype(np.int32), word_mask=word_mask, frames=frames,
                  frame_mask=frame_mask, label=rng.integers(0, num_classes, batch_size).astype(np.int32))
+
+
+class ToySource:
+    """A small learnable corpus made in memory, with the interface of
+    :class:`hmaf.data.source.CorpusSource` (used by the training tests).
+
+    Each class has keywords in the text and a louder band of mel energies on one
+    word in the audio, so text-only, audio-only and fusion models can all learn it.
+    """
+
+    def __init__(self, *, num_classes: int = 3, vocab_size: int = 30, embed_dim: int = 8, max_words: int = 8,
+                 max_frames: int = 6, split_sizes: tuple[int, int, int] = (48, 24, 24), batch_size: int = 8,
+                 seed: int = 0):
+        self.num_classes, self.vocab_size, self.embed_dim = num_classes, vocab_size, embed_dim
+        self.max_words, self.max_frames, self.batch_size, self.seed = max_words, max_frames, batch_size, seed
+        self.label_names = [f"class{i}" for i in range(num_classes)]
+        self.info = {"label_names": self.label_names, "num_classes": num_classes, "vocab_size": vocab_size,
+                     "embedding_dim": embed_dim, "l_max": max_frames, "name": "toy"}
+        self._splits = {name: self._examples(np.random.default_rng([seed, i]), size)
+                        for i, (name, size) in enumerate(zip(("train", "validation", "test"), split_sizes))}
+
+    def embeddings(self) -> np.ndarray:
+        return np.random.default_rng(self.seed).normal(size=(self.vocab_size, self.embed_dim)).astype(np.float32)
+
+    def _examples(self, rng: np.random.Generator, size: int) -> Batch:
+        labels = np.arange(size) % self.num_classes
+        batch = random_batch(rng, size, self.max_words, self.max_frames, vocab_size=self.vocab_size,
+                             num_classes=self.num_classes, min_words=2, min_frames=2)
+        batch["label"] = labels.astype(np.int32)
+        key_pos = rng.integers(0, 2, size)  # a real word: every utterance has >= 2
+        batch["word_ids"][np.arange(size), key_pos] = 2 + labels  # the class's keyword
+        band = (np.arange(batch["frames"].shape[-1]) // 8 == labels[:, None])  # [size, M]
+        batch["frames"][np.arange(size), key_pos] += 3.0 * band[:, None, :]
+        batch["frames"] *= batch["frame_mask"][..., None]
+        return batch
+
+    def split_sizes(self) -> dict[str, int]:
+        return {name: len(b["label"]) for name, b in self._splits.items()}
+
+    def train_batches(self, start_step: int = 0) -> Iterator[Batch]:
+        """Infinite class-balanced batches; batch ``s`` depends only on (seed, s)."""
+        train = self._splits["train"]
+        by_class = [np.flatnonzero(train["label"] == c) for c in range(self.num_classes)]
+        step = start_step
+        while True:
+            rng = np.random.default_rng([self.seed, 1000, step])
+            idx = np.concatenate([rng.choice(by_class[c], self.batch_size // self.num_classes + 1)
+                                  for c in range(self.num_classes)])[: self.batch_size]
+            yield {k: v[idx] for k, v in train.items()}
+            step += 1
+
+    def eval_batches(self, split: str) -> Iterator[Batch]:
+        data = self._splits[split]
+        for start in range(0, len(data["label"]), self.batch_size):
+            yield {k: v[start:start + self.batch_size] for k, v in data.items()}

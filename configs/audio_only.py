@@ -1,0 +1,7 @@
+"""Model `audio_only` with the paper's settings; `configs/audio_only.py:tiny` for a smoke run."""
+
+from configs import default
+
+
+def get_config(arg=None):
+    return default.get_config(arg, model="audio_only")

@@ -1,0 +1,35 @@
+"""Base config: the paper's sizes and protocol (§4.3). The model files override
+``model.name``; ``:tiny`` (e.g. ``--config=configs/faf.py:tiny``) shrinks everything
+for a smoke run on a laptop, as big_vision's ``runlocal``."""
+
+import ml_collections
+
+
+def get_config(arg: str | None = None, model: str = "faf") -> ml_collections.ConfigDict:
+    config = ml_collections.ConfigDict()
+    config.model = ml_collections.ConfigDict(dict(
+        name=model, hidden=100, attention_dim=200, fusion_dim=200, filters=300, widths=(2, 3, 4, 5),
+        dropout=0.5, train_embedding=True, unroll=1, dtype="float32"))
+    config.data = ml_collections.ConfigDict(dict(
+        source="corpus", dir="data/synthetic", fold=0, num_folds=5, split_mode="folds", balanced=True))
+    config.seed = 0
+    config.batch_size = 8
+    config.learning_rate = 1e-3
+    config.num_train_steps = 3000  # per stage
+    config.eval_every = 200
+    config.log_every = 50
+    config.patience = 5  # evaluations without a better validation score
+    config.select_metric = "ua"
+    config.staged = True  # train text and audio branches first, then fine-tune the fusion
+    config.stage = "all"  # or one stage: text | audio | fusion
+    if arg == "tiny":
+        config.model.update(hidden=8, attention_dim=8, fusion_dim=8, filters=8, widths=(2, 3))
+        config.data.source = "toy"
+        config.data.toy = ml_collections.ConfigDict(dict(num_classes=3, split_sizes=(48, 24, 24)))
+        config.num_train_steps = 30
+        config.eval_every = 10
+        config.log_every = 5
+        config.patience = 100
+    elif arg not in (None, ""):
+        raise ValueError(f"unknown config variant {arg!r}; use 'tiny' or nothing")
+    return config

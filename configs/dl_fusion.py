@@ -1,0 +1,7 @@
+"""Model `dl_fusion` with the paper's settings; `configs/dl_fusion.py:tiny` for a smoke run."""
+
+from configs import default
+
+
+def get_config(arg=None):
+    return default.get_config(arg, model="dl_fusion")

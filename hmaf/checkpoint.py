@@ -1,0 +1,113 @@
+"""Orbax checkpoints of a stage, and :func:`load` for notebooks.
+
+A stage directory holds ``checkpoints/latest`` (the full train state, to resume after
+a crash or kill) and ``checkpoints/best`` (the variables chosen on validation), each
+with the run's config and a ``model.json`` that says how to rebuild the model. So
+
+    model, variables, config = hmaf.checkpoint.load(workdir)
+    out = model.apply(variables, batch)
+
+restores a trained model with no training code: this module needs jax, flax, orbax
+and ml_collections only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import ml_collections
+import orbax.checkpoint as ocp
+
+from hmaf.models import build_model
+
+PyTree = Any
+STAGE_ORDER = ("fusion", "audio", "text")  # the last stage of a run is the one to load
+
+
+def _manager(directory: Path, *, read_only: bool = False) -> ocp.CheckpointManager:
+    options = ocp.CheckpointManagerOptions(max_to_keep=1, create=not read_only, read_only=read_only,
+                                           enable_async_checkpointing=False)
+    return ocp.CheckpointManager(directory.absolute(), options=options)
+
+
+class StageCheckpoints:
+    """Latest and best checkpoints of one training stage."""
+
+    def __init__(self, stage_dir: str | os.PathLike):
+        self.dir = Path(stage_dir)
+        self.latest = _manager(self.dir / "checkpoints" / "latest")
+        self.best = _manager(self.dir / "checkpoints" / "best")
+
+    def save_latest(self, step: int, state: PyTree, meta: dict) -> None:
+        self.latest.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                                       meta=ocp.args.JsonSave(meta)), force=True)
+        self.latest.wait_until_finished()
+
+    def save_best(self, step: int, variables: PyTree, model_spec: dict, config: dict) -> None:
+        self.best.save(step, args=ocp.args.Composite(
+            variables=ocp.args.StandardSave(variables), model=ocp.args.JsonSave(model_spec),
+            config=ocp.args.JsonSave(config)), force=True)
+        self.best.wait_until_finished()
+
+    def restore_latest(self, target_state: PyTree) -> tuple[PyTree, dict] | None:
+        """(state, meta) of the latest checkpoint, shaped like ``target_state``; None if none."""
+        step = self.latest.latest_step()
+        if step is None:
+            return None
+        restored = self.latest.restore(step, args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(target_state), meta=ocp.args.JsonRestore()))
+        return restored["state"], restored["meta"]
+
+    def restore_best_variables(self, target: PyTree | None = None) -> PyTree:
+        return _restore_best(self.best, target)["variables"]
+
+    def close(self) -> None:
+        self.latest.close()
+        self.best.close()
+
+
+def _restore_best(manager: ocp.CheckpointManager, target: PyTree | None = None) -> dict:
+    step = manager.latest_step()
+    if step is None:
+        raise FileNotFoundError(f"no best checkpoint in {manager.directory}")
+    return manager.restore(step, args=ocp.args.Composite(
+        variables=ocp.args.StandardRestore(target), model=ocp.args.JsonRestore(),
+        config=ocp.args.JsonRestore()))
+
+
+def find_stage_dir(workdir: str | os.PathLike, stage: str | None = None) -> Path:
+    """The stage directory to load: ``stage`` if given, else the run's last stage."""
+    workdir = Path(workdir)
+    stages = [stage] if stage else list(STAGE_ORDER)
+    for name in stages:
+        if (workdir / name / "checkpoints" / "best").is_dir():
+            return workdir / name
+    raise FileNotFoundError(
+        f"{workdir} holds no trained stage (looked for {', '.join(s + '/checkpoints/best' for s in stages)})")
+
+
+def load(workdir: str | os.PathLike, stage: str | None = None):
+    """Restores a trained model for inference.
+
+    Args:
+      workdir: the ``--workdir`` of ``python -m hmaf.train``.
+      stage: ``text``, ``audio`` or ``fusion``; default the last stage trained.
+
+    Returns:
+      ``(model, variables, config)``: a Flax module, its ``{'params', 'batch_stats'}``
+      and the run's ``ml_collections.ConfigDict``. Call
+      ``model.apply(variables, batch, train=False)`` on a batch of :mod:`hmaf.batch`.
+    """
+    stage_dir = find_stage_dir(workdir, stage)
+    manager = _manager(stage_dir / "checkpoints" / "best", read_only=True)
+    try:
+        restored = _restore_best(manager)
+    finally:
+        manager.close()
+    spec = dict(restored["model"])
+    model = build_model(spec.pop("name"), **spec)
+    config = ml_collections.ConfigDict(json.loads(json.dumps(restored["config"])))
+    return model, restored["variables"], config

@@ -1,0 +1,1 @@
+"""Training machinery: jitted steps, staged training, checkpoints, metrics logging."""
