@@ -35,11 +35,13 @@ class Attention(nn.Module):
     dtype: jnp.dtype = jnp.float32
 
     @nn.compact
-    def __call__(self, h: jax.Array, mask: jax.Array) -> jax.Array:
-        """Args: h ``[..., T, D]``; mask ``[..., T]``. Returns alpha ``[..., T]``."""
+    def __call__(self, h: jax.Array, mask: jax.Array | None, *, normalize: bool = True) -> jax.Array:
+        """Args: h ``[..., T, D]``; mask ``[..., T]``. Returns alpha ``[..., T]``, or with
+        ``normalize=False`` the raw scores ``e_i^T v`` (packed frames normalise per word
+        after unpacking; ``mask`` is then unused)."""
         energies = jnp.tanh(nn.Dense(self.dim, dtype=self.dtype, name="energy")(h))
         scores = nn.Dense(1, use_bias=False, dtype=self.dtype, name="context")(energies)[..., 0]
-        return masked_softmax(scores, mask)
+        return masked_softmax(scores, mask) if normalize else scores
 
 
 def weighted_sum(alpha: jax.Array, h: jax.Array) -> jax.Array:

@@ -20,6 +20,7 @@ from hmaf.models.attention import weighted_sum
 from hmaf.models.decision import CNNDecision, DenseHead
 from hmaf.models.encoders import AudioAttention, TextAttention
 from hmaf.models.fusion import FUSIONS
+from hmaf.models.packing import packed_inputs
 
 Dtype = Any
 DL_WEIGHTS = (1.2, 0.8)  # text, audio (Wöllmer et al. 2013, as in §4.2.3)
@@ -61,7 +62,7 @@ class _Branches(nn.Module):
     def audio_branch(self, batch):
         w_h, w_alpha, f_alpha = AudioAttention(
             self.hidden, self.attention_dim, self.unroll, self.dtype, name="audio",
-        )(batch["frames"], batch["frame_mask"], batch["word_mask"])
+        )(batch["frames"], batch["frame_mask"], batch["word_mask"], packed_inputs(batch))
         self.sow("intermediates", "w_alpha", w_alpha)
         self.sow("intermediates", "f_alpha", f_alpha)
         return w_h, w_alpha

@@ -8,14 +8,14 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from hmaf.models.attention import Attention, weighted_sum
+from hmaf.models.attention import Attention, masked_softmax, weighted_sum
 from hmaf.models.rnn import BiGRU
 
 Dtype = Any
@@ -73,53 +73,76 @@ class TextAttention(nn.Module):
 
 
 class FrameAttention(nn.Module):
-    """Frame-level attention for one word position across the batch (eq. 5-6).
+    """Frame-level BiGRU (eq. 5) and frame attention scores (eq. 3-4 before the softmax).
 
-    Args (call): frames ``[B, L, M]``; frame_mask ``[B, L]``.
-    Returns: f_V ``[B, 2H]`` and f_alpha ``[B, L]``.
+    Runs over rows of frames: one word position across the batch (padded layout,
+    vmapped over words) or packed rows holding several words end to end.
+
+    Args (call): frames ``[S, T, M]``; frame_mask ``[S, T]``; starts/ends ``[S, T]``
+      (each word's first/last frame in packed rows) or None.
+    Returns: f_h ``[S, T, 2H]`` and the unnormalised scores ``[S, T]``; the caller
+      normalises them per word.
     """
 
     hidden: int = 100
     attention_dim: int | None = None
     unroll: int = 1
     dtype: Dtype = jnp.float32
+    hoist_input: bool = True
 
     @nn.compact
-    def __call__(self, frames: jax.Array, frame_mask: jax.Array) -> tuple[jax.Array, jax.Array]:
-        f_h = BiGRU(self.hidden, unroll=self.unroll, dtype=self.dtype, name="bigru")(
-            frames.astype(self.dtype), frame_mask)
-        f_alpha = Attention(self.attention_dim or 2 * self.hidden, dtype=self.dtype,
-                            name="attention")(f_h, frame_mask)
-        return weighted_sum(f_alpha, f_h), f_alpha
+    def __call__(self, frames: jax.Array, frame_mask: jax.Array, starts: jax.Array | None = None,
+                 ends: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
+        f_h = BiGRU(self.hidden, unroll=self.unroll, dtype=self.dtype, hoist_input=self.hoist_input,
+                    name="bigru")(frames.astype(self.dtype), frame_mask, starts, ends)
+        scores = Attention(self.attention_dim or 2 * self.hidden, dtype=self.dtype,
+                           name="attention")(f_h, frame_mask, normalize=False)
+        return f_h, scores
 
 
 class AudioAttention(nn.Module):
     """Audio hierarchical attention module (§3.3).
 
-    The frame-level module is ``nn.vmap``-ed over the word axis with shared weights,
-    so all words of all utterances run as one batched scan.
+    The frame-level module has shared weights over all words. Padded batches run it
+    ``nn.vmap``-ed over the word axis (``B * N`` sequences of ``L`` steps); packed
+    batches (:mod:`hmaf.models.packing`) run it over rows of real frames only and
+    gather the results back to ``[B, N, L]``. Both give the same outputs and use the
+    same parameters.
     """
 
     hidden: int = 100
     attention_dim: int | None = None
     unroll: int = 1
     dtype: Dtype = jnp.float32
+    hoist_input: bool = True
 
     @nn.compact
-    def __call__(self, frames: jax.Array, frame_mask: jax.Array, word_mask: jax.Array
-                 ) -> tuple[jax.Array, jax.Array, jax.Array]:
-        """Args: frames ``[B, N, L, M]``; frame_mask ``[B, N, L]``; word_mask ``[B, N]``.
+    def __call__(self, frames: jax.Array, frame_mask: jax.Array, word_mask: jax.Array,
+                 packing: Mapping[str, jax.Array] | None = None) -> tuple[jax.Array, jax.Array, jax.Array]:
+        """Args: frames ``[B, N, L, M]``; frame_mask ``[B, N, L]``; word_mask ``[B, N]``;
+        packing: the arrays of :func:`hmaf.models.packing.pack_batch`, or None.
 
         Returns: w_h ``[B, N, 2H]``, w_alpha ``[B, N]``, f_alpha ``[B, N, L]``.
         """
-        frame_level = nn.vmap(
-            FrameAttention,
-            in_axes=1, out_axes=1,
-            variable_axes={"params": None},
-            split_rngs={"params": False},
-        )(self.hidden, self.attention_dim, self.unroll, self.dtype, name="frame")
-        f_v, f_alpha = frame_level(frames, frame_mask)
-        w_h = BiGRU(self.hidden, unroll=self.unroll, dtype=self.dtype, name="bigru")(f_v, word_mask)
+        frame_args = (self.hidden, self.attention_dim, self.unroll, self.dtype, self.hoist_input)
+        if packing is None:
+            f_h, scores = nn.vmap(
+                FrameAttention,
+                in_axes=1, out_axes=1,
+                variable_axes={"params": None},
+                split_rngs={"params": False},
+            )(*frame_args, name="frame")(frames, frame_mask)
+        else:
+            rows = jnp.take(frames.reshape((-1, frames.shape[-1])), packing["pack_src"], axis=0)  # [P, R, M]
+            f_h, scores = FrameAttention(*frame_args, name="frame")(
+                rows, packing["pack_mask"], packing["pack_start"], packing["pack_end"])
+            index = packing["unpack_index"]  # [B, N, L] -> packed position
+            f_h = jnp.take(f_h.reshape((-1, f_h.shape[-1])), index, axis=0)  # [B, N, L, 2H]
+            scores = jnp.take(scores.reshape(-1), index)  # [B, N, L]
+        f_alpha = masked_softmax(scores, frame_mask)  # eq. 4, per word
+        f_v = weighted_sum(f_alpha, f_h)  # eq. 6: [B, N, 2H]
+        w_h = BiGRU(self.hidden, unroll=self.unroll, dtype=self.dtype, hoist_input=self.hoist_input,
+                    name="bigru")(f_v, word_mask)
         w_alpha = Attention(self.attention_dim or 2 * self.hidden, dtype=self.dtype,
                             name="attention")(w_h, word_mask)
         return w_h, w_alpha, f_alpha

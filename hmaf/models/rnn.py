@@ -14,6 +14,11 @@ candidate's), so results match ``nn.RNN(nn.GRUCell)`` given the same weights:
 Masked steps leave the state unchanged and output zeros. Because padding sits at the
 end of each sequence, the reverse direction starts from the zero state at the last
 real step, exactly as if the padding were not there.
+
+Optional ``resets`` zero the state before a step. They let one row hold several
+sequences end to end (frame packing, :mod:`hmaf.models.packing`): the forward
+direction resets at each sequence's first step, the backward one at its last, so
+every sequence sees exactly the states it would see alone.
 """
 
 from __future__ import annotations
@@ -36,27 +41,40 @@ class GRU(nn.Module):
       unroll: scan unroll factor (a speed knob; results do not depend on it).
       dtype: computation dtype (e.g. ``jnp.bfloat16`` on accelerators); the state
         is carried in float32.
+      hoist_input: project all steps' inputs in one matmul before the scan (True,
+        fast) or inside every step as Flax's ``GRUCell`` does (False; kept for the
+        benchmark that measures the difference). Same parameters either way.
     """
 
     hidden: int
     reverse: bool = False
     unroll: int = 1
     dtype: Dtype = jnp.float32
+    hoist_input: bool = True
 
     @nn.compact
-    def __call__(self, x: jax.Array, mask: jax.Array) -> jax.Array:
-        """Args: x ``[..., T, F]``; mask ``[..., T]`` bool. Returns ``[..., T, H]``."""
+    def __call__(self, x: jax.Array, mask: jax.Array, resets: jax.Array | None = None) -> jax.Array:
+        """Args: x ``[..., T, F]``; mask ``[..., T]`` bool; resets ``[..., T]`` bool or None
+        (zero the state before these steps). Returns ``[..., T, H]``."""
         h_dim = self.hidden
         lead, (steps, feats) = x.shape[:-2], x.shape[-2:]
-        x_proj = nn.Dense(3 * h_dim, dtype=self.dtype, name="input")(x)  # [..., T, 3H]
+        kernel, bias = _InputProjection(feats, 3 * h_dim, name="input")()
+        kernel, bias = kernel.astype(self.dtype), bias.astype(self.dtype)
         w_h = self.param("recurrent_kernel", nn.initializers.orthogonal(), (h_dim, 3 * h_dim))
         b_hn = self.param("recurrent_bias", nn.initializers.zeros, (h_dim,))
-        x_proj = x_proj.reshape((-1, steps, 3 * h_dim)).swapaxes(0, 1)  # [T, S, 3H]
+        x = x.astype(self.dtype).reshape((-1, steps, feats)).swapaxes(0, 1)  # [T, S, F]
+        if self.hoist_input:
+            x = jnp.dot(x, kernel) + bias  # [T, S, 3H], one matmul for all steps
         step_mask = mask.reshape((-1, steps)).swapaxes(0, 1)[..., None]  # [T, S, 1]
+        step_resets = None if resets is None else resets.reshape((-1, steps)).swapaxes(0, 1)[..., None]
         w_h = w_h.astype(self.dtype)
 
         def step(h, inputs):
-            xp, m = inputs
+            xp, m, reset = inputs
+            if not self.hoist_input:
+                xp = jnp.dot(xp, kernel) + bias
+            if reset is not None:
+                h = jnp.where(reset, 0.0, h)
             hp = jnp.dot(h.astype(self.dtype), w_h)
             x_r, x_z, x_n = jnp.split(xp, 3, axis=-1)
             h_r, h_z, h_n = jnp.split(hp, 3, axis=-1)
@@ -67,8 +85,8 @@ class GRU(nn.Module):
             h = jnp.where(m, h_new, h)
             return h, jnp.where(m, h_new, 0.0)
 
-        h0 = jnp.zeros((x_proj.shape[1], h_dim), jnp.float32)
-        _, outputs = jax.lax.scan(step, h0, (x_proj, step_mask), reverse=self.reverse,
+        h0 = jnp.zeros((x.shape[1], h_dim), jnp.float32)
+        _, outputs = jax.lax.scan(step, h0, (x, step_mask, step_resets), reverse=self.reverse,
                                   unroll=self.unroll)
         return outputs.swapaxes(0, 1).reshape(lead + (steps, h_dim))
 
@@ -76,15 +94,34 @@ class GRU(nn.Module):
 class BiGRU(nn.Module):
     """Bidirectional GRU (eq. 2 and 5): forward and backward states concatenated.
 
-    Returns ``[..., T, 2H]`` for input ``[..., T, F]`` and mask ``[..., T]``.
+    Returns ``[..., T, 2H]`` for input ``[..., T, F]`` and mask ``[..., T]``. With
+    packed rows, ``starts``/``ends`` ``[..., T]`` mark each sequence's first/last step.
     """
 
     hidden: int
     unroll: int = 1
     dtype: Dtype = jnp.float32
+    hoist_input: bool = True
 
     @nn.compact
-    def __call__(self, x: jax.Array, mask: jax.Array) -> jax.Array:
-        fwd = GRU(self.hidden, reverse=False, unroll=self.unroll, dtype=self.dtype, name="forward")(x, mask)
-        bwd = GRU(self.hidden, reverse=True, unroll=self.unroll, dtype=self.dtype, name="backward")(x, mask)
+    def __call__(self, x: jax.Array, mask: jax.Array, starts: jax.Array | None = None,
+                 ends: jax.Array | None = None) -> jax.Array:
+        kwargs = dict(unroll=self.unroll, dtype=self.dtype, hoist_input=self.hoist_input)
+        fwd = GRU(self.hidden, reverse=False, name="forward", **kwargs)(x, mask, starts)
+        bwd = GRU(self.hidden, reverse=True, name="backward", **kwargs)(x, mask, ends)
         return jnp.concatenate([fwd, bwd], axis=-1)
+
+
+class _InputProjection(nn.Module):
+    """The ``input`` kernel ``[F, 3H]`` and bias ``[3H]`` of a GRU, laid out (and
+    initialised) as an ``nn.Dense`` so checkpoints keep their structure; returned
+    as arrays because the unhoisted variant uses them inside the scan."""
+
+    features_in: int
+    features_out: int
+
+    @nn.compact
+    def __call__(self) -> tuple[jax.Array, jax.Array]:
+        kernel = self.param("kernel", nn.initializers.lecun_normal(), (self.features_in, self.features_out))
+        bias = self.param("bias", nn.initializers.zeros, (self.features_out,))
+        return kernel, bias

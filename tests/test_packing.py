@@ -1,0 +1,143 @@
+"""Frame packing: the placement, the index arrays, and equality with the padded layout."""
+
+from __future__ import annotations
+
+import logging
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from hmaf.data.toy import random_batch
+from hmaf.models import build_model
+from hmaf.models.packing import (PACK_KEYS, first_fit_decreasing, pack_batch, packed_inputs,
+                                 real_frame_share, rows_for)
+from hmaf.models.rnn import BiGRU
+
+SMALL = dict(hidden=7, attention_dim=6, fusion_dim=5, filters=4, widths=(2, 3))
+VOCAB, EMBED, CLASSES = 20, 8, 3
+
+
+def batch_of(seed=0, b=3, n=6, l=10):
+    return random_batch(np.random.default_rng(seed), b, n, l, vocab_size=VOCAB, num_classes=CLASSES,
+                        min_words=1, min_frames=1)
+
+
+def test_first_fit_decreasing_places_every_item_without_overlap():
+    lengths = np.random.default_rng(0).integers(1, 11, size=40)
+    row, offset, used = first_fit_decreasing(lengths, 10)
+    occupied = np.zeros((used, 10), int)
+    for r, o, n in zip(row, offset, lengths):
+        occupied[r, o:o + n] += 1
+    assert occupied.max() == 1 and occupied.sum() == lengths.sum()
+    assert used < len(lengths) and used >= -(-lengths.sum() // 10)
+    again = first_fit_decreasing(lengths, 10)
+    assert all(np.array_equal(a, b) for a, b in zip((row, offset), again[:2]))
+    with pytest.raises(ValueError, match="lengths"):
+        first_fit_decreasing(np.array([3, 11]), 10)
+
+
+def test_pack_batch_index_arrays_round_trip():
+    batch = batch_of()
+    packed = pack_batch(batch, row_multiple=1)
+    frames, mask = batch["frames"], batch["frame_mask"]
+    b, n, l, m = frames.shape
+    rows = frames.reshape(-1, m)[packed["pack_src"]]  # [P, R, M]
+    real = packed["pack_mask"]
+    assert real.sum() == mask.sum()
+    # every real frame lands exactly once, and unpack_index brings it back
+    np.testing.assert_array_equal(np.sort(packed["pack_src"][real]), np.flatnonzero(mask.ravel()))
+    back = rows.reshape(-1, m)[packed["unpack_index"]]
+    np.testing.assert_array_equal(back[mask], frames[mask])
+    # one start and one end per real word, and the words are contiguous runs
+    assert packed["pack_start"].sum() == packed["pack_end"].sum() == batch["word_mask"].sum()
+    assert not np.any(packed["pack_start"] & ~real) and not np.any(packed["pack_end"] & ~real)
+    src = packed["pack_src"][real]
+    word = src // l
+    starts = packed["pack_start"][real]
+    assert np.all(starts[1:] == (word[1:] != word[:-1]) | starts[1:])
+    assert real_frame_share(packed) > real_frame_share(batch)
+    assert real_frame_share(batch) == pytest.approx(mask.mean())
+
+
+def test_pack_batch_fixed_rows_and_growth(caplog):
+    batch = batch_of(seed=1)
+    need = pack_batch(batch, row_multiple=1)["pack_mask"].shape[0]
+    assert pack_batch(batch, rows=need + 5)["pack_mask"].shape == (need + 5, 10)
+    with caplog.at_level(logging.WARNING, logger="hmaf.models.packing"):
+        grown = pack_batch(batch, rows=need - 1, row_multiple=4)
+    assert grown["pack_mask"].shape[0] == -(-need // 4) * 4
+    assert "rows" in caplog.text
+    assert pack_batch(batch, row_len=25)["pack_mask"].shape[1] == 25
+
+
+def test_pack_batch_rejects_bad_masks():
+    batch = batch_of()
+    holes = dict(batch, frame_mask=batch["frame_mask"].copy())
+    holes["frame_mask"][0, 0, 0] = False
+    holes["frame_mask"][0, 0, 1] = True
+    with pytest.raises(ValueError, match="real frames first"):
+        pack_batch(holes)
+    with pytest.raises(ValueError, match="row_len"):
+        pack_batch(batch, row_len=5)
+    partial = {k: v for k, v in pack_batch(batch).items() if k != "pack_end"}
+    with pytest.raises(ValueError, match="pack_end"):
+        packed_inputs(partial)
+    assert packed_inputs(batch) is None
+
+
+def test_rows_for_is_a_multiple_and_capped():
+    assert rows_for(8, 24, 64, mean_frames=40, mean_words=18) % 8 == 0
+    assert rows_for(8, 24, 64, mean_frames=64, margin=2.0) == 8 * 24
+
+
+def test_bigru_with_resets_equals_separate_sequences():
+    rng = np.random.default_rng(2)
+    a, b = rng.normal(size=(3, 4)), rng.normal(size=(5, 4))
+    gru = BiGRU(6)
+    mask = np.ones((1, 8), bool)
+    starts, ends = np.zeros((1, 8), bool), np.zeros((1, 8), bool)
+    starts[0, [0, 3]] = True
+    ends[0, [2, 7]] = True
+    row = jnp.asarray(np.concatenate([a, b])[None], jnp.float32)
+    params = gru.init(jax.random.key(0), row, mask)
+    packed = gru.apply(params, row, mask, starts, ends)[0]
+    alone_a = gru.apply(params, jnp.asarray(a[None], jnp.float32), np.ones((1, 3), bool))[0]
+    alone_b = gru.apply(params, jnp.asarray(b[None], jnp.float32), np.ones((1, 5), bool))[0]
+    np.testing.assert_allclose(packed, np.concatenate([alone_a, alone_b]), rtol=1e-5, atol=1e-6)
+
+
+def test_unhoisted_gru_equals_hoisted():
+    rng = np.random.default_rng(3)
+    x = jnp.asarray(rng.normal(size=(4, 7, 5)), jnp.float32)
+    mask = jnp.asarray(np.arange(7)[None] < np.array([[7], [3], [1], [5]]))
+    params = BiGRU(6).init(jax.random.key(1), x, mask)
+    np.testing.assert_allclose(BiGRU(6, hoist_input=False).apply(params, x, mask),
+                               BiGRU(6).apply(params, x, mask), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["faf", "audio_only"])
+def test_packed_model_equals_padded_model_outputs_and_gradients(name):
+    batch = batch_of(seed=3, b=4, n=6, l=12)
+    packed = pack_batch(batch, row_multiple=4)
+    assert set(PACK_KEYS) <= set(packed)
+    model = build_model(name, num_classes=CLASSES, vocab_size=VOCAB, embed_dim=EMBED, **SMALL)
+    variables = jax.jit(lambda b: model.init(jax.random.key(0), b))(batch)
+
+    @jax.jit
+    def run(params, b):
+        def loss(p):
+            out, state = model.apply({**variables, "params": p}, b, mutable=["intermediates"])
+            return out.logits.sum(), (out.logits, state["intermediates"])
+        (_, (logits, inter)), grads = jax.value_and_grad(loss, has_aux=True)(params)
+        return logits, {k: v[0] for k, v in inter.items()}, grads
+
+    logits, inter, grads = run(variables["params"], batch)
+    logits_p, inter_p, grads_p = run(variables["params"], packed)
+    np.testing.assert_allclose(logits_p, logits, rtol=1e-5, atol=1e-5)
+    for key in inter:
+        np.testing.assert_allclose(inter_p[key], inter[key], rtol=1e-5, atol=1e-6, err_msg=key)
+    assert np.all(np.asarray(inter_p["f_alpha"])[~batch["frame_mask"]] == 0)
+    for (path, g), g_p in zip(jax.tree_util.tree_leaves_with_path(grads), jax.tree.leaves(grads_p)):
+        np.testing.assert_allclose(g_p, g, rtol=1e-4, atol=1e-5, err_msg=jax.tree_util.keystr(path))
