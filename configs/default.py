@@ -22,6 +22,7 @@ def get_config(arg: str | None = None, model: str = "faf") -> ml_collections.Con
     config.select_metric = "ua"
     config.staged = True  # train text and audio branches first, then fine-tune the fusion
     config.stage = "all"  # or one stage: text | audio | fusion
+    config.branches_dir = ""  # where the text/audio stages live; "" = the workdir
     if arg == "tiny":
         config.model.update(hidden=8, attention_dim=8, fusion_dim=8, filters=8, widths=(2, 3))
         config.data.source = "toy"

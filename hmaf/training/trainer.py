@@ -14,6 +14,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Protocol
@@ -31,6 +32,7 @@ from hmaf.training.steps import create_train_state, init_variables, make_eval_st
 
 PyTree = Any
 SPLITS = ("train", "validation", "test")
+CORPUS_FILES = ("dataset.json", "vocab.txt")
 
 
 class DataSource(Protocol):
@@ -200,7 +202,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
     if source is None:
         from hmaf.training.data import make_source  # the data pipeline imports TensorFlow
         source = make_source(config)
+    data_dir = getattr(source, "data_dir", None)
+    if data_dir:  # inference needs the corpus's vocabulary and labels beside the checkpoints
+        (workdir / "corpus").mkdir(exist_ok=True)
+        for name in CORPUS_FILES:
+            shutil.copyfile(Path(data_dir) / name, workdir / "corpus" / name)
     plan = stages_for(config)
+    branches_dir = Path(config.get("branches_dir") or workdir)
     if config.stage not in ("all", *[s for s, _ in plan]):
         raise ValueError(f"config.stage={config.stage!r}: model {config.model.name} has stages "
                          f"{[s for s, _ in plan]} (or 'all')")
@@ -213,13 +221,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
             branch_variables = {}
             for branch in BRANCHES[config.model.name]:
                 try:
-                    variables = ckpt.StageCheckpoints(workdir / branch).restore_best_variables()
+                    variables = ckpt.StageCheckpoints(branches_dir / branch).restore_best_variables()
                 except FileNotFoundError as err:
                     raise FileNotFoundError(
                         f"stage fusion starts from the trained {branch} branch, but {err}; run "
                         f"--config.stage={branch} first (or --config.stage=all)") from err
                 branch_variables[branch] = variables["params"][branch]
-        results[stage] = train_stage(config, stage, model_name, source, workdir / stage, branch_variables)
+        # Branch stages may live in a shared directory (one per fold in experiments),
+        # so that every fusion model of a fold starts from the same trained branches.
+        stage_dir = (branches_dir if stage in ("text", "audio") else workdir) / stage
+        results[stage] = train_stage(config, stage, model_name, source, stage_dir, branch_variables)
     final_stage = plan[-1][0]
     if final_stage in results:
         results["final"] = {split: {k: results[final_stage][split][k] for k in ("wa", "ua", "weighted_f1")}
