@@ -229,13 +229,16 @@ def _window_size(batch_size: int, num_classes: int, window_batches: int) -> int:
     return max(1, math.ceil(window_batches / cycle)) * cycle
 
 
-def _sort_window(batch_size: int, window: int, num_classes: int, seed: int):
+def _sort_window(batch_size: int, window: int, num_classes: int, seed: int, pad_words_to: int):
     """Reorders a padded window of ``window * batch_size`` examples into ``window``
     batches of similar length, keeping per-class counts per batch (see train_dataset)."""
     def sort(index, examples):
         n = tf.reduce_sum(tf.cast(examples["word_mask"], tf.int64), axis=1)
         l = tf.reduce_max(tf.reduce_sum(tf.cast(examples["frame_mask"], tf.int64), axis=2), axis=1)
-        by_length = tf.argsort(n * 1_000_000 + l, stable=True)
+        # Padded word count first (it sets N exactly), then frames: measured on speech-like
+        # lengths this pads less than N, L, N*L or L-first orderings.
+        words_block = (n + pad_words_to - 1) // pad_words_to
+        by_length = tf.argsort(words_block * 1_000_000 + l, stable=True)
         labels = tf.gather(examples["label"], by_length) if num_classes > 1 else tf.zeros_like(by_length, tf.int32)
         one_hot = tf.one_hot(labels, max(num_classes, 1), dtype=tf.int64)
         # Rank of each example among the examples of its class, shortest first.
@@ -253,8 +256,8 @@ def _sort_window(batch_size: int, window: int, num_classes: int, seed: int):
 def train_dataset(files: Sequence[str], words: Sequence[str], *, batch_size: int, num_classes: int,
                   selection: Selection = Selection(), seed: int = 0, balanced: bool = True,
                   bucket: bool = True, window_batches: int = 8, shuffle_buffer: int = 1024,
-                  pad_words_to: int = 8, pad_frames_to: int = 16, index: Index | None = None
-                  ) -> tf.data.Dataset:
+                  pad_words_to: int = 8, pad_frames_to: int = 16, index: Index | None = None,
+                  start_step: int = 0) -> tf.data.Dataset:
     """An infinite, deterministic stream of training batches.
 
     Balancing (``balanced=True``): one shuffled, repeated stream per class, read in a
@@ -276,10 +279,15 @@ def train_dataset(files: Sequence[str], words: Sequence[str], *, batch_size: int
         is not empty and, when balancing, that every class has an example (an empty
         class stream would otherwise wait forever).
       shuffle_buffer: examples per (class) shuffle buffer.
+      start_step: the first batch to yield; the stream from there equals the tail of the
+        stream from 0. Whole windows are skipped as serialized records, before frames
+        are decoded or padded, so resuming is cheap.
 
     Raises:
       ValueError: an empty selection, or a class without examples when balancing.
     """
+    if start_step < 0:
+        raise ValueError(f"start_step must be >= 0, got {start_step}")
     index = scan(files) if index is None else index
     kept = index.mask(selection)
     if not kept.any():
@@ -305,13 +313,18 @@ def train_dataset(files: Sequence[str], words: Sequence[str], *, batch_size: int
         ds = tf.data.Dataset.choose_from_datasets(streams, choice)
     else:
         ds = base.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True).repeat()
+    # Batches come in fixed groups of consecutive examples (a window, or one batch), so
+    # the groups before start_step are skipped as records; the rest inside the group later.
+    window = _window_size(batch_size, num_classes if balanced else 1, window_batches) if bucket else 1
+    skipped_windows, skipped_batches = divmod(start_step, window)
+    ds = ds.skip(skipped_windows * window * batch_size)
     ds = ds.map(_to_model_example(table), num_parallel_calls=AUTOTUNE, deterministic=True)
     if bucket:
-        window = _window_size(batch_size, num_classes if balanced else 1, window_batches)
-        ds = ds.padded_batch(window * batch_size, _PADDED_SHAPES, drop_remainder=True).enumerate()
-        ds = ds.flat_map(_sort_window(batch_size, window, num_classes if balanced else 1, seed))
+        ds = ds.padded_batch(window * batch_size, _PADDED_SHAPES, drop_remainder=True).enumerate(skipped_windows)
+        ds = ds.flat_map(_sort_window(batch_size, window, num_classes if balanced else 1, seed, pad_words_to))
     else:
         ds = ds.padded_batch(batch_size, _PADDED_SHAPES, drop_remainder=True)
+    ds = ds.skip(skipped_batches)
     ds = ds.map(_fit_padding(pad_words_to, pad_frames_to), num_parallel_calls=AUTOTUNE, deterministic=True)
     return ds.prefetch(AUTOTUNE).with_options(_options())
 

@@ -162,23 +162,22 @@ class CorpusSource:
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
         return self.selections[split]
 
-    def train_dataset(self):
-        """The infinite training ``tf.data.Dataset`` of batches (for benchmarks)."""
+    def train_dataset(self, start_step: int = 0):
+        """The infinite training ``tf.data.Dataset`` of batches from ``start_step`` on."""
         return pipeline.train_dataset(
             self.files, self.vocab.words, batch_size=self.batch_size,
             num_classes=self.info.num_classes, selection=self.selections["train"], seed=self.seed,
-            balanced=self.balanced, index=self.index, **self._pipeline_options, **self._train_options)
+            balanced=self.balanced, index=self.index, start_step=start_step,
+            **self._pipeline_options, **self._train_options)
 
     def train_batches(self, start_step: int = 0) -> Iterator[dict[str, np.ndarray]]:
         """Infinite numpy training batches from step ``start_step`` on.
 
         The stream is a fixed function of the corpus, split and seed, so resuming at
         ``start_step`` yields exactly the batches an uninterrupted run sees from that
-        step on. The skipped batches are still computed (about the cost of reading them).
+        step on. Skipped steps cost a pass over their records' headers, not their frames.
         """
-        if start_step < 0:
-            raise ValueError(f"start_step must be >= 0, got {start_step}")
-        return self.train_dataset().skip(start_step).as_numpy_iterator()
+        return self.train_dataset(start_step).as_numpy_iterator()
 
     def eval_batches(self, split: str) -> Iterator[dict[str, np.ndarray]]:
         """One pass over ``split`` ("train", "validation" or "test"), every example once,

@@ -147,3 +147,18 @@ def test_labels_beyond_num_classes_are_refused(tiny_corpus):
     files, vocab = _files_and_words(tiny_corpus)
     with pytest.raises(ValueError, match=r"\[0, 2\)"):
         pipeline.train_dataset(files, vocab.words, batch_size=4, num_classes=2, balanced=False)
+
+
+@pytest.mark.parametrize("bucket, balanced", [(True, True), (False, True), (True, False)])
+def test_start_step_equals_the_tail_of_the_stream(tiny_corpus, bucket, balanced):
+    files, vocab = _files_and_words(tiny_corpus)
+    make = lambda start: pipeline.train_dataset(files, vocab.words, batch_size=4, num_classes=3, seed=2,
+                                                bucket=bucket, balanced=balanced, window_batches=3,
+                                                start_step=start)
+    full = _take(make(0), 11)
+    for start in (3, 7):  # a window boundary and inside a window
+        tail = _take(make(start), 11 - start)
+        assert all(a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+                   for a, b in zip(full[start:], tail))
+    with pytest.raises(ValueError, match="start_step"):
+        make(-1)
