@@ -134,7 +134,8 @@ def serialize_example(*, utt_id: str, speaker: str, label: int, label_name: str,
         "word_start": _floats(word_start),
         "word_end": _floats(word_end),
     }
-    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+    # deterministic: protobuf map order otherwise varies between processes, and so would the shards.
+    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString(deterministic=True)
 
 
 def parse_header(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
