@@ -1,0 +1,76 @@
+import json
+
+import pytest
+
+from hmaf.data.manifest import ManifestError, read_manifest
+
+
+def _write(path, text):
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_jsonl_rows_defaults_and_relative_paths(tmp_path):
+    (tmp_path / "audio").mkdir()
+    m = _write(tmp_path / "m.jsonl", "\n".join([
+        json.dumps({"audio": "audio/a.wav", "transcript": "hi there", "label": "happy", "speaker": "s1"}),
+        "",
+        json.dumps({"audio": str(tmp_path / "audio" / "b.flac"), "label": 3, "speaker": "s2", "id": "B",
+                    "split": "test", "group": "session1", "transcript": None,
+                    "word_timings": [["hi", 0.1, 0.3], ["there", 0.3, 0.6]]}),
+        json.dumps({"audio": "audio/c.wav", "transcript": "", "label": "sad", "speaker": "s1"}),
+    ]))
+    rows, rejects = read_manifest(m)
+    assert rejects == []
+    a, b, c = rows
+    assert (a.id, a.audio, a.transcript, a.label, a.speaker, a.group, a.split, a.line) == (
+        "audio/a", str(tmp_path / "audio" / "a.wav"), "hi there", "happy", "s1", "s1", "", 1)
+    assert (b.id, b.label, b.group, b.split, b.transcript, b.line) == ("B", "3", "session1", "test", None, 3)
+    assert b.word_timings == (("hi", 0.1, 0.3), ("there", 0.3, 0.6))
+    assert c.transcript == ""  # kept: "" is rejected later as empty_transcript, unlike null
+
+
+def test_jsonl_malformed_rows_are_rejects_with_file_and_line(tmp_path):
+    m = _write(tmp_path / "m.jsonl", "\n".join([
+        json.dumps({"audio": "a.wav", "label": "x", "speaker": "s"}),
+        "{not json",
+        json.dumps(["a", "list"]),
+        json.dumps({"audio": "b.wav", "label": "x"}),
+        json.dumps({"audio": "c.wav", "label": "x", "speaker": "s", "transcript": 5}),
+        json.dumps({"audio": "d.wav", "label": "x", "speaker": "s", "word_timings": [["w", 0.1]]}),
+        json.dumps({"audio": "e.wav", "label": "x", "speaker": "s", "id": "a"}),
+    ]))
+    rows, rejects = read_manifest(m)
+    assert [r.id for r in rows] == ["a"]
+    assert [(r.line, r.reason) for r in rejects] == [
+        (2, "bad_row"), (3, "bad_row"), (4, "bad_row"), (5, "bad_row"), (6, "bad_row"), (7, "duplicate_id")]
+    for r in rejects:
+        assert f"{m}:{r.line}:" in r.detail
+    assert "speaker" in rejects[2].detail and "not valid JSON" in rejects[0].detail
+    assert set(rejects[2].to_json()) == {"id", "audio", "reason", "detail"}
+
+
+def test_csv_manifest(tmp_path):
+    m = _write(tmp_path / "m.csv", "\n".join([
+        "audio,transcript,label,speaker,split,word_timings",
+        'a.wav,"Hello, world",pos,s1,train,',
+        "b.wav,,neg,s2,dev,",  # empty cell = missing transcript -> ASR
+        'c.wav,hi,neg,s2,,"[[""hi"", 0.0, 0.2]]"',
+        "d.wav,x,neg,s2,train,,extra",
+        ",x,neg,s2,,",
+    ]))
+    rows, rejects = read_manifest(m)
+    assert [(r.id, r.transcript, r.label, r.split) for r in rows] == [
+        ("a", "Hello, world", "pos", "train"), ("b", None, "neg", "dev"), ("c", "hi", "neg", "")]
+    assert rows[2].word_timings == (("hi", 0.0, 0.2),)
+    assert [(r.line, r.reason) for r in rejects] == [(5, "bad_row"), (6, "bad_row")]
+
+
+def test_unreadable_manifests_raise(tmp_path):
+    with pytest.raises(ManifestError, match="not found"):
+        read_manifest(tmp_path / "missing.jsonl")
+    with pytest.raises(ManifestError, match="lacks the columns"):
+        read_manifest(_write(tmp_path / "bad.csv", "path,text\nx,y\n"))
+    (tmp_path / "binary.jsonl").write_bytes(b"\xff\xfe\x00garbage\xff")
+    with pytest.raises(ManifestError, match="binary.jsonl"):
+        read_manifest(tmp_path / "binary.jsonl")

@@ -1,0 +1,161 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hmaf.data import records
+from hmaf.data.utterance import preprocess_utterance
+from hmaf.data.writer import prepare
+from speech_synth import say
+
+REPO = Path(__file__).resolve().parents[2]
+SENTENCES = [
+    ("I am so happy to see you", "pos", "s0", "en+m1"),
+    ("this is the worst day of my life", "neg", "s1", "en+f2"),
+    ("what a lovely surprise", "pos", "s2", "en+m3"),
+    ("leave me alone right now", "neg", "s0", "en+m1"),
+    ("the garden looks wonderful today", "pos", "s1", "en+f2"),
+    ("I can't stand this noise anymore", "neg", "s2", "en+m3"),
+    ("we won the final game", "pos", "s0", "en+m1"),
+    ("nobody came to my party", "neg", "s1", "en+f2"),
+]
+REQUIRED_KEYS = {"name", "num_examples", "label_names", "label_counts", "speakers", "groups", "splits", "n_mels",
+                 "sample_rate", "win_ms", "hop_ms", "l_max", "long_word_rule", "long_words", "embeddings",
+                 "shards", "content_hash", "num_rejects", "audio_seconds", "timing", "hmaf_version"}
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    """A manifest of 8 good utterances and 4 bad rows (corrupt audio, "" transcript, bad JSON, no speaker)."""
+    folder = tmp_path_factory.mktemp("corpus")
+    (folder / "wav").mkdir()
+    lines = []
+    for i, (text, label, speaker, voice) in enumerate(SENTENCES):
+        say(text, folder / "wav" / f"u{i}.wav", voice=voice)
+        lines.append({"audio": f"wav/u{i}.wav", "transcript": text, "label": label, "speaker": speaker,
+                      "split": "test" if i >= 6 else "train"})
+    (folder / "wav" / "corrupt.wav").write_bytes(b"RIFF....WAVEjunk" * 20)
+    lines.insert(2, {"audio": "wav/corrupt.wav", "transcript": "hello", "label": "pos", "speaker": "s0"})
+    lines.insert(5, {"audio": "wav/u0.wav", "transcript": "", "label": "pos", "speaker": "s0", "id": "blank"})
+    text = "\n".join(json.dumps(line) for line in lines)
+    text += "\n{broken json\n" + json.dumps({"audio": "wav/u1.wav", "label": "neg"}) + "\n"
+    (folder / "manifest.jsonl").write_text(text)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def prepared(corpus, tmp_path_factory):
+    out = tmp_path_factory.mktemp("prepared") / "tiny"
+    info = prepare(corpus / "manifest.jsonl", out, num_shards=2, num_workers=2, progress=False)
+    return out, info
+
+
+def _temporaries(folder: Path) -> list[Path]:
+    return [p for p in folder.rglob("*") if ".tmp" in p.name]
+
+
+def test_dataset_json(prepared):
+    out, info = prepared
+    assert json.loads((out / "dataset.json").read_text()) == info
+    assert REQUIRED_KEYS <= set(info)
+    assert info["num_examples"] == 8 and info["num_rejects"] == 4
+    assert info["label_names"] == ["neg", "pos"] and info["label_counts"] == {"neg": 4, "pos": 4}
+    assert info["speakers"] == info["groups"] == {"s0": 3, "s1": 3, "s2": 2}
+    assert info["splits"] == {"train": 6, "test": 2}
+    assert (info["n_mels"], info["sample_rate"], info["win_ms"], info["hop_ms"]) == (64, 16000, 25, 10)
+    assert info["shards"] == ["tiny-00000-of-00002.tfrecord", "tiny-00001-of-00002.tfrecord"]
+    assert info["embeddings"]["spec"] == "glove6b50" and info["embeddings"]["dim"] == 50
+    assert 0 <= info["embeddings"]["unknown_share"] < 0.5
+    assert set(info["timing"]) >= {"decode_s", "asr_s", "align_s", "features_s", "write_s"}
+    assert info["audio_seconds"] > 8
+    assert _temporaries(out) == []
+
+
+def test_rejects_jsonl(prepared, corpus):
+    out, _ = prepared
+    rejects = [json.loads(line) for line in (out / "rejects.jsonl").read_text().splitlines()]
+    assert [r["reason"] for r in rejects] == ["unreadable_audio", "empty_transcript", "bad_row", "bad_row"]
+    assert all(set(r) == {"id", "audio", "reason", "detail"} for r in rejects)
+    assert rejects[0]["id"] == "wav/corrupt" and rejects[0]["audio"] == str(corpus / "wav" / "corrupt.wav")
+    assert rejects[1]["id"] == "blank"
+    assert "manifest.jsonl:11" in rejects[2]["detail"] and "speaker" in rejects[3]["detail"]
+
+
+def test_records_vocab_embeddings(prepared, corpus):
+    out, info = prepared
+    vocab = (out / "vocab.txt").read_text().splitlines()
+    assert vocab[:2] == ["<pad>", "<unk>"] and "can't" in vocab
+    matrix = np.load(out / "embeddings.npy")
+    assert matrix.shape == (len(vocab), 50) and matrix.dtype == np.float32 and not matrix[0].any()
+    import tensorflow as tf
+
+    examples = {}
+    for shard in info["shards"]:
+        for raw in tf.data.TFRecordDataset(str(out / "records" / shard)).as_numpy_iterator():
+            ex = records.decode_example(raw)
+            examples[ex["utt_id"]] = ex
+    assert sorted(examples) == [f"wav/u{i}" for i in range(8)]
+    ex = examples["wav/u5"]
+    utt = preprocess_utterance(corpus / "wav" / "u5.wav", SENTENCES[5][0])
+    assert ex["words"] == utt.words == ["i", "can't", "stand", "this", "noise", "anymore"]
+    assert (ex["label_name"], ex["label"], ex["speaker"], ex["group"], ex["split"]) == ("neg", 0, "s2", "s2", "train")
+    assert ex["transcript"] == SENTENCES[5][0] and ex["transcript_auto"] is False
+    for got, want in zip(ex["frames"], utt.frames):
+        np.testing.assert_array_equal(got, want)
+    np.testing.assert_allclose(ex["word_start"], utt.word_start, atol=1e-6)
+
+
+def test_labels_order_and_unknown_labels(corpus, tmp_path):
+    info = prepare(corpus / "manifest.jsonl", tmp_path / "two", labels=["pos"], embeddings="train:dim=8",
+                   num_workers=1, progress=False)
+    assert info["label_names"] == ["pos"] and info["num_examples"] == 4
+    assert info["reject_reasons"]["unknown_label"] == 4 and info["embeddings"]["dim"] == 8
+
+
+def _prepare_cmd(corpus: Path, out: Path, workers: int) -> list[str]:
+    return [sys.executable, "-m", "hmaf.prepare", "--manifest", str(corpus / "manifest.jsonl"), "--out", str(out),
+            "--num_shards", "3", "--workers", str(workers), "--no_progress"]
+
+
+def test_killed_run_resumes_to_identical_output(corpus, prepared, tmp_path):
+    out = tmp_path / "killed"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen(_prepare_cmd(corpus, out, workers=1), cwd=REPO, env=env, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and len(list((out / "cache").glob("*.npz"))) < 2:
+        time.sleep(0.005)
+    os.killpg(proc.pid, signal.SIGKILL)  # the whole group: no orphaned workers
+    proc.wait()
+    done_before = len(list((out / "cache").glob("*.npz")))
+    assert 2 <= done_before < 8, "the kill should land in phase 1"
+    assert not (out / "dataset.json").exists()
+
+    result = subprocess.run(_prepare_cmd(corpus, out, workers=2), cwd=REPO, env=env, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    info = json.loads((out / "dataset.json").read_text())
+    assert info["cached_utterances"] >= done_before
+    # same corpus as the uninterrupted in-process run (2 shards, other worker count)
+    assert info["content_hash"] == prepared[1]["content_hash"]
+    assert info["num_examples"] == 8 and sorted(os.listdir(out / "records")) == sorted(
+        info["shards"] + [f".{s}.done" for s in info["shards"]])
+    assert _temporaries(out) == []
+    first_shard = (out / "records" / info["shards"][0]).read_bytes()
+
+    # A kill while writing a shard leaves a temp file and no marker: the rerun cleans and rewrites.
+    (out / "records" / f".{info['shards'][0]}.tmp-killed").write_bytes(b"half a shard")
+    (out / "records" / f".{info['shards'][0]}.done").unlink()
+    (out / "records" / info["shards"][0]).write_bytes(first_shard[:100])
+    (out / "cache" / ".0123.npz.tmp-killed").write_bytes(b"half an utterance")
+    again = prepare(corpus / "manifest.jsonl", out, num_shards=3, num_workers=2, progress=False)
+    assert again["content_hash"] == info["content_hash"]
+    assert again["skipped_shards"] == 2 and again["cached_utterances"] == 8
+    assert (out / "records" / info["shards"][0]).read_bytes() == first_shard
+    assert _temporaries(out) == []
