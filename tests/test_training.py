@@ -134,3 +134,19 @@ def test_fusion_stage_alone_needs_its_branches(tmp_path):
     config.stage = "decoder"
     with pytest.raises(ValueError, match="has stages"):
         train_and_evaluate(config, tmp_path, source=ToySource(seed=0))
+
+
+@pytest.mark.parametrize("train_embedding", [True, False])
+def test_embedding_starts_from_matrix_and_freezes_on_request(train_embedding):
+    source = ToySource(seed=0)
+    batch = next(source.train_batches())
+    matrix = source.embeddings()
+    model = build_model("text_only", num_classes=3, vocab_size=30, embed_dim=8, embedding_matrix=matrix,
+                        train_embedding=train_embedding, **TINY_MODEL)
+    state = create_train_state(model, batch)
+    np.testing.assert_array_equal(state.params["text"]["embedding"], matrix)
+    train_step = make_train_step(model)
+    for _ in range(3):
+        state, _ = train_step(state, batch, jax.random.key(0))
+    moved = not np.allclose(state.params["text"]["embedding"], matrix)
+    assert moved == train_embedding
