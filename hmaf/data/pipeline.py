@@ -31,7 +31,7 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from hmaf.data import records  # noqa: F401  (imports TensorFlow with GPUs hidden)
+from hmaf.data import records  # imports TensorFlow with GPUs hidden
 from hmaf.data.vocab import UNK_ID
 
 import tensorflow as tf
