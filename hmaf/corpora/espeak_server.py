@@ -17,7 +17,7 @@ Reply: ``{"ok": True, "sample_rate": int, "audio": bytes (int16 LE mono),
 ``{"ok": False, "error": str}``.
 
 Event types follow ``espeak_EVENT_TYPE`` in ``speak_lib.h``: 1 word, 2 sentence,
-5 end of clause/sentence, 6 message end, 7 phoneme. ``sample`` is the absolute sample
+5 end of clause/sentence, 6 message end (phoneme events, 7, are not requested). ``sample`` is the absolute sample
 index (at the library's native rate) within the utterance; ``text_position`` is the
 1-based character position in the request text.
 """
@@ -36,10 +36,15 @@ import sys
 AUDIO_OUTPUT_SYNCHRONOUS = 2
 ESPEAK_CHARS_UTF8 = 1
 ESPEAK_SSML = 0x10
-ESPEAK_INITIALIZE_PHONEME_EVENTS = 0x0001
 EVENT_PHONEME = 7
 POS_CHARACTER = 1
 REQUEST_TIMEOUT_S = 120.0
+# Audio buffer per callback, in ms (the library sizes its per-buffer event list from it).
+BUFFER_MS = 1000
+# Phoneme events stay off: with them on, espeak-ng 1.51 silently drops parts of SSML
+# text that has <prosody> elements (measured: the start of the text, or everything after
+# one word), while the same text without them is spoken in full.
+INIT_OPTIONS = 0
 LIBRARY_NAMES = ("libespeak-ng.so.1", "libespeak-ng.so", "libespeak-ng.1.dylib", "libespeak-ng.dylib")
 
 
@@ -82,7 +87,7 @@ def load_library() -> ctypes.CDLL:
 
 
 class Synthesizer:
-    """The library, initialised in synchronous retrieval mode with phoneme events on."""
+    """The library, initialised in synchronous retrieval mode."""
 
     def __init__(self) -> None:
         self.lib = load_library()
@@ -97,7 +102,7 @@ class Synthesizer:
         self.lib.espeak_Info.argtypes = [ctypes.POINTER(ctypes.c_char_p)]
         self.lib.espeak_Info.restype = ctypes.c_char_p
         self.sample_rate = self.lib.espeak_Initialize(
-            AUDIO_OUTPUT_SYNCHRONOUS, 0, None, ESPEAK_INITIALIZE_PHONEME_EVENTS)
+            AUDIO_OUTPUT_SYNCHRONOUS, BUFFER_MS, None, INIT_OPTIONS)
         if self.sample_rate <= 0:
             raise RuntimeError("espeak_Initialize failed (espeak-ng-data missing?)")
         data_path = ctypes.c_char_p()

@@ -36,7 +36,6 @@ from one seeded generator: same seed and size -> same corpus, byte for byte.
 from __future__ import annotations
 
 import argparse
-import concurrent.futures
 import dataclasses
 import json
 import os
@@ -47,7 +46,7 @@ from typing import Sequence
 
 import numpy as np
 
-from hmaf.corpora import tts
+from hmaf.corpora import common, tts
 
 LABELS = ("angry", "happy", "sad", "neutral")
 KINDS = ("ambiguous", "delivery", "text", "both")
@@ -292,34 +291,14 @@ def _assign_speakers(items: list[Item], rng: np.random.Generator, num_speakers: 
     items.sort(key=lambda it: it.id)
 
 
-def _synthesize_item(item: Item, engine: tts.Engine, source_dir: str, sample_rate: int,
-                     seed: int) -> dict:
-    rng = np.random.default_rng([seed, int(item.id[3:])])
-    lead, trail = float(rng.uniform(0.15, 0.35)), float(rng.uniform(0.1, 0.3))
-    syn = tts.synthesize(segments(item), item.voice,
-                         utterance=None if item.delivery is None else _prosody(item.delivery),
-                         sample_rate=sample_rate, lead_s=lead, trail_s=trail,
-                         noise_dbfs=-60.0, seed=int(rng.integers(2**31)), engine=engine)
-    if syn.untimed:
-        raise tts.TTSError(f"{item.id}: no word events for {syn.untimed} in {syn.transcript!r}")
-    rel = os.path.join("audio", item.speaker, f"{item.id}.wav")
-    os.makedirs(os.path.join(source_dir, "audio", item.speaker), exist_ok=True)
-    syn.write_wav(os.path.join(source_dir, rel))
-    manifest = {"id": item.id, "audio": rel, "transcript": syn.transcript, "label": item.label,
-                "speaker": item.speaker, "group": item.speaker, "split": item.split}
-    truth = {"id": item.id, "kind": item.kind, "label": item.label, "pair": item.pair,
-             "emphasized": item.emphasized_word, "voice": item.voice,
-             "delivery": item.delivery, "duration": round(syn.duration, 4),
-             "words": [[w.word, round(w.start, 5), round(w.end, 5)] for w in syn.words]}
-    return {"manifest": manifest, "truth": truth, "seconds": syn.duration}
-
-
-def _write_jsonl(path: str, rows: Sequence[dict]) -> None:
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
-        for row in rows:
-            f.write(json.dumps(row, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+def _job(item: Item) -> common.TTSJob:
+    return common.TTSJob(
+        segments=segments(item), voice=item.voice,
+        utterance=None if item.delivery is None else _prosody(item.delivery),
+        fields={"id": item.id, "label": item.label, "speaker": item.speaker,
+                "group": item.speaker, "split": item.split},
+        truth={"kind": item.kind, "label": item.label, "pair": item.pair,
+               "emphasized": item.emphasized_word, "delivery": item.delivery})
 
 
 def generate(out_dir: str, *, size: int = DEFAULT_SIZE, seed: int = 0, workers: int = 1,
@@ -330,34 +309,25 @@ def generate(out_dir: str, *, size: int = DEFAULT_SIZE, seed: int = 0, workers: 
     items = design(size, seed=seed, num_speakers=num_speakers, ambiguous_share=ambiguous_share,
                    delivery_share=delivery_share, text_share=text_share)
     source_dir = os.path.join(out_dir, "source")
-    os.makedirs(source_dir, exist_ok=True)
-    engines = [tts.Engine() for _ in range(max(1, workers))]
-    t0 = time.perf_counter()
-    try:
-        # Each thread owns one engine process: the synthesis runs there, off the GIL.
-        with concurrent.futures.ThreadPoolExecutor(len(engines)) as pool:
-            chunks = [items[i::len(engines)] for i in range(len(engines))]
-            futures = [pool.submit(lambda c, e: [_synthesize_item(it, e, source_dir, sample_rate, seed)
-                                                 for it in c], chunk, engine)
-                       for chunk, engine in zip(chunks, engines)]
-            results = sorted((r for f in futures for r in f.result()),
-                             key=lambda r: r["manifest"]["id"])
-    finally:
-        for engine in engines:
-            engine.close()
-    _write_jsonl(os.path.join(source_dir, "truth.jsonl"), [r["truth"] for r in results])
-    _write_jsonl(os.path.join(source_dir, "manifest.jsonl"), [r["manifest"] for r in results])
+    rendered = common.render([_job(it) for it in items], source_dir, workers=workers,
+                             sample_rate=sample_rate, seed=seed, strict=True)
+    # The grammar avoids word pairs espeak fuses ("I am") and punctuation it reads aloud:
+    # truth for every word, and nothing spoken that the transcript lacks.
+    bad = [t["id"] for t in rendered["truth"] if t["untimed"] or t["stray"]]
+    if bad:
+        raise tts.TTSError(f"espeak-ng fused words or spoke extra ones in {bad[:5]}")
+    common.write_jsonl(os.path.join(source_dir, "truth.jsonl"), rendered["truth"])
+    common.write_jsonl(os.path.join(source_dir, "manifest.jsonl"), rendered["manifest"])
     summary = {
-        "num_utterances": len(results),
-        "audio_seconds": round(sum(r["seconds"] for r in results), 2),
-        "synthesis_s": round(time.perf_counter() - t0, 2),
+        "num_utterances": len(rendered["manifest"]),
+        "audio_seconds": rendered["audio_seconds"],
+        "synthesis_s": rendered["synthesis_s"],
         "kinds": {k: sum(it.kind == k for it in items) for k in KINDS},
         "labels": {k: sum(it.label == k for it in items) for k in LABELS},
         "speakers": sorted({it.speaker for it in items}),
         "seed": seed,
     }
-    with open(os.path.join(source_dir, "design.json"), "w") as f:
-        json.dump(summary, f, indent=1, sort_keys=True)
+    common.write_json(os.path.join(source_dir, "design.json"), summary)
     return summary
 
 
@@ -442,18 +412,13 @@ def build(out_dir: str, *, size: int = DEFAULT_SIZE, seed: int = 0, workers: int
     t1 = time.perf_counter()
     result = {"generate": summary, "dataset": None, "alignment": None}
     if prepare:
-        from hmaf.data.writer import prepare as prepare_corpus
-
-        result["dataset"] = prepare_corpus(
-            os.path.join(out_dir, "source", "manifest.jsonl"), out_dir, embeddings=embeddings,
-            num_workers=workers, labels=list(LABELS), name="synthetic", seed=seed)
+        result["dataset"] = common.prepare_dir(
+            os.path.join(out_dir, "source", "manifest.jsonl"), out_dir, labels=LABELS,
+            name="synthetic", embeddings=embeddings, workers=workers, seed=seed)
         t2 = time.perf_counter()
         report = alignment_report(out_dir, os.path.join(out_dir, "source", "truth.jsonl"))
         report["aligner_timing_s"] = result["dataset"].get("timing", {}).get("align_s")
-        tmp = os.path.join(out_dir, f"alignment_report.json.tmp{os.getpid()}")
-        with open(tmp, "w") as f:
-            json.dump(report, f, indent=1, sort_keys=True)
-        os.replace(tmp, os.path.join(out_dir, "alignment_report.json"))
+        common.write_json(os.path.join(out_dir, "alignment_report.json"), report)
         result["alignment"] = report
         result["timing_s"] = {"generate": round(t1 - t0, 2), "prepare": round(t2 - t1, 2),
                               "total": round(time.perf_counter() - t0, 2)}

@@ -3,22 +3,20 @@
 Text is given as :class:`Segment` s (plain text, optionally with word-level SSML
 ``<prosody>`` or ``<emphasis>``) plus an optional utterance-level :class:`Prosody`; it is
 sent as SSML to libespeak-ng (through ctypes, in :mod:`hmaf.corpora.espeak_server`),
-which returns the audio and its event stream. Word timings come from those events:
+which returns the audio and its event stream. Word timings come from the engine:
 
-* the library emits a *word* event ("start of word", with the word's text position and
-  sample index) followed by one *phoneme* event per phoneme (sample where it starts);
-  phoneme names starting with ``_`` are pauses;
-* a word's **start** is its word event (which includes e.g. the silent closure of a
-  word-initial stop; the phoneme event of /g/ marks its burst), or, when a pause comes
-  between the word event and the word's first phoneme, that phoneme's start;
-* a word's **end** is the first of: the next word's word event, a pause phoneme after
-  the word's own phonemes, an end-of-clause event, the end of the audio. So words
-  joined without a pause share a boundary, and a pause (after a comma, at the end) is
-  never counted in the word.
+* a word's **start** is the sample of its *word* event ("start of word" in
+  ``speak_lib.h``; it includes e.g. the silent closure of a word-initial stop);
+* a word's **end** is the next word's start when the two follow each other inside a
+  clause (no pause between them); when the word ends a clause (an *end* event comes
+  first: comma, full stop, end of text), the clause's pause is not counted in the word:
+  its end is the last sample of the engine's clean output, before that end event, whose
+  magnitude is within ``CLAUSE_END_DB`` (40 dB) of the utterance's peak.
 
 A transcript word is a whitespace-separated token containing a letter or digit, with
 leading/trailing punctuation removed (``"hell,"`` -> ``hell``). When espeak speaks one
-token as several words (``"42"`` -> forty two), the token spans all of them.
+token as several words (``"42"`` -> forty two), the token spans all of them; when it
+fuses tokens into one word ("I am"), the later tokens are reported as ``untimed``.
 
 Synthesis is deterministic: same segments, voice and options -> same samples.
 """
@@ -45,7 +43,7 @@ from hmaf.corpora import espeak_server
 EVENT_WORD = 1
 EVENT_END = 5
 EVENT_MSG_TERMINATED = 6
-EVENT_PHONEME = 7
+CLAUSE_END_DB = 40.0
 EMPHASIS_LEVELS = ("strong", "moderate", "none", "reduced")
 
 # Characters SSML would need as entities: espeak reports text positions in the raw
@@ -62,17 +60,30 @@ class TTSError(RuntimeError):
     """Synthesis failed (library missing, bad voice, engine error)."""
 
 
+_SIGNED_PERCENT = re.compile(r"^[+-]\d+(\.\d+)?%$")
+_PERCENT = re.compile(r"^\d+(\.\d+)?%$")
+
+
 @dataclasses.dataclass(frozen=True)
 class Prosody:
-    """SSML ``<prosody>`` attributes, as espeak-ng understands them.
+    """SSML ``<prosody>`` attributes, as percentages (so that they compose).
 
-    Values are SSML strings: ``pitch="+30%"`` (base pitch), ``range="+50%"`` (pitch
-    range), ``rate="120%"`` (speed), ``volume="+40%"``. None leaves one unchanged.
+    ``pitch="+30%"`` (base pitch), ``range="+50%"`` (pitch range) and ``volume="+40%"``
+    are signed relative changes; ``rate="120%"`` is a speed multiplier. None leaves one
+    unchanged.
     """
     pitch: str | None = None
     range: str | None = None
     rate: str | None = None
     volume: str | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("pitch", "range", "volume"):
+            value = getattr(self, name)
+            if value is not None and not _SIGNED_PERCENT.match(value):
+                raise ValueError(f"prosody {name} must be a signed percentage like '+20%', got {value!r}")
+        if self.rate is not None and not _PERCENT.match(self.rate):
+            raise ValueError(f"prosody rate must be a percentage like '120%', got {self.rate!r}")
 
     def attributes(self) -> str:
         items = [(k, v) for k, v in dataclasses.asdict(self).items() if v is not None]
@@ -80,6 +91,22 @@ class Prosody:
 
     def is_plain(self) -> bool:
         return not self.attributes()
+
+    def then(self, inner: "Prosody | None") -> "Prosody":
+        """This prosody with ``inner`` applied on top (what nesting ``inner`` would do)."""
+        if inner is None:
+            return self
+
+        def factor(value: str | None) -> float:
+            return 1.0 + float(value[:-1]) / 100.0 if value else 1.0
+
+        def signed(a: str | None, b: str | None) -> str | None:
+            return None if a is None and b is None else f"{(factor(a) * factor(b) - 1) * 100:+.0f}%"
+
+        rate = (None if self.rate is None and inner.rate is None else
+                f"{float((self.rate or '100%')[:-1]) * float((inner.rate or '100%')[:-1]) / 100:.0f}%")
+        return Prosody(pitch=signed(self.pitch, inner.pitch), range=signed(self.range, inner.range),
+                       rate=rate, volume=signed(self.volume, inner.volume))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,13 +130,16 @@ class Synthesis:
 
     audio: float32 ``[samples]`` in [-1, 1] at ``sample_rate``.
     words: the timed transcript words in order; ``untimed`` lists transcript words the
-    engine emitted no word event for (rare: then ``words`` lacks them).
+    engine emitted no word event for (rare: then ``words`` lacks them); ``stray`` the
+    markup text of word events outside every transcript word (the engine spoke something
+    that is not in the transcript, e.g. punctuation read aloud).
     """
     audio: np.ndarray
     sample_rate: int
     transcript: str
     words: list[WordTiming]
     untimed: list[str]
+    stray: list[str]
     ssml: str
     voice: str
 
@@ -144,99 +174,140 @@ def transcript_words(text: str) -> list[str]:
     return [_EDGE_PUNCT.sub("", t) for t in text.split() if _WORD_CHAR.search(t)]
 
 
-def build_ssml(segments: Sequence[Segment | str], utterance: Prosody | None = None
-               ) -> tuple[str, str, list[tuple[str, int, int]]]:
+LAYOUTS = ("nested", "flat")
+
+
+def build_ssml(segments: Sequence[Segment | str], utterance: Prosody | None = None,
+               layout: str = "nested") -> tuple[str, str, list[tuple[str, int, int]]]:
     """SSML for the segments.
 
     Returns (ssml, transcript, tokens) where tokens are (word, start, end) character
     spans of each transcript word inside ``ssml`` (for mapping engine events back).
+
+    layout "nested" wraps the text in one element with the utterance prosody; "flat"
+    composes the utterance prosody into each segment's own element instead
+    (:meth:`Prosody.then`). espeak-ng 1.51 drops text from some SSML shapes (measured:
+    three sibling 4-attribute elements lost all but the last word), and
+    :func:`synthesize` tries the other layout when one fails. Shapes always avoided:
+    * punctuation that ends the whole text, standing after a closing tag, is read aloud
+      ("dot"): it goes inside the last segment's element;
+    * punctuation inside an element followed by more text stretches the element over that
+      text: a segment's leading punctuation therefore stays outside, between elements.
     """
-    parts = ["<speak>"]
-    if utterance is not None and not utterance.is_plain():
-        parts.append(f"<prosody{utterance.attributes()}>")
-    length = sum(map(len, parts))
-    tokens: list[tuple[str, int, int]] = []
-    texts: list[str] = []
-    for seg in segments:
-        seg = Segment(seg) if isinstance(seg, str) else seg
+    pieces: list[list[str]] = []  # [opening, text, closing, punctuation after it]
+    items = [Segment(seg) if isinstance(seg, str) else seg for seg in segments]
+    for k, seg in enumerate(items):
         text = clean_text(seg.text)
+        lead = re.match(r"[^\w\s]+", text)
+        if lead and pieces:
+            rest = text[lead.end():].strip()
+            if not rest and all(not _WORD_CHAR.search(clean_text(x.text)) for x in items[k + 1:]):
+                pieces[-1][1] += pieces[-1][3] + lead.group()  # the text's final punctuation
+                pieces[-1][3] = ""
+            else:
+                pieces[-1][3] += lead.group()
+            text = rest
         if not text:
             continue
         if seg.emphasis is not None and seg.emphasis not in EMPHASIS_LEVELS:
             raise ValueError(f"emphasis must be one of {EMPHASIS_LEVELS}, got {seg.emphasis!r}")
-        # Punctuation closing a sentence sticks to the word before it ("great.").
-        joiner = " " if texts and text[0] not in ".,!?;:" else ""
-        opening, closing = joiner, ""
+        prosody = (utterance.then(seg.prosody) if utterance is not None and layout == "flat"
+                   else seg.prosody)
+        opening, closing = "", ""
         if seg.emphasis is not None:
             opening += f'<emphasis level="{seg.emphasis}">'
             closing = "</emphasis>" + closing
-        if seg.prosody is not None and not seg.prosody.is_plain():
-            opening += f"<prosody{seg.prosody.attributes()}>"
+        if prosody is not None and not prosody.is_plain():
+            opening += f"<prosody{prosody.attributes()}>"
             closing = "</prosody>" + closing
-        offset = length + len(opening)
+        pieces.append([opening, text, closing, ""])
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
+    head = "<speak>"
+    if layout == "nested" and utterance is not None and not utterance.is_plain():
+        head += f"<prosody{utterance.attributes()}>"
+    parts, length, tokens, words = [head], len(head), [], []
+    for i, (opening, text, closing, after) in enumerate(pieces):
+        offset = length + (1 if i else 0) + len(opening)
         for match in re.finditer(r"\S+", text):
             if _WORD_CHAR.search(match.group()):
                 tokens.append((_EDGE_PUNCT.sub("", match.group()),
                                offset + match.start(), offset + match.end()))
-        parts.append(opening + text + closing)
+        parts.append((" " if i else "") + opening + text + closing + after)
         length += len(parts[-1])
-        texts.append(joiner + text)
-    if utterance is not None and not utterance.is_plain():
+        words.append(text + after)
+    if layout == "nested" and utterance is not None and not utterance.is_plain():
         parts.append("</prosody>")
     parts.append("</speak>")
-    return "".join(parts), "".join(texts), tokens
+    return "".join(parts), " ".join(words), tokens
 
 
 def word_spans(events: Sequence[tuple[int, int, int, int, str]],
                tokens: Sequence[tuple[str, int, int]],
-               num_samples: int) -> list[tuple[int, int] | None]:
-    """(start, end) sample spans of each token from the engine's event stream.
+               pcm: np.ndarray) -> list[tuple[int, int] | None]:
+    """(start, end) sample spans of each token from the engine's events and clean audio.
 
-    events: (type, 1-based text position, length, sample, phoneme name) in engine order.
-    tokens: (word, start, end) character spans, sorted. Returns None for a token that no
-    word event points into. Boundaries are defined in the module docstring.
+    events: (type, 1-based text position, length, sample, name) in engine order.
+    tokens: (word, start, end) character spans, sorted.
+    pcm: the engine's output ``[samples]`` (no padding, no noise), for clause ends.
+    Returns None for a token that no word event points into. Boundaries are defined in
+    the module docstring.
     """
     starts = [t[1] for t in tokens]
     onset: list[int | None] = [None] * len(tokens)
-    offset: list[int | None] = [None] * len(tokens)
-    current: int | None = None  # token being spoken (after its word event, before its end)
-    spoken = False  # whether ``current`` has had a non-pause phoneme yet
-    leading_pause = False  # a pause came between ``current``'s word event and its sound
-
-    def close(sample: int) -> None:
-        nonlocal current
-        if current is not None:
-            offset[current] = sample
-            current = None
-
-    for kind, position, _, sample, name in events:
+    order: list[int] = []  # tokens in the order they were spoken
+    boundary: dict[int, tuple[int, bool]] = {}  # token -> (sample, ends a clause)
+    current: int | None = None
+    for kind, position, length, sample, _ in events:
         if kind == EVENT_WORD:
             i = bisect.bisect_right(starts, position - 1) - 1
             token = i if i >= 0 and position - 1 < tokens[i][2] else None
-            if token is not None and token == current:
-                continue  # one token spoken as several words ("42"): still the same word
-            close(sample)
-            current, spoken, leading_pause = token, False, False
-            if token is not None and onset[token] is None:
-                onset[token] = sample
-        elif kind == EVENT_PHONEME and name:
-            if current is None:
+            if (token is not None and token == current and token > 0 and onset[token - 1] is None
+                    and length > 0 and (len(order) < 2 or order[-2] < token - 1)):
+                # espeak-ng's text positions can run a few characters late after a
+                # sentence end between SSML elements ("... </prosody>. <prosody>I think"
+                # gives "I" the position of "think"): the first of two events pointing
+                # at one token then belongs to the untimed token before it.
+                order.insert(len(order) - 1, token - 1)
+                onset[token - 1], onset[token] = onset[token], sample
+                boundary[token - 1] = (sample, False)
                 continue
-            if name.startswith("_"):  # a pause: ends a spoken word, or delays the onset
-                if spoken:
-                    close(sample)
-                else:
-                    leading_pause = True
-            else:
-                if leading_pause and not spoken:
-                    onset[current] = sample
-                spoken = True
-                offset[current] = None
+            if token is None or onset[token] is not None:
+                continue  # one token spoken as several words ("42"), or a spurious event
+            if current is not None and current not in boundary:
+                boundary[current] = (sample, False)
+            onset[token] = sample
+            order.append(token)
+            current = token
         elif kind in (EVENT_END, EVENT_MSG_TERMINATED):
-            close(sample)
-    close(num_samples)
-    return [None if a is None else (a, max(a, b if b is not None else num_samples))
-            for a, b in zip(onset, offset)]
+            if current is not None and current not in boundary:
+                boundary[current] = (sample, True)
+    magnitude = np.abs(pcm)
+    threshold = float(magnitude.max(initial=0.0)) * 10.0 ** (-CLAUSE_END_DB / 20.0)
+    spans: list[tuple[int, int] | None] = [None] * len(tokens)
+    for token in order:
+        start = onset[token]
+        end, clause_end = boundary.get(token, (len(pcm), True))
+        end = min(max(end, start), len(pcm))
+        if clause_end:
+            loud = np.flatnonzero(magnitude[start:end] > threshold)
+            if loud.size:
+                end = start + int(loud[-1]) + 1
+        spans[token] = (start, max(end, start + 1))
+    return spans
+
+
+def stray_word_events(events: Sequence[tuple[int, int, int, int, str]],
+                      tokens: Sequence[tuple[str, int, int]], ssml: str) -> list[str]:
+    """Text of the word events that point into no transcript word (empty ones ignored)."""
+    starts = [t[1] for t in tokens]
+    stray = []
+    for kind, position, length, _, _ in events:
+        if kind == EVENT_WORD and length > 0:
+            i = bisect.bisect_right(starts, position - 1) - 1
+            if i < 0 or position - 1 >= tokens[i][2]:
+                stray.append(ssml[position - 1:position - 1 + length])
+    return stray
 
 
 class Engine:
@@ -326,16 +397,30 @@ def synthesize(segments: str | Sequence[Segment | str], voice: str = "en", *,
     """
     if isinstance(segments, str):
         segments = [Segment(segments)]
-    ssml, transcript, tokens = build_ssml(segments, utterance)
-    if not tokens:
-        raise TTSError(f"nothing to say in {transcript!r}")
     engine = engine or default_engine()
-    reply = engine.request(ssml, voice)
-    native = int(reply["sample_rate"])
-    pcm = np.frombuffer(reply["audio"], dtype="<i2").astype(np.float32) / 32768.0
+    best = None
+    for layout in LAYOUTS:
+        ssml, transcript, tokens = build_ssml(segments, utterance, layout)
+        if not tokens:
+            raise TTSError(f"nothing to say in {transcript!r}")
+        reply = engine.request(ssml, voice)
+        native = int(reply["sample_rate"])
+        pcm = np.frombuffer(reply["audio"], dtype="<i2").astype(np.float32) / 32768.0
+        spans = word_spans(reply["events"], tokens, pcm)
+        stray = stray_word_events(reply["events"], tokens, ssml)
+        # Words the engine skipped or made up: 0 for a complete rendering. A token fused
+        # into its neighbour ("I am") stays untimed in every layout.
+        faults = sum(span is None for span in spans) + len(stray)
+        if best is None or faults < best[0]:
+            best = (faults, ssml, transcript, tokens, native, pcm, spans, stray)
+        if faults == 0:
+            break
+    _, ssml, transcript, tokens, native, pcm, spans, stray = best
     if pcm.size == 0:
         raise TTSError(f"espeak-ng produced no audio for {transcript!r} (voice {voice!r})")
-    spans = word_spans(reply["events"], tokens, len(pcm))
+    if spans[0] is None or spans[-1] is None:
+        raise TTSError(f"espeak-ng skipped part of {transcript!r} (voice {voice!r}) in every "
+                       f"SSML layout")
     rate = sample_rate or native
     audio = _resample(pcm, native, rate)
     lead, trail = int(round(lead_s * rate)), int(round(trail_s * rate))
@@ -352,4 +437,4 @@ def synthesize(segments: str | Sequence[Segment | str], voice: str = "en", *,
             words.append(WordTiming(word, lead / rate + span[0] / native,
                                     lead / rate + span[1] / native))
     return Synthesis(audio=audio, sample_rate=rate, transcript=transcript, words=words,
-                     untimed=untimed, ssml=ssml, voice=voice)
+                     untimed=untimed, stray=stray, ssml=ssml, voice=voice)

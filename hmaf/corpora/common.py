@@ -1,0 +1,141 @@
+"""What every corpus builder shares: atomic JSONL files, parallel TTS rendering, prepare.
+
+A builder produces ``TTSJob`` s (or, for a real release, manifest rows directly);
+:func:`render` turns jobs into ``DIR/source/audio/<speaker>/<id>.wav`` plus manifest and
+truth rows; :func:`finish` writes ``manifest.jsonl``/``truth.jsonl`` and optionally runs
+``hmaf.data.writer.prepare``.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import json
+import logging
+import os
+import re
+import time
+from typing import Any, Sequence
+
+import numpy as np
+
+from hmaf.corpora import tts
+
+log = logging.getLogger(__name__)
+
+# A faint white-noise floor so that no file is digital silence (as no recording is).
+# Kept well below speech: silence trimming that works relative to the loudest frame
+# (e.g. 50 dB below it) must still find the leading and trailing silence of a quiet,
+# "sad" utterance.
+NOISE_DBFS = -80.0
+
+
+@dataclasses.dataclass
+class TTSJob:
+    """One utterance to synthesise.
+
+    fields: manifest fields besides audio/transcript/word_timings (label, speaker, id,
+    split, group, and any extra such as ``score``); ``id`` and ``speaker`` are required.
+    truth: extra design facts recorded in truth.jsonl beside the true word timings.
+    """
+    segments: list[tts.Segment]
+    voice: str
+    fields: dict[str, Any]
+    utterance: tts.Prosody | None = None
+    truth: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+def safe_name(text: str) -> str:
+    """A file-system-safe form of a speaker or id ("The Interviewer" -> The_Interviewer)."""
+    return re.sub(r"[^A-Za-z0-9._+-]+", "_", text).strip("_") or "unknown"
+
+
+def write_jsonl(path: str, rows: Sequence[dict]) -> None:
+    """Writes rows atomically (temp file in the same folder, then rename)."""
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row, sort_keys=True, ensure_ascii=False) + "\n")
+    os.replace(tmp, path)
+
+
+def write_json(path: str, obj: Any) -> None:
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(obj, f, indent=1, sort_keys=True, ensure_ascii=False)
+    os.replace(tmp, path)
+
+
+def _render_one(index: int, job: TTSJob, engine: tts.Engine, source_dir: str, *,
+                sample_rate: int, seed: int, word_timings: bool) -> dict:
+    # Per-job generator: the result does not depend on which thread renders it.
+    rng = np.random.default_rng([seed, index])
+    lead, trail = float(rng.uniform(0.15, 0.35)), float(rng.uniform(0.1, 0.3))
+    syn = tts.synthesize(job.segments, job.voice, utterance=job.utterance,
+                         sample_rate=sample_rate, lead_s=lead, trail_s=trail, noise_dbfs=NOISE_DBFS,
+                         seed=int(rng.integers(2**31)), engine=engine)
+    speaker_dir = safe_name(job.fields["speaker"])
+    rel = os.path.join("audio", speaker_dir, safe_name(job.fields["id"]) + ".wav")
+    os.makedirs(os.path.join(source_dir, "audio", speaker_dir), exist_ok=True)
+    syn.write_wav(os.path.join(source_dir, rel))
+    timings = [[w.word, round(w.start, 5), round(w.end, 5)] for w in syn.words]
+    row = {**job.fields, "audio": rel, "transcript": syn.transcript}
+    if word_timings and not syn.untimed and not syn.stray:
+        row["word_timings"] = timings
+    truth = {**job.truth, "id": job.fields["id"], "voice": job.voice,
+             "duration": round(syn.duration, 4), "words": timings, "untimed": syn.untimed, "stray": syn.stray}
+    return {"manifest": row, "truth": truth, "seconds": syn.duration}
+
+
+def render(jobs: Sequence[TTSJob], source_dir: str, *, workers: int = 1, sample_rate: int = 16000,
+           seed: int = 0, word_timings: bool = False, strict: bool = True) -> dict:
+    """Synthesises every job into ``source_dir``.
+
+    Each worker thread drives its own espeak server process (the synthesis runs there,
+    off the GIL). Output order is the job order whatever the thread count.
+    word_timings: also put the true timings into the manifest rows (alignment skipped),
+      for utterances whose every word was timed.
+    strict: a failed job raises; otherwise it is logged and counted in ``failed``.
+
+    Returns {"manifest": rows, "truth": rows, "failed": [{"id", "error"}],
+    "audio_seconds", "synthesis_s"}.
+    """
+    os.makedirs(source_dir, exist_ok=True)
+    engines = [tts.Engine() for _ in range(max(1, min(workers, len(jobs) or 1)))]
+    t0 = time.perf_counter()
+
+    def run(indices: Sequence[int], engine: tts.Engine) -> list[tuple[int, dict]]:
+        out = []
+        for i in indices:
+            try:
+                out.append((i, _render_one(i, jobs[i], engine, source_dir, sample_rate=sample_rate,
+                                           seed=seed, word_timings=word_timings)))
+            except tts.TTSError as e:
+                if strict:
+                    raise
+                log.warning("skipped %s: %s", jobs[i].fields["id"], e)
+                out.append((i, {"failed": {"id": jobs[i].fields["id"], "error": str(e)}}))
+        return out
+
+    try:
+        with concurrent.futures.ThreadPoolExecutor(len(engines)) as pool:
+            futures = [pool.submit(run, range(k, len(jobs), len(engines)), engine)
+                       for k, engine in enumerate(engines)]
+            results = sorted((r for f in futures for r in f.result()), key=lambda r: r[0])
+    finally:
+        for engine in engines:
+            engine.close()
+    done = [r for _, r in results if "failed" not in r]
+    return {"manifest": [r["manifest"] for r in done], "truth": [r["truth"] for r in done],
+            "failed": [r["failed"] for _, r in results if "failed" in r],
+            "audio_seconds": round(sum(r["seconds"] for r in done), 2),
+            "synthesis_s": round(time.perf_counter() - t0, 2)}
+
+
+def prepare_dir(manifest_path: str, out_dir: str, *, labels: Sequence[str] | None, name: str,
+                embeddings: str = "glove6b50", workers: int | None = None, seed: int = 0) -> dict:
+    """Runs ``hmaf.data.writer.prepare`` on a builder's manifest; returns dataset.json."""
+    from hmaf.data.writer import prepare
+
+    return prepare(manifest_path, out_dir, embeddings=embeddings, num_workers=workers,
+                   labels=list(labels) if labels is not None else None, name=name, seed=seed)
