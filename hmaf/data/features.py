@@ -14,6 +14,7 @@ Exact settings (paper section 3.1: 64 filter banks, static coefficients only):
 
 from __future__ import annotations
 
+import functools
 from typing import Sequence
 
 import numpy as np
@@ -30,8 +31,21 @@ LOG_FLOOR = 1e-6
 LONG_WORD_RULES = ("subsample", "truncate")
 
 
+@functools.lru_cache(maxsize=1)
+def _mel_basis() -> np.ndarray:
+    """The 64 mel filters, float32 ``[64, N_FFT // 2 + 1]``."""
+    import librosa
+
+    return librosa.filters.mel(sr=SAMPLE_RATE, n_fft=N_FFT, n_mels=N_MELS, fmin=FMIN, fmax=FMAX)
+
+
 def mfsc(samples: np.ndarray) -> np.ndarray:
     """Log-mel features of a whole utterance.
+
+    Equal (to float32 rounding) to ``log(max(librosa.feature.melspectrogram(...), 1e-6)).T``
+    with the settings above. The filterbank product is a plain (BLAS-free) einsum: librosa's
+    BLAS call took ~25 ms per 4 s utterance on a busy 2-core machine, where OpenBLAS threads
+    fight over the cores, against ~1 ms here.
 
     Args:
       samples: float32 ``[samples]`` at 16 kHz.
@@ -41,10 +55,10 @@ def mfsc(samples: np.ndarray) -> np.ndarray:
     """
     import librosa  # deferred: ~1 s import, only needed where features are computed
 
-    mel = librosa.feature.melspectrogram(
-        y=np.asarray(samples, dtype=np.float32), sr=SAMPLE_RATE, n_fft=N_FFT,
-        win_length=WIN_LENGTH, hop_length=HOP_LENGTH, window="hann", center=True,
-        pad_mode="constant", power=2.0, n_mels=N_MELS, fmin=FMIN, fmax=FMAX)
+    stft = librosa.stft(np.asarray(samples, dtype=np.float32), n_fft=N_FFT, hop_length=HOP_LENGTH,
+                        win_length=WIN_LENGTH, window="hann", center=True, pad_mode="constant")
+    power = stft.real ** 2 + stft.imag ** 2  # [freqs, frames]
+    mel = np.einsum("mf,ft->mt", _mel_basis(), power)
     return np.log(np.maximum(mel, LOG_FLOOR)).T.astype(np.float32)
 
 

@@ -201,6 +201,21 @@ def _warm_up() -> None:
     import hmaf.data.align  # noqa: F401  (aeneas)
 
 
+@contextlib.contextmanager
+def _environment(**values: str) -> Iterator[None]:
+    """Sets environment variables (inherited by processes started inside), then restores them."""
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
 def _run_phase1(rows: Sequence[ManifestRow], cache_dir: str, l_max: int, long_word_rule: str,
                 num_workers: int, progress: bool) -> list[dict[str, Any]]:
     """Outcomes of all rows in row order: cached ones read here, the rest computed in a pool."""
@@ -220,8 +235,11 @@ def _run_phase1(rows: Sequence[ManifestRow], cache_dir: str, l_max: int, long_wo
         # spawn: workers start clean even when the caller has imported TensorFlow or JAX
         # (their threads make fork unsafe).
         context = multiprocessing.get_context("spawn")
-        with concurrent.futures.ProcessPoolExecutor(min(num_workers, len(todo)), mp_context=context,
-                                                    initializer=_warm_up) as pool:
+        # One BLAS/OpenMP thread per worker: the processes already fill the cores, and
+        # competing OpenBLAS threads made small matrix products ~100x slower on 2 cores.
+        with _environment(OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1"), \
+                concurrent.futures.ProcessPoolExecutor(min(num_workers, len(todo)), mp_context=context,
+                                                       initializer=_warm_up) as pool:
             futures = {pool.submit(_process_row, rows[i], keys[i], cache_dir, l_max, long_word_rule): i
                        for i in todo}
             for future in concurrent.futures.as_completed(futures):
