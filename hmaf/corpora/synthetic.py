@@ -52,8 +52,9 @@ LABELS = ("angry", "happy", "sad", "neutral")
 KINDS = ("ambiguous", "delivery", "text", "both")
 VOICES = ("en+f1", "en+f2", "en+f3", "en+f4", "en+m1", "en+m2", "en+m3", "en+m4",
           "en-us+f5", "en-us+m6", "en+m5", "en+m7", "en-us+f2", "en-us+m3")
-DEFAULT_SIZE = 640
+DEFAULT_SIZE = 960
 DEFAULT_SPEAKERS = 10
+PAUSE_S = 0.03  # a gap between true word timings longer than this is a pause
 
 # ---- the template grammar -------------------------------------------------------------
 SUBJECTS = ("my brother", "my sister", "the manager", "our neighbor", "the teacher",
@@ -368,7 +369,7 @@ def alignment_report(prepared_dir: str, truth_path: str) -> dict:
     Errors are absolute differences of onsets and of offsets, in milliseconds.
     """
     prepared = _read_prepared_timings(prepared_dir)
-    onset, offset, compared, mismatched, missing = [], [], 0, [], 0
+    onset, offset, before_pause, compared, mismatched, missing = [], [], [], 0, [], 0
     with open(truth_path) as f:
         truth = [json.loads(line) for line in f]
     for row in truth:
@@ -383,9 +384,17 @@ def alignment_report(prepared_dir: str, truth_path: str) -> dict:
         compared += 1
         onset.append(np.abs(start - true[:, 0]))
         offset.append(np.abs(end - true[:, 1]))
+        # A true pause (comma, full stop) after a word: the aligner's boundaries are
+        # contiguous, so it counts the pause in the word before it.
+        gap = np.append(true[1:, 0] - true[:-1, 1], 0.0)
+        before_pause.append(gap > PAUSE_S)
     onset_all = np.concatenate(onset) if onset else np.zeros(0)
     offset_all = np.concatenate(offset) if offset else np.zeros(0)
+    pause = np.concatenate(before_pause) if before_pause else np.zeros(0, bool)
     return {
+        "offset_error_ms_before_pause": _stats_ms(offset_all[pause]),
+        "offset_error_ms_elsewhere": _stats_ms(offset_all[~pause]),
+        "words_before_pause": int(pause.sum()),
         "utterances_compared": compared,
         "words_compared": int(onset_all.size),
         "utterances_word_count_mismatch": len(mismatched),

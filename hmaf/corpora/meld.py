@@ -1,0 +1,171 @@
+"""MELD text spoken by espeak-ng: conversational utterances with emotion/sentiment labels.
+
+MELD (Poria et al. 2019, CC BY 4.0) gives utterances from the TV series Friends with a
+speaker, one of 7 emotions (anger, disgust, fear, joy, neutral, sadness, surprise) and
+one of 3 sentiments (negative, neutral, positive). The project has the train and dev
+CSVs (text only); MELD's test split is not given, so:
+
+* ``meld_train.csv`` -> ``train`` and ``validation``: a dialogue goes to validation when
+  crc32 of its id is 0 mod 10 (about 10%), the same whatever ``--limit`` or row order;
+* ``meld_dev.csv`` -> ``test``.
+
+``python -m hmaf.corpora.meld --out DIR --task sentiment|emotion [--limit N]``
+synthesises each utterance with the utterance-level delivery of its *emotion* (also for
+the sentiment task: the delivery is the emotion's, the label the sentiment), one
+espeak-ng voice per speaker (main characters fixed voices; others drawn from a pool by
+the ``gender`` column, by a stable hash of the name: minor characters may share a
+voice), then prepares DIR. speaker = group = the MELD speaker name. ``--limit N`` keeps
+the first N rows of each CSV. MELD names no emphasised words, so there is no word-level
+emphasis here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import logging
+import os
+import sys
+import zlib
+from typing import Sequence
+
+import numpy as np
+
+from hmaf.corpora import common, tts
+
+log = logging.getLogger(__name__)
+
+DEFAULT_DIR = os.path.normpath(os.path.join(os.path.dirname(__file__), "..", "..", "..",
+                                            "shared", "data", "meld"))
+EMOTIONS = ("anger", "disgust", "fear", "joy", "neutral", "sadness", "surprise")
+SENTIMENTS = ("negative", "neutral", "positive")
+TASKS = {"emotion": EMOTIONS, "sentiment": SENTIMENTS}
+REQUIRED_COLUMNS = ("Utterance", "speaker", "emotion", "sentiment", "Dialogue_ID", "Utterance_ID")
+MAIN_VOICES = {"Chandler": "en+m1", "Joey": "en+m2", "Ross": "en+m3", "Monica": "en+f1",
+               "Phoebe": "en+f2", "Rachel": "en+f3"}
+POOLS = {"female": ("en+f4", "en-us+f2", "en-us+f5"),
+         "male": ("en+m4", "en+m5", "en+m7", "en-us+m3", "en-us+m6"),
+         "": ("en", "en+m4", "en+f4", "en-us+m3", "en-us+f2")}
+DELIVERY = {  # (pitch %, pitch range %, rate %, volume %)
+    "anger": (10.0, 70.0, 125.0, 55.0),
+    "disgust": (-12.0, 30.0, 85.0, 10.0),
+    "fear": (20.0, -20.0, 120.0, -10.0),
+    "joy": (30.0, 50.0, 110.0, 15.0),
+    "neutral": (0.0, 0.0, 100.0, 0.0),
+    "sadness": (-25.0, -50.0, 75.0, -35.0),
+    "surprise": (45.0, 80.0, 105.0, 20.0),
+}
+DELIVERY_JITTER = (5.0, 8.0, 5.0, 6.0)
+
+
+def voice_for(speaker: str, gender: str) -> str:
+    """A deterministic espeak-ng voice for a MELD speaker."""
+    if speaker in MAIN_VOICES:
+        return MAIN_VOICES[speaker]
+    pool = POOLS.get(gender.strip().lower(), POOLS[""])
+    return pool[zlib.crc32(speaker.encode()) % len(pool)]
+
+
+def split_of(source: str, dialogue_id: str) -> str:
+    """train/validation/test of a row (see the module docstring)."""
+    if source == "dev":
+        return "test"
+    return "validation" if zlib.crc32(dialogue_id.strip().encode()) % 10 == 0 else "train"
+
+
+def read_csv(path: str, limit: int | None = None) -> list[dict[str, str]]:
+    if not os.path.isfile(path):
+        raise ValueError(f"MELD CSV {path} not found: pass --data DIR holding meld_train.csv and meld_dev.csv")
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
+        if missing:
+            raise ValueError(f"{path}: not a MELD CSV, missing column(s) {missing}")
+        rows = []
+        for row in reader:
+            if limit is not None and len(rows) >= limit:
+                break
+            rows.append(row)
+    return rows
+
+
+def jobs_for(rows_by_source: dict[str, list[dict[str, str]]], task: str, seed: int = 0
+             ) -> tuple[list[common.TTSJob], dict]:
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {tuple(TASKS)}, got {task!r}")
+    rng = np.random.default_rng(seed)
+    jobs, skipped = [], {}
+    for source in ("train", "dev"):
+        for row in rows_by_source.get(source, []):
+            jitter = rng.standard_normal(4)  # drawn for every row: a skip never shifts the rest
+            emotion, label = row["emotion"].strip().lower(), row[task].strip().lower()
+            text = tts.clean_text(row["Utterance"])
+            reason = ("unknown_label" if label not in TASKS[task] or emotion not in DELIVERY else
+                      "empty_text" if not tts.transcript_words(text) else None)
+            if reason:
+                skipped[reason] = skipped.get(reason, 0) + 1
+                continue
+            speaker = row["speaker"].strip() or "unknown"
+            pitch, rng_, rate, volume = (m + s * j for m, s, j in
+                                         zip(DELIVERY[emotion], DELIVERY_JITTER, jitter))
+            utt_id = f"{source}_dia{row['Dialogue_ID'].strip()}_utt{row['Utterance_ID'].strip()}"
+            jobs.append(common.TTSJob(
+                segments=[tts.Segment(text)], voice=voice_for(speaker, row.get("gender", "") or ""),
+                utterance=tts.Prosody(pitch=f"{pitch:+.0f}%", range=f"{rng_:+.0f}%",
+                                      rate=f"{rate:.0f}%", volume=f"{volume:+.0f}%"),
+                fields={"id": utt_id, "label": label, "speaker": speaker, "group": speaker,
+                        "split": split_of(source, row["Dialogue_ID"])},
+                truth={"emotion": emotion, "sentiment": row["sentiment"].strip().lower()}))
+    return jobs, {"skipped": skipped}
+
+
+def build(out_dir: str, *, task: str = "sentiment", data_dir: str = DEFAULT_DIR,
+          limit: int | None = None, word_timings: bool = False, workers: int | None = None,
+          seed: int = 0, embeddings: str = "glove6b50", prepare: bool = True) -> dict:
+    workers = workers or os.cpu_count() or 1
+    rows = {source: read_csv(os.path.join(data_dir, f"meld_{source}.csv"), limit)
+            for source in ("train", "dev")}
+    jobs, stats = jobs_for(rows, task, seed)
+    source_dir = os.path.join(out_dir, "source")
+    rendered = common.render(jobs, source_dir, workers=workers, seed=seed,
+                             word_timings=word_timings, strict=False)
+    manifest_path = os.path.join(source_dir, "manifest.jsonl")
+    common.write_jsonl(manifest_path, rendered["manifest"])
+    common.write_jsonl(os.path.join(source_dir, "truth.jsonl"), rendered["truth"])
+    stats.update(num_utterances=len(rendered["manifest"]), synthesis_failed=rendered["failed"],
+                 audio_seconds=rendered["audio_seconds"], task=task,
+                 splits={s: sum(r["split"] == s for r in rendered["manifest"])
+                         for s in ("train", "validation", "test")})
+    common.write_json(os.path.join(source_dir, "summary.json"), stats)
+    dataset = (common.prepare_dir(manifest_path, out_dir, labels=TASKS[task], name=f"meld_{task}",
+                                  embeddings=embeddings, workers=workers, seed=seed)
+               if prepare else None)
+    return {"summary": stats, "dataset": dataset}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m hmaf.corpora.meld",
+                                     description="MELD text spoken by espeak-ng -> prepared corpus")
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--task", choices=tuple(TASKS), default="sentiment")
+    parser.add_argument("--data", default=DEFAULT_DIR, help="folder with meld_train.csv, meld_dev.csv")
+    parser.add_argument("--limit", type=int, default=None, help="first N rows of each CSV")
+    parser.add_argument("--word-timings", action="store_true",
+                        help="put the true TTS word timings in the manifest (skip alignment)")
+    parser.add_argument("--workers", type=int, default=None)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--embeddings", default="glove6b50")
+    parser.add_argument("--no-prepare", action="store_true")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    result = build(args.out, task=args.task, data_dir=args.data, limit=args.limit,
+                   word_timings=args.word_timings, workers=args.workers, seed=args.seed,
+                   embeddings=args.embeddings, prepare=not args.no_prepare)
+    s = result["summary"]
+    print(f"MELD {args.task}: {s['num_utterances']} utterances {s['splits']}, skipped {s['skipped']}, "
+          f"synthesis failed {len(s['synthesis_failed'])}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
