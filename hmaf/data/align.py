@@ -130,6 +130,26 @@ def _synthesize(words: Sequence[str], voice: str, tmp_dir: str, timeout_s: float
     return samples, int(rate), anchors
 
 
+def speech_span(samples: np.ndarray, sample_rate: int, top_db: float) -> tuple[int, int]:
+    """[begin, end) samples from the first to the last non-silent frame.
+
+    Frames are 40 ms long every 10 ms (centred, zero-padded); a frame is non-silent when its
+    mean power is within ``top_db`` of the loudest frame's. Same result as
+    ``librosa.effects.trim(samples, top_db, frame_length=4 * hop, hop_length=hop)[1]``.
+    Returns (0, 0) when no frame qualifies.
+    """
+    hop = sample_rate // 100
+    length = 4 * hop
+    padded = np.pad(np.asarray(samples, dtype=np.float32), length // 2)
+    frames = np.lib.stride_tricks.sliding_window_view(padded, length)[::hop]  # [T, length]
+    power = np.einsum("tl,tl->t", frames, frames) / length
+    db = 10 * np.log10(np.maximum(power, 1e-10))
+    loud = np.flatnonzero(db > db.max() - top_db)
+    if loud.size == 0:
+        return 0, 0
+    return int(loud[0] * hop), int(min(samples.shape[0], (loud[-1] + 1) * hop))
+
+
 def align_words(samples: np.ndarray, words: Sequence[str], *, sample_rate: int = SAMPLE_RATE,
                 language: str = "eng", trim_db: float | None = TRIM_DB,
                 timeout_s: float = SYNTH_TIMEOUT_S) -> tuple[np.ndarray, np.ndarray]:
@@ -153,7 +173,7 @@ def align_words(samples: np.ndarray, words: Sequence[str], *, sample_rate: int =
     Raises:
       AlignmentError: with the cause, when the words cannot be timed.
     """
-    import librosa  # deferred: ~1 s import
+    from hmaf.data.audio import resample
 
     if not words:
         raise AlignmentError("no words to align")
@@ -166,9 +186,8 @@ def align_words(samples: np.ndarray, words: Sequence[str], *, sample_rate: int =
     samples = np.asarray(samples, dtype=np.float32)
     offset = 0
     if trim_db is not None:
-        hop = sample_rate // 100
-        _, (begin, end) = librosa.effects.trim(samples, top_db=trim_db, frame_length=4 * hop, hop_length=hop)
-        if end - begin >= 4 * hop:  # else: (near) silence; align it all and let the caller judge
+        begin, end = speech_span(samples, sample_rate, trim_db)
+        if end - begin >= sample_rate // 25:  # else: (near) silence; align it all and let the caller judge
             samples, offset = samples[begin:end], begin
     with tempfile.TemporaryDirectory(prefix="hmaf-align-") as tmp_dir:
         rconf = _runtime_configuration(tmp_dir)
@@ -178,7 +197,7 @@ def align_words(samples: np.ndarray, words: Sequence[str], *, sample_rate: int =
             real_mfcc.set_head_middle_tail(TimeValue("0.000"), None, TimeValue("0.000"))
             if synth_rate != sample_rate:
                 # The stock task converts the synthetic wav to the real audio's rate (ffmpeg).
-                synth = librosa.resample(synth, orig_sr=synth_rate, target_sr=sample_rate, res_type="soxr_hq")
+                synth = resample(synth, synth_rate, sample_rate)
             synth_mfcc = AudioFileMFCC(audio_file=_audio_file(synth, sample_rate, rconf), rconf=rconf)
             text_file = TextFile(rconf=rconf)
             text_file.read_from_list(list(words))

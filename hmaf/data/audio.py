@@ -3,11 +3,13 @@
 soundfile (libsndfile) reads wav/flac/ogg/mp3 in-process; anything it rejects (m4a,
 webm, odd wav codecs, ...) is decoded by an ``ffmpeg`` subprocess straight to 16 kHz
 mono float32. Multi-channel audio is averaged to mono; other rates are resampled with
-soxr (through librosa, ``res_type="soxr_hq"``).
+soxr at "HQ" quality to ``ceil(n * 16000 / rate)`` samples, exactly what
+``librosa.resample(res_type="soxr_hq")`` does, without librosa's ~1-4 s import.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import subprocess
@@ -54,6 +56,17 @@ def _read_ffmpeg(path: str, sample_rate: int) -> np.ndarray:
     return np.frombuffer(proc.stdout, dtype="<f4").astype(np.float32)
 
 
+def resample(samples: np.ndarray, rate: int, target_rate: int) -> np.ndarray:
+    """Band-limited resampling (soxr "HQ"): ``[n]`` -> float32 ``[ceil(n * target_rate / rate)]``."""
+    import soxr  # deferred: only needed for input at another rate
+
+    out = soxr.resample(np.asarray(samples, dtype=np.float32), rate, target_rate, quality="HQ")
+    size = math.ceil(samples.shape[0] * target_rate / rate)
+    if out.shape[0] < size:
+        out = np.pad(out, (0, size - out.shape[0]))
+    return out[:size].astype(np.float32, copy=False)
+
+
 def load_audio(path: str | os.PathLike, *, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """Loads an audio file as mono float32 samples at ``sample_rate``.
 
@@ -81,9 +94,7 @@ def load_audio(path: str | os.PathLike, *, sample_rate: int = SAMPLE_RATE) -> np
     else:
         samples = data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0]
         if rate != sample_rate and samples.size:
-            import librosa  # deferred: importing librosa costs ~1 s, needless for 16 kHz input
-
-            samples = librosa.resample(samples, orig_sr=rate, target_sr=sample_rate, res_type="soxr_hq")
+            samples = resample(samples, rate, sample_rate)
     if samples.size == 0:
         raise AudioError(path, "empty", "the file holds no audio samples")
     return np.ascontiguousarray(samples, dtype=np.float32)

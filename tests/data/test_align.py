@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from hmaf.data.align import AlignmentError, align_words
+from hmaf.data.align import AlignmentError, align_words, speech_span
 from hmaf.data.audio import load_audio
 from speech_synth import say_words
 
@@ -46,6 +46,17 @@ def test_leading_silence_is_not_given_to_the_first_word(spoken):
     assert abs(trimmed_ends[-1] - offsets[-1]) < 0.05
     untrimmed_starts, _ = align_words(samples, words, trim_db=None)
     assert untrimmed_starts[0] == 0.0  # what aeneas does on its own: the 0.3 s lead-in joins word 1
+
+
+def test_speech_span_equals_librosa_trim(spoken):
+    import librosa
+
+    for _, _, _, samples in spoken:
+        noisy = samples + np.random.default_rng(0).normal(0, 1e-3, samples.size).astype(np.float32)
+        for x, top_db in ((samples, 50.0), (noisy, 30.0), (noisy, 60.0)):
+            _, expected = librosa.effects.trim(x, top_db=top_db, frame_length=640, hop_length=160)
+            assert speech_span(x, 16000, top_db) == tuple(expected)
+    assert speech_span(np.zeros(8000, np.float32), 16000, 50.0) in ((0, 0), (0, 8000))
 
 
 def test_single_word_and_non_ascii(spoken):

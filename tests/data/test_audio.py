@@ -63,6 +63,17 @@ def test_ffmpeg_fallback_for_formats_soundfile_cannot_read(speech16k, tmp_path):
     assert _aligned_correlation(out, mono) > 0.95
 
 
+def test_resampling_equals_librosa_soxr_hq(speech16k):
+    from hmaf.data.audio import resample
+
+    _, mono = speech16k
+    for rate in (8000, 22050, 44100):
+        expected = librosa.resample(mono, orig_sr=16000, target_sr=rate, res_type="soxr_hq")
+        out = resample(mono, 16000, rate)
+        assert out.dtype == np.float32 and out.shape == expected.shape
+        np.testing.assert_allclose(out, expected, atol=1e-6)
+
+
 def test_mp3_is_read(speech16k, tmp_path):
     path, mono = speech16k
     mp3 = tmp_path / "speech.mp3"

@@ -23,6 +23,11 @@ def test_mfsc_equals_direct_librosa_call(signal):
     np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)
 
 
+def test_mel_basis_equals_librosa():
+    expected = librosa.filters.mel(sr=16000, n_fft=512, n_mels=64, fmin=0.0, fmax=8000.0)
+    np.testing.assert_allclose(features.mel_basis(), expected, rtol=1e-5, atol=1e-7)
+
+
 def test_mfsc_of_silence_is_the_floor():
     out = features.mfsc(np.zeros(1600, np.float32))
     assert out.shape == (11, 64)
