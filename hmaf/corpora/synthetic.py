@@ -29,7 +29,7 @@ of four kinds (shares are knobs):
 
 So text + audio beats either alone, and word-level fusion beats utterance-level fusion.
 Speakers are espeak-ng voice variants (group = speaker; manifest splits hold out whole
-speakers); classes and kinds are balanced within every speaker. Every random choice comes
+speakers); every speaker gets each class to within one utterance. Every random choice comes
 from one seeded generator: same seed and size -> same corpus, byte for byte.
 """
 
@@ -268,27 +268,27 @@ def _unmark_except(marked: str, keep: str) -> str:
 
 
 def _assign_speakers(items: list[Item], rng: np.random.Generator, num_speakers: int) -> None:
-    """Deals every (kind, label) stratum round-robin over speakers; ids follow the plan.
+    """Deals the items round-robin over speakers (grouped by label and kind); shuffled ids.
 
     Splits hold out whole speakers: the last one is test, the one before validation
     (with >= 3 speakers), so manifest splits are speaker-independent like the folds.
     """
     voices = VOICES[:num_speakers]
-    order = rng.permutation(len(items))
-    counters: dict[tuple[str, str], int] = {}
+    shuffle = rng.permutation(len(items))
+    # One running deal over the items grouped by label, then kind: every speaker gets
+    # each label to within one item, and the kinds of a label spread evenly.
+    dealt = sorted(range(len(items)), key=lambda i: (items[i].label, items[i].kind, shuffle[i]))
     offset = int(rng.integers(num_speakers))
-    for n, idx in enumerate(order):
+    for k, idx in enumerate(dealt):
         item = items[idx]
-        key = (item.kind, item.label)
-        k = counters.get(key, 0)
-        counters[key] = k + 1
-        s = (k + offset + LABELS.index(item.label)) % num_speakers
+        s = (k + offset) % num_speakers
         item.voice = voices[s]
         item.speaker = "spk%02d_%s" % (s, item.voice.replace("+", "_"))
         if num_speakers >= 3:
             item.split = ("test" if s == num_speakers - 1 else
                           "validation" if s == num_speakers - 2 else "train")
-        item.id = f"syn{n:05d}"
+    for n, idx in enumerate(shuffle):
+        items[idx].id = f"syn{n:05d}"
     items.sort(key=lambda it: it.id)
 
 
@@ -404,7 +404,7 @@ def alignment_report(prepared_dir: str, truth_path: str) -> dict:
         "offset_error_ms": _stats_ms(offset_all),
         "onset_within_20ms": round(float(np.mean(onset_all < 0.020)), 4) if onset_all.size else None,
         "offset_within_20ms": round(float(np.mean(offset_all < 0.020)), 4) if offset_all.size else None,
-        "truth": "espeak-ng word/phoneme events (hmaf.corpora.tts)",
+        "truth": "espeak-ng word/clause events, clause ends from the clean signal (hmaf.corpora.tts)",
     }
 
 
