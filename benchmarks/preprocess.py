@@ -9,10 +9,13 @@ Synthesizes ``--utterances`` espeak-ng utterances (EMNS sentences from
   22.05 kHz wavs, resampling included), ``align`` (:func:`hmaf.data.align.align_words`),
   ``features`` (MFSC + per-word frames), ``write`` (serialize + TFRecord write, TensorFlow
   already imported);
-- ``pipeline``: :func:`hmaf.data.writer.prepare` end to end into a fresh folder with
-  ``--workers`` processes (and with 1), as a user runs it: process start-up, worker
-  imports, TensorFlow import, embeddings and shard writing included; and ``pipeline_warm``,
-  its phase 1 throughput (process pool) beside the one-time costs.
+- ``pipeline``: ``python -m hmaf.prepare`` end to end into a fresh folder with
+  ``--workers`` processes (and with 1), as a user runs it: process start-up and exit,
+  worker imports, TensorFlow import, embeddings and shard writing included; with the
+  CPU seconds of its whole process tree (``cpu_s``, ``x_realtime_per_cpu_s``);
+  ``pipeline_phase1``: the preprocessing phase alone (pool start-up included);
+  ``pipeline_steady``: the per-utterance work (decode + align + features seconds summed
+  over utterances) divided by the workers, i.e. the rate once start-up is paid.
 
 Every figure is one JSON line (stdout, and appended to ``--out``) naming the machine
 (platform, CPU model, cpu count) and the 1-minute load average when it ran: other
@@ -26,6 +29,7 @@ import csv
 import json
 import os
 import platform
+import resource
 import shutil
 import subprocess
 import sys
@@ -126,14 +130,20 @@ def measure_pipeline(manifest: Path, out_dir: Path, workers: int, embeddings: st
     shutil.rmtree(out_dir, ignore_errors=True)
     cmd = [sys.executable, "-m", "hmaf.prepare", "--manifest", str(manifest), "--out", str(out_dir),
            "--workers", str(workers), "--embeddings", embeddings, "--no_progress"]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
     subprocess.run(cmd, check=True, capture_output=True, cwd=Path(__file__).resolve().parents[1])
     wall_s = time.perf_counter() - t
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    # CPU seconds of the whole process tree (prepare, its workers, their synthesis children):
+    # unlike wall time, barely changed by other load on the machine.
+    cpu_s = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     info = json.loads((out_dir / "dataset.json").read_text())
     timing = info["timing"]
     audio_s = info["audio_seconds"]
     return [
-        _line("pipeline", audio_s, wall_s, workers=workers, examples=info["num_examples"], embeddings=embeddings),
+        _line("pipeline", audio_s, wall_s, workers=workers, examples=info["num_examples"], embeddings=embeddings,
+              cpu_s=round(cpu_s, 2), x_realtime_per_cpu_s=round(audio_s / cpu_s, 1)),
         _line("pipeline_phase1", audio_s, timing["phase1_wall_s"], workers=workers,
               note="pool start-up + worker imports + all utterances"),
         # the per-utterance work spread over the workers: the rate once start-up is paid
@@ -171,11 +181,12 @@ def main() -> None:
     if args.out:
         with open(args.out, "a", encoding="utf-8") as f:
             f.writelines(json.dumps(line) + "\n" for line in lines)
-    print("\npart                 workers  audio_s   wall_s  x_realtime")
+    print(f"\nload average (1 min) {os.getloadavg()[0]:.1f} on {os.cpu_count()} cpus")
+    print("part                 workers  audio_s   wall_s  x_realtime    cpu_s  x_per_cpu_s")
     for line in lines:
         if "x_realtime" in line:
             print(f"{line['part']:<20} {line.get('workers', 1):>7} {line['audio_s']:>8} {line['wall_s']:>8} "
-                  f"{line['x_realtime']:>10}")
+                  f"{line['x_realtime']:>10} {line.get('cpu_s', ''):>8} {line.get('x_realtime_per_cpu_s', ''):>12}")
     if not args.keep:
         shutil.rmtree(folder, ignore_errors=True)
 
