@@ -176,7 +176,7 @@ class Harness:
     # -- sections ---------------------------------------------------------------------
     def nested(self, shape: tuple[int, int, int]) -> None:
         batches = self.batches(shape)
-        variants = QUICK_NESTED if self.args.quick else tuple(NESTED_VARIANTS)
+        variants = self.args.variants or (QUICK_NESTED if self.args.quick else tuple(NESTED_VARIANTS))
         dtype = jnp.dtype(self.args.dtype)
         for variant in variants:
             packed, hoist, unroll = NESTED_VARIANTS[variant]
@@ -316,6 +316,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         type=lambda s: [x for x in s.split(",") if x])
     parser.add_argument("--models", default=",".join(MODELS), help="(--quick: faf only unless given)", type=lambda s: [x for x in s.split(",") if x])
     parser.add_argument("--shapes", default=None, type=lambda s: [_parse_shape(x) for x in s.split(",")])
+    parser.add_argument("--variants", default=None, type=lambda s: [x for x in s.split(",") if x],
+                        help=f"nested variants, default all: {','.join(NESTED_VARIANTS)}")
     parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--profile", default=None, help="write jax.profiler traces of the train steps here")
@@ -326,6 +328,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     unknown = set(args.sections) - {"nested", "train", "infer", "latency"}
     if unknown:
         parser.error(f"unknown sections {sorted(unknown)}")
+    if args.variants and set(args.variants) - set(NESTED_VARIANTS):
+        parser.error(f"unknown variants {sorted(set(args.variants) - set(NESTED_VARIANTS))}")
     return args
 
 

@@ -6,7 +6,7 @@ global batch-norm statistics, mean loss over all examples); XLA inserts the
 gradient all-reduce. Multi-host: call ``jax.distributed.initialize()`` first in
 every process, then :func:`make_mesh` spans the devices of all hosts, and each
 process passes its own slice of the global batch to :func:`shard_batch` (see
-``docs/scaling.md``).
+``benchmarks/README.md``, Scaling).
 """
 
 from __future__ import annotations
