@@ -79,6 +79,8 @@ class AlignmentError(Exception):
 
 
 def _runtime_configuration(tmp_dir: str) -> RuntimeConfiguration:
+    # The cew_subprocess keys only matter if aeneas ever synthesizes on its own: then it
+    # too uses a child process of this interpreter, never in-process eSpeak.
     return RuntimeConfiguration("|".join([
         f"mfcc_window_length={MFCC_WINDOW_LENGTH:.3f}",
         f"mfcc_window_shift={MFCC_WINDOW_SHIFT:.3f}",

@@ -142,6 +142,8 @@ def test_killed_run_resumes_to_identical_output(corpus, prepared, tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     info = json.loads((out / "dataset.json").read_text())
     assert info["cached_utterances"] >= done_before
+    assert f"content_hash {info['content_hash']}" in result.stdout  # the CLI's summary
+    assert "8 examples" in result.stdout and "4 rejected" in result.stdout
     # same corpus as the uninterrupted in-process run (2 shards, other worker count)
     assert info["content_hash"] == prepared[1]["content_hash"]
     assert info["num_examples"] == 8 and sorted(os.listdir(out / "records")) == sorted(
