@@ -241,7 +241,14 @@ def _run_phase1(rows: Sequence[ManifestRow], cache_dir: str, l_max: int, long_wo
             futures = {pool.submit(_process_row, rows[i], keys[i], cache_dir, l_max, long_word_rule): i
                        for i in todo}
             for future in concurrent.futures.as_completed(futures):
-                results[futures[future]] = future.result()
+                i = futures[future]
+                try:
+                    results[i] = future.result()
+                except concurrent.futures.process.BrokenProcessPool as e:
+                    # A worker died (killed for memory, a crash in C code): the pool fails every
+                    # unfinished row. Not cached, so rerunning retries exactly these rows.
+                    results[i] = {"status": "reject", "cached": False, "reason": "worker_crashed",
+                                  "detail": f"{rows[i].audio}: a preprocessing process died ({e}); rerun to retry"}
                 bar.update()
     bar.close()
     return results  # type: ignore[return-value]

@@ -8,7 +8,7 @@ import soundfile
 
 from hmaf.data import features
 from hmaf.data.audio import load_audio
-from hmaf.data.utterance import PreprocessError, preprocess_utterance
+from hmaf.data.utterance import REASONS, PreprocessError, preprocess_utterance
 from speech_synth import say
 
 TEXT = "I really did not expect to see you here today"
@@ -128,7 +128,7 @@ def test_bad_audio(tmp_path):
     for path, reason in cases:
         with pytest.raises(PreprocessError) as info:
             preprocess_utterance(path, "hello world")
-        assert info.value.reason == reason, info.value
+        assert info.value.reason == reason in REASONS, info.value
         assert info.value.path == str(path)
 
 

@@ -12,6 +12,7 @@ import pytest
 from hmaf.data import records
 from hmaf.data.utterance import preprocess_utterance
 from hmaf.data.writer import prepare
+from crashing_worker import dying_process_row
 from speech_synth import say
 
 REPO = Path(__file__).resolve().parents[2]
@@ -117,6 +118,16 @@ def test_labels_order_and_unknown_labels(corpus, tmp_path):
     assert info["label_names"] == ["pos"] and info["num_examples"] == 4
     assert info["reject_reasons"]["unknown_label"] == 4 and info["embeddings"]["dim"] == 8
 
+
+def test_a_dying_worker_rejects_rows_instead_of_stopping_the_run(corpus, tmp_path, monkeypatch):
+    from hmaf.data import writer
+
+    monkeypatch.setattr(writer, "_process_row", dying_process_row)
+    with pytest.raises(ValueError, match="no usable example"):
+        prepare(corpus / "manifest.jsonl", tmp_path / "dying", num_workers=2, progress=False)
+    rejects = [json.loads(line) for line in (tmp_path / "dying" / "rejects.jsonl").read_text().splitlines()]
+    assert sum(r["reason"] == "worker_crashed" for r in rejects) == 10  # every row that passed the manifest
+    assert all("rerun to retry" in r["detail"] for r in rejects if r["reason"] == "worker_crashed")
 
 def _prepare_cmd(corpus: Path, out: Path, workers: int) -> list[str]:
     return [sys.executable, "-m", "hmaf.prepare", "--manifest", str(corpus / "manifest.jsonl"), "--out", str(out),
