@@ -24,7 +24,8 @@ cat "$OUT/gpu_env.txt"
 run() {  # run SECONDS NAME ARGS...: one harness call with a time limit
   local limit=$1 name=$2; shift 2
   echo "== $name (limit ${limit}s)"
-  timeout "$limit" $PY -m benchmarks.run --out "$OUT/$name.jsonl" "$@" > "$OUT/$name.log" 2>&1
+  echo "== $name" >> "$OUT/gpu_logs.txt"
+  timeout "$limit" $PY -m benchmarks.run --out "$OUT/$name.jsonl" "$@" >> "$OUT/gpu_logs.txt" 2>&1
   echo "   exit $? , $(wc -l < "$OUT/$name.jsonl" 2>/dev/null || echo 0) records"
 }
 
@@ -37,4 +38,4 @@ run 60 gpu_bf16 --dtype bfloat16 --sections nested,train --models faf --variants
   --shapes 32x24x64,8x48x128
 # 4. inference throughput and single-utterance latency, float32               ~30 s
 run 45 gpu_infer_f32 --sections infer,latency --shapes 32x24x64
-tail -n 3 "$OUT"/*.log
+tail -n 20 "$OUT/gpu_logs.txt"
