@@ -1,0 +1,173 @@
+"""A trained model on new speech: ``Predictor.from_workdir(W)(audio, text)``.
+
+The recording goes through :func:`hmaf.data.utterance.preprocess_utterance`, the very
+function corpus preparation used (decode, ASR when no text is given, forced word
+alignment, per-word MFSC frames with the corpus's ``l_max`` and long-word rule); words
+map to ids with the training corpus's ``vocab.txt`` (unknown words -> ``<unk>``), which
+the trainer copies to ``W/corpus/``. The result holds the label, the class
+probabilities and every word-level attention of the model (Figure 3).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from hmaf.batch import N_MELS, UNK_ID
+from hmaf.data.utterance import PreprocessError, Utterance, preprocess_utterance
+from hmaf.data.vocab import Vocab
+
+# Word-level attentions in Figure 3 order: text, audio word-level, shared, fine-tuned.
+WORD_ATTENTIONS = ("t_alpha", "w_alpha", "s_alpha", "u_alpha")
+PAD_WORDS_TO, PAD_FRAMES_TO = 8, 16  # as the input pipeline: few padded shapes, few compilations
+
+__all__ = ["Prediction", "Predictor", "PreprocessError", "WORD_ATTENTIONS", "utterance_batch"]
+
+
+@dataclasses.dataclass
+class Prediction:
+    """One utterance's prediction.
+
+    Attributes:
+      label: the predicted class; probabilities: class -> probability.
+      words: the N aligned words; unknown_words: those not in the training vocabulary.
+      word_start, word_end: N times in seconds.
+      attention: name -> N weights for each word-level attention the model has
+        (``t_alpha``, ``w_alpha``; ``s_alpha`` for VF/FAF; ``u_alpha`` for FAF).
+      frame_attention: on request, N lists of ``f_alpha`` (one weight per frame of
+        the word); else None.
+    """
+
+    audio: str
+    label: str
+    probabilities: dict[str, float]
+    words: list[str]
+    unknown_words: list[str]
+    word_start: list[float]
+    word_end: list[float]
+    transcript: str
+    transcript_auto: bool
+    attention: dict[str, list[float]]
+    frame_attention: list[list[float]] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+
+def utterance_batch(word_ids: Sequence[np.ndarray], frames: Sequence[Sequence[np.ndarray]]) -> dict[str, np.ndarray]:
+    """Padded batch (see :mod:`hmaf.batch`) of utterances.
+
+    Args:
+      word_ids: per utterance int32 ``[N_u]``.
+      frames: per utterance N_u arrays ``[n_i, 64]``.
+
+    Returns:
+      ``word_ids`` ``[B, N]``, ``word_mask`` ``[B, N]``, ``frames`` ``[B, N, L, 64]``,
+      ``frame_mask`` ``[B, N, L]``, ``label`` zeros ``[B]``; N and L rounded up to
+      multiples of 8 and 16.
+    """
+    b = len(word_ids)
+    n = -(-max(len(ids) for ids in word_ids) // PAD_WORDS_TO) * PAD_WORDS_TO
+    l = -(-max(len(f) for fs in frames for f in fs) // PAD_FRAMES_TO) * PAD_FRAMES_TO
+    batch = {"word_ids": np.zeros((b, n), np.int32), "word_mask": np.zeros((b, n), bool),
+             "frames": np.zeros((b, n, l, N_MELS), np.float32), "frame_mask": np.zeros((b, n, l), bool),
+             "label": np.zeros((b,), np.int32)}
+    for u, (ids, word_frames) in enumerate(zip(word_ids, frames)):
+        batch["word_ids"][u, :len(ids)] = ids
+        batch["word_mask"][u, :len(ids)] = True
+        for i, f in enumerate(word_frames):
+            batch["frames"][u, i, :len(f)] = f
+            batch["frame_mask"][u, i, :len(f)] = True
+    return batch
+
+
+class Predictor:
+    """A restored model plus the corpus facts inference needs.
+
+    Args:
+      model, variables: as :func:`hmaf.checkpoint.load` returns them.
+      vocab: the training corpus's vocabulary.
+      label_names: class names, index = class id.
+      l_max, long_word_rule: the training corpus's frame settings (``dataset.json``).
+    """
+
+    def __init__(self, model, variables, vocab: Vocab, label_names: Sequence[str], *, l_max: int = 100,
+                 long_word_rule: str = "subsample"):
+        from hmaf.training.steps import make_eval_step
+
+        self.model = model
+        self.variables = variables
+        self.vocab = vocab
+        self.label_names = list(label_names)
+        self.l_max = int(l_max)
+        self.long_word_rule = long_word_rule
+        self._eval_step = make_eval_step(model, with_attention=True)
+
+    @classmethod
+    def from_workdir(cls, workdir: str | os.PathLike, stage: str | None = None) -> "Predictor":
+        """Restores the best checkpoint of ``workdir`` (the last stage trained, or ``stage``)
+        with the corpus vocabulary and labels saved beside it in ``workdir/corpus``."""
+        from hmaf import checkpoint
+
+        workdir = Path(workdir)
+        corpus = workdir / "corpus"
+        missing = [name for name in ("dataset.json", "vocab.txt") if not (corpus / name).exists()]
+        if missing:
+            raise FileNotFoundError(
+                f"{corpus} lacks {', '.join(missing)}: inference needs the training corpus's vocabulary and "
+                f"labels, which hmaf.train copies there when it trains on a prepared corpus")
+        meta = json.loads((corpus / "dataset.json").read_text())
+        model, variables, _ = checkpoint.load(workdir, stage)
+        return cls(model, variables, Vocab.load(corpus / "vocab.txt"), meta["label_names"],
+                   l_max=meta.get("l_max", 100), long_word_rule=meta.get("long_word_rule", "subsample"))
+
+    def preprocess(self, audio: str | os.PathLike, text: str | None = None, *,
+                   word_timings: Sequence[Sequence[object]] | None = None) -> Utterance:
+        """The training preprocessing of one recording; raises
+        :class:`hmaf.data.utterance.PreprocessError` naming the file and the problem."""
+        return preprocess_utterance(audio, text, l_max=self.l_max, long_word_rule=self.long_word_rule,
+                                    word_timings=word_timings)
+
+    def predict_utterances(self, utterances: Sequence[Utterance], *, frame_attention: bool = False,
+                           audio: Sequence[str] | None = None) -> list[Prediction]:
+        """Predictions for already preprocessed utterances (one jitted call)."""
+        ids = [self.vocab.ids(u.words) for u in utterances]
+        out = self._eval_step(self.variables, utterance_batch(ids, [u.frames for u in utterances]))
+        out = {k: np.asarray(v) for k, v in out.items()}
+        predictions = []
+        for b, utt in enumerate(utterances):
+            n = len(utt.words)
+            probs = out["probs"][b]
+            prediction = Prediction(
+                audio=audio[b] if audio else "", label=self.label_names[int(np.argmax(probs))],
+                probabilities={name: float(p) for name, p in zip(self.label_names, probs)},
+                words=list(utt.words), unknown_words=[w for w, i in zip(utt.words, ids[b]) if i == UNK_ID],
+                word_start=[float(t) for t in utt.word_start], word_end=[float(t) for t in utt.word_end],
+                transcript=utt.transcript, transcript_auto=bool(utt.transcript_auto),
+                attention={k: [float(a) for a in out[k][b, :n]] for k in WORD_ATTENTIONS if k in out})
+            if frame_attention and "f_alpha" in out:
+                prediction.frame_attention = [[float(a) for a in out["f_alpha"][b, i, :len(f)]]
+                                              for i, f in enumerate(utt.frames)]
+            predictions.append(prediction)
+        return predictions
+
+    def __call__(self, audio: str | os.PathLike, text: str | None = None, *,
+                 word_timings: Sequence[Sequence[object]] | None = None,
+                 frame_attention: bool = False) -> Prediction:
+        """Predicts one recording. ``text`` None: speech recognition supplies the words.
+
+        Raises:
+          PreprocessError: missing or unreadable file (reason ``unreadable_audio``),
+            empty or silent audio, text with no alignable words (``no_words``), ...
+        """
+        utterance = self.preprocess(audio, text, word_timings=word_timings)
+        return self.predict_utterances([utterance], frame_attention=frame_attention,
+                                       audio=[os.fspath(audio)])[0]

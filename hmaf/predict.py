@@ -1,0 +1,108 @@
+"""Command line: a trained model on new recordings.
+
+    python -m hmaf.predict --workdir W --audio x.wav [--text "what is said"] [--json]
+    python -m hmaf.predict --workdir W --manifest M [--out predictions.jsonl]
+
+One recording prints the label, the class probabilities and the per-word attentions
+(t_alpha, w_alpha, s_alpha, u_alpha); ``--json`` prints the same as JSON. Without
+``--text`` speech recognition supplies the words. A manifest (the format of
+``hmaf.prepare``; label and speaker may be anything) gives one JSON line per row; a
+row that cannot be processed becomes a line with its ``error`` and the run goes on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from typing import Sequence, TextIO
+
+from hmaf.data.manifest import ManifestError, read_manifest
+from hmaf.inference import WORD_ATTENTIONS, Prediction, Predictor, PreprocessError
+
+
+def format_prediction(prediction: Prediction) -> str:
+    """A readable report: label, probabilities, one line per word with its attentions."""
+    lines = [f"{prediction.audio}: {prediction.label} ({prediction.probabilities[prediction.label]:.3f})",
+             "  " + "  ".join(f"{k} {v:.3f}" for k, v in prediction.probabilities.items()),
+             f"  transcript{' (ASR)' if prediction.transcript_auto else ''}: {prediction.transcript}"]
+    if prediction.unknown_words:
+        lines.append(f"  not in the training vocabulary: {' '.join(prediction.unknown_words)}")
+    names = [k for k in WORD_ATTENTIONS if k in prediction.attention]
+    width = max(4, *(len(w) for w in prediction.words))
+    lines.append("  " + "word".ljust(width) + "  start   end  " + "  ".join(f"{k:>7}" for k in names))
+    for i, word in enumerate(prediction.words):
+        lines.append(f"  {word.ljust(width)}  {prediction.word_start[i]:5.2f} {prediction.word_end[i]:5.2f}  "
+                     + "  ".join(f"{prediction.attention[k][i]:7.3f}" for k in names))
+    return "\n".join(lines)
+
+
+def predict_manifest(predictor: Predictor, manifest: str, out: TextIO, *, frame_attention: bool = False) -> dict:
+    """Writes one JSON line per manifest row; returns counts ``{"predicted", "failed"}``."""
+    rows, rejects = read_manifest(manifest)
+    counts = {"predicted": 0, "failed": 0}
+    for reject in rejects:
+        out.write(json.dumps({"id": reject.id, "audio": reject.audio, "error": reject.reason,
+                              "detail": reject.detail}) + "\n")
+        counts["failed"] += 1
+    for row in rows:
+        try:
+            utterance = predictor.preprocess(row.audio, row.transcript, word_timings=row.word_timings)
+        except PreprocessError as e:
+            logging.warning("skipping %s: %s", row.id, e)
+            out.write(json.dumps({"id": row.id, "audio": row.audio, "error": e.reason, "detail": e.detail}) + "\n")
+            counts["failed"] += 1
+            continue
+        prediction = predictor.predict_utterances([utterance], frame_attention=frame_attention, audio=[row.audio])[0]
+        out.write(json.dumps({"id": row.id, "true_label": row.label, **prediction.to_dict()}) + "\n")
+        counts["predicted"] += 1
+    return counts
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m hmaf.predict", description=__doc__.split("\n")[0])
+    parser.add_argument("--workdir", required=True, help="a trained workdir (hmaf.train / hmaf.experiment)")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--audio", help="one recording (any format ffmpeg reads)")
+    source.add_argument("--manifest", help="JSONL/CSV manifest for batch prediction")
+    parser.add_argument("--text", default=None, help="what is said (default: speech recognition)")
+    parser.add_argument("--stage", default=None, help="text, audio or fusion (default: the last trained)")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument("--frames", action="store_true", help="also give the frame-level attention f_alpha")
+    parser.add_argument("--out", default=None, help="with --manifest: write JSONL here (default: stdout)")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+
+    try:
+        predictor = Predictor.from_workdir(args.workdir, args.stage)
+    except FileNotFoundError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if args.manifest:
+        try:
+            if args.out:
+                tmp = f"{args.out}.tmp{os.getpid()}"
+                with open(tmp, "w", encoding="utf-8") as f:
+                    counts = predict_manifest(predictor, args.manifest, f, frame_attention=args.frames)
+                os.replace(tmp, args.out)
+            else:
+                counts = predict_manifest(predictor, args.manifest, sys.stdout, frame_attention=args.frames)
+        except ManifestError as e:  # the manifest as a whole is unreadable
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        print(f"{counts['predicted']} predicted, {counts['failed']} failed", file=sys.stderr)
+        return 0 if counts["predicted"] else 1
+    try:
+        prediction = predictor(args.audio, args.text, frame_attention=args.frames)
+    except PreprocessError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(prediction.to_json() if args.json else format_prediction(prediction))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
