@@ -150,3 +150,20 @@ def test_embedding_starts_from_matrix_and_freezes_on_request(train_embedding):
         state, _ = train_step(state, batch, jax.random.key(0))
     moved = not np.allclose(state.params["text"]["embedding"], matrix)
     assert moved == train_embedding
+
+
+def test_data_parallel_run_on_eight_cpu_devices_matches_one_device(tmp_path):
+    """The config switch alone shards the batch over every device (8 simulated here)."""
+    results = {}
+    for devices in (1, 8):
+        env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
+        proc = subprocess.run(
+            [sys.executable, "-m", "hmaf.train", "--config", "configs/audio_only.py:tiny",
+             "--workdir", str(tmp_path / str(devices)), "--config.num_train_steps=10",
+             f"--config.data_parallel={devices > 1}"],
+            cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        results[devices] = json.loads((tmp_path / str(devices) / "metrics.json").read_text())
+    assert "data parallel over 8 devices" in proc.stderr
+    for split in ("train", "validation", "test"):
+        assert results[8]["final"][split]["wa"] == pytest.approx(results[1]["final"][split]["wa"], abs=0.05)

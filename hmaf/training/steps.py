@@ -15,6 +15,7 @@ import optax
 from flax.training import train_state
 
 from hmaf.batch import KEYS
+from hmaf.models.packing import PACK_KEYS
 
 PyTree = Any
 
@@ -26,8 +27,9 @@ class TrainState(train_state.TrainState):
 
 
 def model_inputs(batch: Mapping[str, Any]) -> dict[str, jax.Array]:
-    """The contract's arrays only (drops e.g. ``utt_id`` strings, which jit can't take)."""
-    return {k: batch[k] for k in KEYS}
+    """The contract's arrays and, when present, the frame-packing arrays (drops e.g.
+    ``utt_id`` strings, which jit can't take)."""
+    return {k: batch[k] for k in (*KEYS, *PACK_KEYS) if k in batch}
 
 
 def init_variables(model: nn.Module, sample_batch: Mapping[str, Any], seed: int = 0) -> PyTree:

@@ -17,7 +17,7 @@ import os
 import shutil
 import time
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Protocol
+from typing import Any, Callable, Iterator, Mapping, Protocol
 
 import jax
 import jax.numpy as jnp
@@ -28,6 +28,8 @@ from clu import metric_writers
 from hmaf import checkpoint as ckpt
 from hmaf.metrics import classification_metrics
 from hmaf.models import BRANCHES, build_model, model_options
+from hmaf.models.packing import pack_batch
+from hmaf.training import sharding
 from hmaf.training.steps import create_train_state, init_variables, make_eval_step, make_train_step, model_inputs
 
 PyTree = Any
@@ -72,13 +74,38 @@ def model_spec(config: ml_collections.ConfigDict, model_name: str, source: DataS
             **options}
 
 
+class BatchPreparer:
+    """Turns a numpy batch from the source into the step's input: the contract's
+    arrays, the frame-packing arrays (``config.pack_frames``: the frame-level BiGRU
+    then runs over real frames only, see :mod:`hmaf.models.packing`) and, with
+    ``config.data_parallel``, the batch sharded over every device."""
+
+    def __init__(self, config: ml_collections.ConfigDict):
+        self.pack = bool(config.get("pack_frames", False))
+        self.row_multiple = int(config.get("pack_row_multiple", 16))
+        self.mesh = sharding.make_mesh() if config.get("data_parallel", False) else None
+        if self.mesh is not None:
+            logging.info("data parallel over %d devices (%s)", self.mesh.size, jax.devices()[0].device_kind)
+
+    def __call__(self, batch: Mapping[str, Any]) -> dict:
+        batch = model_inputs(batch)
+        if self.pack:
+            batch = pack_batch(batch, row_multiple=self.row_multiple)
+        if self.mesh is not None:
+            batch = sharding.shard_batch(batch, self.mesh)
+        return batch
+
+    def place_state(self, state: PyTree) -> PyTree:
+        return state if self.mesh is None else sharding.replicate(state, self.mesh)
+
+
 def evaluate(model, variables: PyTree, batches: Iterator[dict], num_classes: int, label_names,
-             eval_step=None) -> dict:
+             eval_step=None, prepare: Callable[[Mapping[str, Any]], dict] = model_inputs) -> dict:
     """WA / UA / weighted F1, per-class figures and the confusion matrix over ``batches``."""
     eval_step = eval_step or make_eval_step(model)
     labels, preds = [], []
     for batch in batches:
-        out = eval_step(variables, model_inputs(batch))
+        out = eval_step(variables, prepare(batch))
         preds.append(np.asarray(jnp.argmax(out["logits"], -1)))
         labels.append(np.asarray(batch["label"]))
     return classification_metrics(np.concatenate(labels), np.concatenate(preds), num_classes, label_names)
@@ -121,6 +148,8 @@ def train_stage(config: ml_collections.ConfigDict, stage: str, model_name: str, 
     if restored is not None:
         state, meta = restored
         logging.info("stage %s: resuming from step %d", stage, meta["step"])
+    prepare = BatchPreparer(config)
+    state = prepare.place_state(state)
     writer = metric_writers.create_default_writer(str(stage_dir), just_logging=jax.process_index() > 0)
     train_step, eval_step = make_train_step(model), make_eval_step(model)
     rng = jax.random.key(config.seed)
@@ -131,7 +160,7 @@ def train_stage(config: ml_collections.ConfigDict, stage: str, model_name: str, 
     window_start, window_examples = time.perf_counter(), 0
     logging.info("stage %s (%s): training %d steps, batch %d", stage, model_name, total, config.batch_size)
     while step < total and meta["evals_without_improvement"] < config.patience:
-        batch = model_inputs(next(batches))
+        batch = prepare(next(batches))
         if step == first_step:
             logging.info("compiling the train step (first step of this run)...")
             compile_start = time.perf_counter()
@@ -163,7 +192,7 @@ def train_stage(config: ml_collections.ConfigDict, stage: str, model_name: str, 
         if step % config.eval_every == 0 or step == total:
             variables = {"params": state.params, "batch_stats": state.batch_stats}
             val = evaluate(model, variables, source.eval_batches("validation"), num_classes, label_names,
-                           eval_step)
+                           eval_step, prepare)
             metric = val[config.select_metric]
             writer.write_scalars(step, {f"validation/{k}": val[k] for k in ("wa", "ua", "weighted_f1")})
             improved = metric > meta["best_metric"]
@@ -179,8 +208,8 @@ def train_stage(config: ml_collections.ConfigDict, stage: str, model_name: str, 
     writer.flush()
     best = checkpoints.restore_best_variables({"params": state.params, "batch_stats": state.batch_stats})
     checkpoints.close()
-    results = {split: evaluate(model, best, source.eval_batches(split), num_classes, label_names, eval_step)
-               for split in SPLITS}
+    results = {split: evaluate(model, best, source.eval_batches(split), num_classes, label_names, eval_step,
+                               prepare) for split in SPLITS}
     results["best_step"], results["steps_trained"], results["model"] = meta["best_step"], step, model_name
     for split in SPLITS:
         writer.write_scalars(meta["best_step"], {f"best/{split}/{k}": results[split][k]
