@@ -108,7 +108,7 @@ def _test_metrics(metrics: dict) -> dict:
     return {k: metrics[stage][SPLIT][k] for k in tables.METRICS}
 
 
-class _PowerOfTwoEval:
+class PowerOfTwoEval:
     """Wraps a data source so that no evaluation batch has an odd size: the last, partial
     batch of each shape is cut into power-of-two pieces (7 -> 4 + 2 + 1). The jitted
     eval step then meets batch sizes {B, ..., 4, 2, 1} only, which the persistent
@@ -121,16 +121,9 @@ class _PowerOfTwoEval:
         return getattr(self._source, name)
 
     def eval_batches(self, split: str):
-        for batch in self._source.eval_batches(split):
-            size = len(batch["label"])
-            if size == self._source.batch_size:
-                yield batch
-                continue
-            start = 0
-            while start < size:
-                piece = 1 << ((size - start).bit_length() - 1)
-                yield {k: v[start:start + piece] for k, v in batch.items()}
-                start += piece
+        from hmaf.evaluate import power_of_two_batches
+
+        return power_of_two_batches(self._source.eval_batches(split), self._source.batch_size)
 
 
 def make_source(train: ml_collections.ConfigDict, options: ml_collections.ConfigDict):
@@ -146,7 +139,7 @@ def make_source(train: ml_collections.ConfigDict, options: ml_collections.Config
     source = CorpusSource(data.dir, fold=data.fold, num_folds=data.num_folds, seed=train.seed,
                           batch_size=train.batch_size, balanced=data.balanced, split_mode=data.split_mode,
                           **options.to_dict())
-    return _PowerOfTwoEval(source)
+    return PowerOfTwoEval(source)
 
 
 def run_fold(config: ml_collections.ConfigDict, workdir: Path, fold: int) -> dict[str, dict]:

@@ -1,0 +1,254 @@
+"""Evaluates a trained workdir on any prepared corpus (also one it was not trained on).
+
+    python -m hmaf.evaluate --workdir W --data D [--split test|validation|train|all]
+                            [--label-map "joy=happy,anger=angry"] [--scores F] [--out F.json]
+
+Reports WA, UA, weighted F1, per-class precision/recall/F1 and the confusion matrix
+(rows true, columns predicted, over the model's classes), and for sentiment labels
+(negative / [neutral] / positive) the MOSI conventions:
+
+* Has0: negative (< 0) against non-negative (>= 0), accuracy and weighted F1;
+* Non0: the same with the zero (neutral) examples left out, positive (> 0) against
+  negative.
+
+The sign of the truth comes from per-utterance raw scores when there are any
+(``--scores``, or a ``score`` field in ``D/source/manifest.jsonl``), else from the label
+names (neutral = 0). The predicted sign comes from the predicted class's name.
+
+Words map to ids with the *training* corpus's vocabulary (``W/corpus/vocab.txt``), so
+another corpus's words the model never saw become ``<unk>``; labels are matched by name,
+and a label of the data that the model does not know is an error unless
+``--label-map`` renames it. The default split is ``test`` of the training fold when
+``D`` is the training corpus, else ``all``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Iterator, Mapping, Sequence
+
+import numpy as np
+
+from hmaf.metrics import classification_metrics
+
+SPLITS = ("train", "validation", "test", "all")
+SENTIMENT_SIGNS = {"negative": -1, "neutral": 0, "positive": 1}
+
+
+class LabelMismatchError(ValueError):
+    """The data holds labels the model cannot predict."""
+
+
+def parse_label_map(spec: str | None) -> dict[str, str]:
+    """``"joy=happy, anger=angry"`` -> ``{"joy": "happy", "anger": "angry"}``."""
+    out = {}
+    for item in (spec or "").split(","):
+        if not item.strip():
+            continue
+        if "=" not in item:
+            raise ValueError(f"label map entry {item!r} is not data_label=model_label")
+        data_label, model_label = (s.strip() for s in item.split("=", 1))
+        out[data_label] = model_label
+    return out
+
+
+def label_mapping(model_labels: Sequence[str], data_labels: Sequence[str], data_counts: Mapping[str, int],
+                  label_map: Mapping[str, str] | None = None) -> np.ndarray:
+    """int ``[len(data_labels)]``: the model class of each data label, matched by name
+    (case-insensitively, after ``label_map``); -1 for labels without examples.
+
+    Raises:
+      LabelMismatchError: a data label with examples has no model class.
+    """
+    label_map = dict(label_map or {})
+    index = {name.lower(): i for i, name in enumerate(model_labels)}
+    mapping = np.full(len(data_labels), -1, np.int64)
+    unknown = []
+    for j, name in enumerate(data_labels):
+        target = label_map.get(name, name).lower()
+        if target in index:
+            mapping[j] = index[target]
+        elif data_counts.get(name, 1) > 0:
+            unknown.append(name)
+    if unknown:
+        raise LabelMismatchError(
+            f"the data's labels {unknown} are not among the model's {list(model_labels)}; rename them with "
+            f"--label-map (e.g. {unknown[0]}={model_labels[0]}) or evaluate on a corpus with the same label set")
+    return mapping
+
+
+def is_sentiment(label_names: Sequence[str]) -> bool:
+    names = {n.lower() for n in label_names}
+    return {"negative", "positive"} <= names and names <= set(SENTIMENT_SIGNS)
+
+
+def _binary(truth: np.ndarray, predicted: np.ndarray) -> dict:
+    result = classification_metrics(truth.astype(np.int64), predicted.astype(np.int64), 2, ["negative", "non-negative"])
+    return {"accuracy": result["wa"], "weighted_f1": result["weighted_f1"], "num_examples": result["num_examples"]}
+
+
+def sentiment_metrics(truth_sign: np.ndarray, predicted_sign: np.ndarray) -> dict:
+    """Has0 and Non0 (see the module docstring) from signs in {-1, 0, 1}."""
+    truth_sign, predicted_sign = np.asarray(truth_sign), np.asarray(predicted_sign)
+    has0 = _binary(truth_sign >= 0, predicted_sign >= 0)
+    keep = truth_sign != 0
+    non0 = _binary(truth_sign[keep] > 0, predicted_sign[keep] > 0) if keep.any() else None
+    return {"has0": has0, "non0": non0}
+
+
+def read_scores(path: str | os.PathLike) -> dict[str, float]:
+    """``id -> score`` from a JSONL or CSV file with ``id`` and ``score`` columns (rows
+    without a score are left out)."""
+    path = os.fspath(path)
+    with open(path, encoding="utf-8") as f:
+        if path.endswith(".csv"):
+            rows = list(csv.DictReader(f))
+        else:
+            rows = [json.loads(line) for line in f if line.strip()]
+    return {str(r["id"]): float(r["score"]) for r in rows
+            if r.get("id") not in (None, "") and r.get("score") not in (None, "")}
+
+
+def power_of_two_batches(batches: Iterator[dict], batch_size: int) -> Iterator[dict]:
+    """Cuts batches smaller than ``batch_size`` into power-of-two pieces (7 -> 4 + 2 + 1)
+    so that a jitted step meets few batch sizes (few compilations)."""
+    for batch in batches:
+        size = len(batch["label"])
+        if size == batch_size:
+            yield batch
+            continue
+        start = 0
+        while start < size:
+            piece = 1 << ((size - start).bit_length() - 1)
+            yield {k: v[start:start + piece] for k, v in batch.items()}
+            start += piece
+
+
+def _same_corpus(a: Mapping, b: Mapping) -> bool:
+    if a.get("content_hash") and b.get("content_hash"):
+        return a["content_hash"] == b["content_hash"]
+    return a.get("name") == b.get("name") and a.get("num_examples") == b.get("num_examples")
+
+
+def evaluate_workdir(workdir: str | os.PathLike, data_dir: str | os.PathLike, *, split: str | None = None,
+                     label_map: Mapping[str, str] | None = None, scores: Mapping[str, float] | None = None,
+                     stage: str | None = None, batch_size: int = 8) -> dict:
+    """Evaluates the model of ``workdir`` on the prepared corpus ``data_dir``.
+
+    Returns the metrics of :func:`hmaf.metrics.from_confusion` plus ``split``,
+    ``workdir``, ``data``, ``label_names`` and, for sentiment labels, ``sentiment``
+    (Has0/Non0 and where the truth's sign came from).
+    """
+    from hmaf import checkpoint
+    from hmaf.data import pipeline
+    from hmaf.data.source import CorpusSource, DatasetInfo
+    from hmaf.data.vocab import Vocab
+    from hmaf.training.steps import make_eval_step, model_inputs
+
+    workdir, data_dir = Path(workdir), Path(data_dir)
+    trained_meta_path = workdir / "corpus" / "dataset.json"
+    if not trained_meta_path.exists():
+        raise FileNotFoundError(f"{trained_meta_path} not found: {workdir} was not trained on a prepared corpus")
+    trained = json.loads(trained_meta_path.read_text())
+    vocab = Vocab.load(workdir / "corpus" / "vocab.txt")
+    info = DatasetInfo.load(data_dir)
+    model_labels = list(trained["label_names"])
+    mapping = label_mapping(model_labels, info.label_names, info.label_counts, label_map)
+    model, variables, config = checkpoint.load(workdir, stage)
+
+    same = _same_corpus(trained, info.metadata)
+    split = split or ("test" if same else "all")
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    if split == "all":
+        selection = pipeline.Selection()
+    else:
+        data = config.data
+        source = CorpusSource(data_dir, fold=data.get("fold", 0), num_folds=data.get("num_folds", 5),
+                              split_mode=data.get("split_mode", "folds"))
+        selection = source.selections[split]
+    files = [str(data_dir / "records" / name) for name in info.shards]
+    batches = pipeline.eval_dataset(files, vocab.words, batch_size=batch_size, selection=selection).as_numpy_iterator()
+    eval_step = make_eval_step(model)
+    utt_ids, labels, predictions = [], [], []
+    for batch in power_of_two_batches(batches, batch_size):
+        out = eval_step(variables, model_inputs(batch))
+        predictions.append(np.asarray(out["logits"]).argmax(-1))
+        labels.append(np.asarray(batch["label"]))
+        utt_ids += [u.decode() for u in batch["utt_id"]]
+    if not labels:
+        raise ValueError(f"{data_dir} has no examples in split {split!r}")
+    data_labels = np.concatenate(labels)
+    predicted = np.concatenate(predictions)
+    result = classification_metrics(mapping[data_labels], predicted, len(model_labels), model_labels)
+    result.update(workdir=str(workdir), data=str(data_dir), split=split, label_names=model_labels,
+                  model=config.model.name, cross_corpus=not same)
+    if is_sentiment(model_labels) and is_sentiment(info.label_names):
+        predicted_sign = np.asarray([SENTIMENT_SIGNS[model_labels[p].lower()] for p in predicted])
+        if scores is None:
+            manifest = data_dir / "source" / "manifest.jsonl"
+            scores = read_scores(manifest) if manifest.exists() else {}
+        if scores and all(u in scores for u in utt_ids):
+            truth_sign = np.sign([scores[u] for u in utt_ids]).astype(np.int64)
+            origin = "scores"
+        else:
+            truth_sign = np.asarray([SENTIMENT_SIGNS[info.label_names[l].lower()] for l in data_labels])
+            origin = "labels"
+        result["sentiment"] = sentiment_metrics(truth_sign, predicted_sign) | {"truth_sign_from": origin}
+    return result
+
+
+def format_result(result: Mapping) -> str:
+    """The readable table of an evaluation."""
+    from hmaf.analysis.tables import metrics_table
+
+    lines = [f"model {result['model']} ({result['workdir']}) on {result['data']}, split {result['split']}"
+             + (" (cross-corpus)" if result["cross_corpus"] else ""), "", metrics_table(result)]
+    if "sentiment" in result:
+        s = result["sentiment"]
+        lines += ["", f"MOSI conventions (truth sign from {s['truth_sign_from']}):"]
+        for key, name in (("has0", "Has0 (negative vs non-negative)"), ("non0", "Non0 (zeros left out)")):
+            if s[key]:
+                lines.append(f"  {name}: accuracy {100 * s[key]['accuracy']:.2f}%  weighted F1 "
+                             f"{s[key]['weighted_f1']:.4f}  (n={s[key]['num_examples']})")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m hmaf.evaluate", description=__doc__.split("\n")[0])
+    parser.add_argument("--workdir", required=True, help="a trained workdir")
+    parser.add_argument("--data", required=True, help="a prepared corpus directory")
+    parser.add_argument("--split", choices=SPLITS, default=None,
+                        help="default: test (same corpus as training) or all (another corpus)")
+    parser.add_argument("--label-map", default="", help="rename data labels: 'joy=happy,anger=angry'")
+    parser.add_argument("--scores", default=None, help="JSONL/CSV with id and raw sentiment score (Has0/Non0)")
+    parser.add_argument("--stage", default=None, help="text, audio or fusion (default: the last trained)")
+    parser.add_argument("--out", default=None, help="write the metrics JSON here (and the table beside it, .md)")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:
+        result = evaluate_workdir(args.workdir, args.data, split=args.split,
+                                  label_map=parse_label_map(args.label_map),
+                                  scores=read_scores(args.scores) if args.scores else None, stage=args.stage)
+    except (FileNotFoundError, LabelMismatchError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    table = format_result(result)
+    print(table)
+    if args.out:
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        for path, text in ((out, json.dumps(result, indent=2)), (out.with_suffix(".md"), table + "\n")):
+            tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+            tmp.write_text(text)
+            os.replace(tmp, path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

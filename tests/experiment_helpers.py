@@ -1,0 +1,72 @@
+"""A tiny trained workdir from real speech, shared by the evaluate / inference / explain
+/ notebook tests (built once per test session)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import soundfile
+
+SENTENCE = "what the hell this is great"
+
+
+def tiny_corpus(root: Path) -> Path:
+    """A 24-utterance synthetic corpus (3 speakers) prepared into ``root/corpus``."""
+    from hmaf.corpora import synthetic
+
+    corpus = root / "corpus"
+    if not (corpus / "dataset.json").exists():
+        synthetic.build(str(corpus), size=24, num_speakers=3, workers=1, embeddings="train:dim=8")
+    return corpus
+
+
+def tiny_config(data_dir: Path, model: str = "faf"):
+    from configs import default
+
+    config = default.get_config("tiny", model=model)
+    config.data.source = "corpus"
+    config.data.dir = str(data_dir)
+    config.data.num_folds = 3
+    config.model.update(hidden=4, attention_dim=4, fusion_dim=4, filters=4, widths=(2,))
+    config.batch_size = 4
+    config.staged = False  # one stage: few compilations keep the tests fast
+    config.num_train_steps = 4
+    config.eval_every = 4
+    config.log_every = 2
+    return config
+
+
+def tiny_source(config):
+    """The corpus padded to one shape (one compilation of each step)."""
+    from hmaf.data.source import CorpusSource
+    from hmaf.experiment import PowerOfTwoEval
+
+    return PowerOfTwoEval(CorpusSource(config.data.dir, fold=0, num_folds=config.data.num_folds,
+                                        batch_size=config.batch_size, bucket=False, pad_words_to=24,
+                                        pad_frames_to=112))
+
+
+def tiny_workdir(root: Path) -> Path:
+    """A FAF model trained for a few steps on :func:`tiny_corpus` (all three stages)."""
+    from hmaf.training.trainer import train_and_evaluate
+
+    root.mkdir(parents=True, exist_ok=True)
+    workdir = root / "faf"
+    if not (workdir / "metrics.json").exists():
+        config = tiny_config(tiny_corpus(root))
+        train_and_evaluate(config, workdir, tiny_source(config))
+    return workdir
+
+
+def speech(path: Path, text: str = SENTENCE) -> Path:
+    """A synthesized wav of ``text`` (espeak-ng)."""
+    from hmaf.corpora import tts
+
+    synthesis = tts.synthesize(text, "en+f3")
+    soundfile.write(path, synthesis.audio, synthesis.sample_rate)
+    return path
+
+
+def read_json(path: Path) -> dict:
+    return json.loads(Path(path).read_text())

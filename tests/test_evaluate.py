@@ -1,0 +1,98 @@
+"""hmaf.evaluate: metrics against hand-computed confusion matrices, label matching,
+MOSI Has0/Non0, and evaluation of a tiny trained workdir (same and other corpus)."""
+
+import json
+
+import numpy as np
+import pytest
+
+import experiment_helpers as helpers
+from hmaf import evaluate
+from hmaf.analysis.tables import metrics_table
+from hmaf.metrics import classification_metrics
+
+
+def test_metrics_and_table_match_a_hand_computed_confusion_matrix():
+    labels = np.array([0, 0, 0, 1, 1, 2, 2, 2, 2])
+    preds = np.array([0, 0, 1, 1, 2, 2, 2, 2, 0])
+    result = classification_metrics(labels, preds, 3, ["a", "b", "c"])
+    assert result["confusion"] == [[2, 1, 0], [0, 1, 1], [1, 0, 3]]
+    assert result["wa"] == pytest.approx(6 / 9)
+    assert result["ua"] == pytest.approx((2 / 3 + 1 / 2 + 3 / 4) / 3)
+    precision = {"a": 2 / 3, "b": 1 / 2, "c": 3 / 4}
+    recall = {"a": 2 / 3, "b": 1 / 2, "c": 3 / 4}
+    for name in "abc":
+        assert result["per_class"][name]["precision"] == pytest.approx(precision[name])
+        assert result["per_class"][name]["recall"] == pytest.approx(recall[name])
+    f1 = {k: 2 * precision[k] * recall[k] / (precision[k] + recall[k]) for k in "abc"}
+    assert result["weighted_f1"] == pytest.approx((3 * f1["a"] + 2 * f1["b"] + 4 * f1["c"]) / 9)
+    table = metrics_table(result)
+    assert "| a | 2 | 1 | 0 |" in table and "| c | 1 | 0 | 3 |" in table
+    assert "WA 66.67%" in table
+
+
+def test_has0_and_non0_by_hand():
+    truth = np.array([-1, -1, 0, 1, 1])
+    predicted = np.array([-1, 1, 1, 1, -1])
+    result = evaluate.sentiment_metrics(truth, predicted)
+    assert result["has0"]["accuracy"] == pytest.approx(3 / 5)  # >= 0: F F T T T vs F T T T F
+    assert result["non0"]["accuracy"] == pytest.approx(2 / 4)  # zero left out
+    assert result["non0"]["num_examples"] == 4
+    assert evaluate.is_sentiment(["negative", "positive"]) and evaluate.is_sentiment(["Negative", "neutral", "positive"])
+    assert not evaluate.is_sentiment(["angry", "happy"])
+
+
+def test_label_mapping_by_name_with_renames_and_clear_error():
+    mapping = evaluate.label_mapping(["angry", "happy", "sad"], ["Happy", "angry"], {"Happy": 3, "angry": 1})
+    assert mapping.tolist() == [1, 0]
+    mapping = evaluate.label_mapping(["angry", "happy"], ["joy", "anger", "fear"], {"joy": 2, "anger": 1, "fear": 0},
+                                     evaluate.parse_label_map("joy=happy, anger=angry"))
+    assert mapping.tolist() == [1, 0, -1]  # fear has no examples: ignored
+    with pytest.raises(evaluate.LabelMismatchError, match=r"\['fear'\].*--label-map"):
+        evaluate.label_mapping(["angry", "happy"], ["fear", "angry"], {"fear": 2, "angry": 1})
+    with pytest.raises(ValueError, match="data_label=model_label"):
+        evaluate.parse_label_map("joy")
+
+
+def test_power_of_two_batches_keeps_every_example_once():
+    batches = [{"label": np.arange(8)}, {"label": np.arange(8, 15)}]
+    pieces = list(evaluate.power_of_two_batches(iter(batches), 8))
+    assert [len(p["label"]) for p in pieces] == [8, 4, 2, 1]
+    assert np.concatenate([p["label"] for p in pieces]).tolist() == list(range(15))
+
+
+@pytest.fixture(scope="session")
+def workdir(tmp_path_factory):
+    return helpers.tiny_workdir(tmp_path_factory.getbasetemp() / "hmaf-tiny")
+
+
+def test_evaluate_workdir_on_its_corpus(workdir, tmp_path):
+    corpus = workdir.parent / "corpus"
+    out = tmp_path / "eval.json"
+    assert evaluate.main(["--workdir", str(workdir), "--data", str(corpus), "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["split"] == "test" and not result["cross_corpus"]
+    trained = json.loads((workdir / "metrics.json").read_text())
+    assert result["wa"] == pytest.approx(trained["fusion"]["test"]["wa"])
+    assert np.sum(result["confusion"]) == result["num_examples"]
+    assert "confusion" in out.with_suffix(".md").read_text()
+    everything = evaluate.evaluate_workdir(workdir, corpus, split="all")
+    assert everything["num_examples"] == json.loads((corpus / "dataset.json").read_text())["num_examples"]
+
+
+def test_evaluate_on_another_corpus_matches_labels_by_name(workdir, tmp_path):
+    from hmaf.data.fake_corpus import write_fake_corpus
+
+    other = tmp_path / "other"
+    write_fake_corpus(other, labels=("neutral", "angry", "happy"), num_speakers=3, per_speaker=4)
+    result = evaluate.evaluate_workdir(workdir, other)
+    assert result["split"] == "all" and result["cross_corpus"] and result["num_examples"] == 12
+    assert result["label_names"] == ["angry", "happy", "sad", "neutral"]
+    support = {k: v["support"] for k, v in result["per_class"].items()}
+    assert support == {"angry": 4, "happy": 4, "sad": 0, "neutral": 4}
+
+    odd = tmp_path / "odd"
+    write_fake_corpus(odd, labels=("joy", "anger"), num_speakers=2, per_speaker=2)
+    assert evaluate.main(["--workdir", str(workdir), "--data", str(odd)]) == 2
+    mapped = evaluate.evaluate_workdir(workdir, odd, label_map={"joy": "happy", "anger": "angry"})
+    assert mapped["per_class"]["happy"]["support"] == 2

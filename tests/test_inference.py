@@ -1,0 +1,96 @@
+"""hmaf.inference / hmaf.predict on synthesized speech, with and without text, and
+the clear errors for bad input."""
+
+import json
+
+import numpy as np
+import pytest
+import soundfile
+
+import experiment_helpers as helpers
+from hmaf import predict
+from hmaf.data.utterance import PreprocessError
+from hmaf.inference import Predictor, utterance_batch
+
+
+@pytest.fixture(scope="session")
+def workdir(tmp_path_factory):
+    return helpers.tiny_workdir(tmp_path_factory.getbasetemp() / "hmaf-tiny")
+
+
+@pytest.fixture(scope="module")
+def predictor(workdir):
+    return Predictor.from_workdir(workdir)
+
+
+@pytest.fixture(scope="module")
+def wav(tmp_path_factory):
+    return helpers.speech(tmp_path_factory.mktemp("speech") / "x.wav")
+
+
+def test_utterance_batch_pads_to_the_contract():
+    from hmaf.batch import validate
+
+    batch = utterance_batch([np.array([3, 1], np.int32)], [[np.ones((5, 64), np.float32), np.ones((17, 64), np.float32)]])
+    validate(batch)
+    assert batch["frames"].shape == (1, 8, 32, 64) and batch["frame_mask"][0, 1].sum() == 17
+
+
+def test_predict_with_text(predictor, wav):
+    p = predictor(wav, "What the hell, this is great!", frame_attention=True)
+    assert p.words == ["what", "the", "hell", "this", "is", "great"]
+    assert p.label in predictor.label_names and p.probabilities[p.label] == max(p.probabilities.values())
+    assert sum(p.probabilities.values()) == pytest.approx(1, abs=1e-5)
+    assert set(p.attention) == {"t_alpha", "w_alpha", "s_alpha", "u_alpha"}
+    for name, weights in p.attention.items():
+        assert len(weights) == 6
+        assert sum(weights) == pytest.approx(2.0 if name == "u_alpha" else 1.0, abs=1e-4)
+    assert [sum(f) for f in p.frame_attention] == pytest.approx([1.0] * 6, abs=1e-4)
+    assert not p.transcript_auto and all(s < e for s, e in zip(p.word_start, p.word_end))
+    assert set(p.unknown_words) <= set(p.words)
+
+
+def test_predict_without_text_uses_speech_recognition(predictor, wav):
+    p = predictor(wav)
+    assert p.transcript_auto and p.words
+    assert len(p.attention["t_alpha"]) == len(p.words)
+
+
+def test_bad_inputs_are_clear_errors(predictor, wav, tmp_path):
+    with pytest.raises(PreprocessError, match="missing.wav.*no such file") as missing:
+        predictor(tmp_path / "missing.wav", "hello")
+    assert missing.value.reason == "unreadable_audio"
+    empty = tmp_path / "empty.wav"
+    soundfile.write(empty, np.zeros(0, np.float32), 16000)
+    with pytest.raises(PreprocessError, match="empty.wav.*no audio") as err:
+        predictor(empty, "hello")
+    assert err.value.reason == "unreadable_audio"
+    with pytest.raises(PreprocessError, match="x.wav: no_words"):
+        predictor(wav, "?! ... --")
+
+
+def test_predict_cli_json_table_and_errors(workdir, wav, tmp_path, capsys):
+    assert predict.main(["--workdir", str(workdir), "--audio", str(wav), "--text", "what the hell this is great",
+                         "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["words"][2] == "hell" and len(result["attention"]["u_alpha"]) == 6
+    assert predict.main(["--workdir", str(workdir), "--audio", str(wav), "--text", "what the hell this is great"]) == 0
+    table = capsys.readouterr().out
+    assert "t_alpha" in table and "hell" in table
+    assert predict.main(["--workdir", str(workdir), "--audio", str(tmp_path / "nope.wav"), "--text", "hi"]) == 2
+    assert "nope.wav" in capsys.readouterr().err
+    assert predict.main(["--workdir", str(tmp_path), "--audio", str(wav)]) == 2
+    assert "vocabulary" in capsys.readouterr().err
+
+
+def test_predict_manifest_goes_on_after_a_bad_row(workdir, wav, tmp_path):
+    manifest = tmp_path / "m.jsonl"
+    rows = [{"id": "good", "audio": str(wav), "transcript": "what the hell this is great", "label": "happy",
+             "speaker": "s"},
+            {"id": "bad", "audio": "gone.wav", "transcript": "hi", "label": "sad", "speaker": "s"}]
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "pred.jsonl"
+    assert predict.main(["--workdir", str(workdir), "--manifest", str(manifest), "--out", str(out)]) == 0
+    lines = {r["id"]: r for r in map(json.loads, out.read_text().splitlines())}
+    assert lines["good"]["true_label"] == "happy" and lines["good"]["label"]
+    assert lines["bad"]["error"] == "unreadable_audio" and "no such file" in lines["bad"]["detail"]
