@@ -108,7 +108,7 @@ def _file_sha256(path: str) -> str:
 
 # ---------------------------------------------------------------------------- phase 1
 
-def _cache_key(row: ManifestRow, l_max: int, long_word_rule: str) -> str | None:
+def cache_key(row: ManifestRow, l_max: int, long_word_rule: str) -> str | None:
     """Hash of everything the utterance's preprocessing depends on; None if the audio is unreadable."""
     try:
         audio_hash = _file_sha256(row.audio)
@@ -164,23 +164,40 @@ def _cached_result(key: str | None, cache_dir: str) -> dict[str, Any] | None:
     return None
 
 
+def preprocess_row(row: ManifestRow, l_max: int, long_word_rule: str) -> Utterance | dict[str, str]:
+    """The row's :class:`Utterance`, or a reject ``{"reason", "detail"}``. Never raises for a bad example.
+
+    The one per-row step of phase 1, shared by the process pool here and the Beam
+    pipeline (:mod:`hmaf.data.beam`), so both reject the same rows for the same reasons.
+    """
+    try:
+        return preprocess_utterance(row.audio, row.transcript, l_max=l_max, long_word_rule=long_word_rule,
+                                    word_timings=row.word_timings)
+    except PreprocessError as e:
+        return {"reason": e.reason, "detail": str(e)}
+    except Exception as e:  # a bug must not cost the other examples
+        detail = "".join(traceback.format_exception_only(type(e), e)).strip()
+        return {"reason": "internal_error", "detail": f"{row.audio}: {detail}"}
+
+
 def _process_row(row: ManifestRow, key: str | None, cache_dir: str, l_max: int,
                  long_word_rule: str) -> dict[str, Any]:
     """Preprocesses one row and caches the outcome. Never raises for a bad example."""
-    try:
-        utt = preprocess_utterance(row.audio, row.transcript, l_max=l_max, long_word_rule=long_word_rule,
-                                   word_timings=row.word_timings)
-    except PreprocessError as e:
-        reject = {"reason": e.reason, "detail": str(e)}
-        if key is not None:  # a bad file stays bad: remember it (keyed by its bytes)
-            _write_json(os.path.join(cache_dir, f"{key}.reject.json"), reject)
-        return {"status": "reject", "cached": False, **reject}
-    except Exception as e:  # a bug must not cost the other examples; not cached, so a rerun retries
-        detail = "".join(traceback.format_exception_only(type(e), e)).strip()
-        return {"status": "reject", "cached": False, "reason": "internal_error", "detail": f"{row.audio}: {detail}"}
+    utt = preprocess_row(row, l_max, long_word_rule)
+    if isinstance(utt, dict):
+        # A bad file stays bad: remember it (keyed by its bytes). An internal error is not
+        # cached, so a rerun retries it.
+        if key is not None and utt["reason"] != "internal_error":
+            _write_json(os.path.join(cache_dir, f"{key}.reject.json"), utt)
+        return {"status": "reject", "cached": False, **utt}
     if key is None:  # the file appeared between hashing and decoding: do not cache under no key
         return {"status": "reject", "cached": False, "reason": "unreadable_audio",
                 "detail": f"{row.audio}: could not be hashed"}
+    return cache_utterance(key, utt, cache_dir)
+
+
+def cache_utterance(key: str, utt: Utterance, cache_dir: str) -> dict[str, Any]:
+    """Stores a finished utterance under its cache key; returns the summary phase 2 needs."""
     _save_utterance(os.path.join(cache_dir, f"{key}.npz"), utt)
     return _summary(key, {"words": utt.words, "num_frames": np.asarray([len(x) for x in utt.frames]),
                           "long_words": utt.long_words, "audio_seconds": utt.audio_seconds,
@@ -219,7 +236,7 @@ def _run_phase1(rows: Sequence[ManifestRow], cache_dir: str, l_max: int, long_wo
     """Outcomes of all rows in row order: cached ones read here, the rest computed in a pool."""
     from tqdm.auto import tqdm
 
-    keys = [_cache_key(row, l_max, long_word_rule) for row in rows]
+    keys = [cache_key(row, l_max, long_word_rule) for row in rows]
     results = [_cached_result(key, cache_dir) for key in keys]
     todo = [i for i, result in enumerate(results) if result is None]
     bar = tqdm(total=len(rows), initial=len(rows) - len(todo), desc="preprocess", unit="utt",
@@ -345,10 +362,27 @@ def prepare(manifest: str | os.PathLike, out_dir: str | os.PathLike, *, embeddin
       hmaf.data.manifest.ManifestError: the manifest cannot be read.
       ValueError: bad arguments, or no usable example at all (``rejects.jsonl`` is still written).
     """
-    from hmaf.data.embeddings import build_matrix
-    from hmaf.data.vocab import Vocab
-
     t_start = time.perf_counter()
+    out_dir, name, rows, rejects = read_inputs(manifest, out_dir, l_max=l_max, long_word_rule=long_word_rule,
+                                               labels=labels, name=name)
+    # Phase 1: preprocess (parallel, cached).
+    t1 = time.perf_counter()
+    results = _run_phase1(rows, os.path.join(out_dir, "cache"), l_max, long_word_rule,
+                          num_workers or os.cpu_count() or 1, progress)
+    return write_corpus(manifest, out_dir, name, rows, results, rejects, embeddings=embeddings, l_max=l_max,
+                        long_word_rule=long_word_rule, num_shards=num_shards, labels=labels, seed=seed,
+                        progress=progress, phase1_s=time.perf_counter() - t1, t_start=t_start)
+
+
+def read_inputs(manifest: str | os.PathLike, out_dir: str | os.PathLike, *, l_max: int, long_word_rule: str,
+                labels: Sequence[str] | None, name: str | None
+                ) -> tuple[str, str, list[ManifestRow], list[tuple[int, dict[str, str]]]]:
+    """Checks the settings, makes the output folders and reads the manifest (before phase 1).
+
+    Returns:
+      (absolute out_dir, corpus name, the rows to preprocess, rejects so far as
+      (manifest line, rejects.jsonl entry): malformed rows and unknown labels).
+    """
     if long_word_rule not in features_lib.LONG_WORD_RULES:
         raise ValueError(f"long_word_rule must be one of {features_lib.LONG_WORD_RULES}, got {long_word_rule!r}")
     if l_max < 1:
@@ -357,12 +391,9 @@ def prepare(manifest: str | os.PathLike, out_dir: str | os.PathLike, *, embeddin
         raise ValueError(f"labels has duplicates: {list(labels)}")
     out_dir = os.path.abspath(os.fspath(out_dir))
     name = name or os.path.basename(out_dir.rstrip(os.sep)) or "corpus"
-    cache_dir = os.path.join(out_dir, "cache")
-    records_dir = os.path.join(out_dir, "records")
-    for folder in (out_dir, cache_dir, records_dir):
+    for folder in (out_dir, os.path.join(out_dir, "cache"), os.path.join(out_dir, "records")):
         os.makedirs(folder, exist_ok=True)
         _remove_temporaries(folder)
-    num_workers = num_workers or os.cpu_count() or 1
 
     rows, manifest_rejects = read_manifest(manifest)
     rejects: list[tuple[int, dict[str, str]]] = [(r.line, r.to_json()) for r in manifest_rejects]
@@ -372,13 +403,29 @@ def prepare(manifest: str | os.PathLike, out_dir: str | os.PathLike, *, embeddin
             rejects.append((row.line, RowReject(row.line, row.id, row.audio, "unknown_label",
                                                 f"{row.audio}: label {row.label!r} is not one of {list(labels)}").to_json()))
         rows = [r for r in rows if r.label in allowed]
+    return out_dir, name, rows, rejects
 
-    # Phase 1: preprocess (parallel, cached).
-    t1 = time.perf_counter()
-    results = _run_phase1(rows, cache_dir, l_max, long_word_rule, num_workers, progress)
-    phase1_s = time.perf_counter() - t1
+
+def write_corpus(manifest: str | os.PathLike, out_dir: str, name: str, rows: Sequence[ManifestRow],
+                 results: Sequence[dict[str, Any]], rejects: list[tuple[int, dict[str, str]]], *,
+                 embeddings: str, l_max: int, long_word_rule: str, num_shards: int | None,
+                 labels: Sequence[str] | None, seed: int, progress: bool, phase1_s: float,
+                 t_start: float, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Phase 2: rejects.jsonl, vocabulary, embeddings, shards and dataset.json.
+
+    ``results[i]`` is row i's phase-1 outcome, from either source (the process pool here or
+    the Beam pipeline of :mod:`hmaf.data.beam`): a summary from :func:`cache_utterance`
+    (its frames in ``out_dir/cache/<key>.npz``) or ``{"status": "reject", "reason", "detail"}``.
+    ``extra`` adds keys to dataset.json.
+    """
+    from hmaf.data.embeddings import build_matrix
+    from hmaf.data.vocab import Vocab
+
+    cache_dir = os.path.join(out_dir, "cache")
+    records_dir = os.path.join(out_dir, "records")
+    rejects = list(rejects)
     good: list[tuple[ManifestRow, dict[str, Any]]] = []
-    for row, result in zip(rows, results):
+    for row, result in zip(rows, results, strict=True):
         if result["status"] == "ok":
             good.append((row, result))
         else:
@@ -490,6 +537,7 @@ def prepare(manifest: str | os.PathLike, out_dir: str | os.PathLike, *, embeddin
         "skipped_shards": skipped,
         "manifest": os.path.abspath(os.fspath(manifest)),
         "hmaf_version": _hmaf_version(),
+        **(extra or {}),
     }
     _write_json(os.path.join(out_dir, "dataset.json"), info)
     log.info("%d examples, %d rejected; unknown words: %.1f%% of the vocabulary; "
