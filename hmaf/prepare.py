@@ -37,6 +37,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--beam_options", default=None,
                    help='Beam pipeline flags as one string, e.g. "--runner=DirectRunner --direct_num_workers=2" '
                         "(default: the DirectRunner); --workers does not apply")
+    p.add_argument("--beam_data_dir", default=None,
+                   help="where the Beam workers write the tfds dataset and rejects (default OUT/tfds); "
+                        "on a cluster, storage they share with this process, e.g. gs://bucket/path")
     return p
 
 
@@ -70,8 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     common = dict(embeddings=args.embeddings, l_max=args.l_max, long_word_rule=args.long_word_rule,
                   num_shards=args.num_shards, labels=labels, name=args.name, seed=args.seed,
                   progress=not args.no_progress)
-    if args.beam_options is not None and not args.beam:
-        print("error: --beam_options needs --beam", file=sys.stderr)
+    if (args.beam_options is not None or args.beam_data_dir is not None) and not args.beam:
+        print("error: --beam_options and --beam_data_dir need --beam", file=sys.stderr)
         return 1
     try:
         # deferred imports so --help stays fast
@@ -82,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"error: --beam needs {e.name}: pip install 'hmaf[beam]'", file=sys.stderr)
                 return 1
 
-            info = prepare_beam(args.manifest, args.out, beam_options=args.beam_options, **common)
+            info = prepare_beam(args.manifest, args.out, beam_options=args.beam_options,
+                                beam_data_dir=args.beam_data_dir, **common)
         else:
             from hmaf.data.writer import prepare
 

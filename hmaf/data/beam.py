@@ -9,7 +9,8 @@
    tfds dataset under ``DIR/tfds``. The same code runs on the DirectRunner, Dataflow, Spark
    or Flink: only the pipeline options change (docs/scaling.md).
 2. Bad rows never fail the pipeline: each is counted by a Beam counter
-   ``hmaf/rejected_<reason>`` and written as a line of ``DIR/tfds/rejects/rejects-*.jsonl``.
+   ``hmaf/rejected_<reason>`` and written as a line of ``DIR/tfds/rejects/rejects-*.jsonl``
+   (``DIR/tfds`` or ``--beam_data_dir``).
 3. The tfds examples are read back in manifest order and stored in the writer's cache
    (``DIR/cache/<key>.npz``, keyed by audio bytes and settings as the normal path does);
    then :func:`hmaf.data.writer.write_corpus`, the normal path's phase 2, writes vocab.txt,
@@ -27,7 +28,6 @@ import json
 import logging
 import os
 import shlex
-import shutil
 import time
 from typing import Any, Iterator, Sequence
 
@@ -196,16 +196,20 @@ def pipeline_options(flags: str | None) -> beam.options.pipeline_options.Pipelin
 
 
 def prepare_beam(manifest: str | os.PathLike, out_dir: str | os.PathLike, *, beam_options: str | None = None,
-                 embeddings: str = "glove6b50", l_max: int = 100, long_word_rule: str = "subsample",
-                 num_shards: int | None = None, labels: Sequence[str] | None = None, name: str | None = None,
-                 seed: int = 0, progress: bool = True) -> dict[str, Any]:
+                 beam_data_dir: str | None = None, embeddings: str = "glove6b50", l_max: int = 100,
+                 long_word_rule: str = "subsample", num_shards: int | None = None,
+                 labels: Sequence[str] | None = None, name: str | None = None, seed: int = 0,
+                 progress: bool = True) -> dict[str, Any]:
     """Prepares a corpus directory like :func:`hmaf.data.writer.prepare`, phase 1 on Apache Beam.
 
     Args:
       beam_options: Beam pipeline flags as one string (runner and its options); default the
         DirectRunner in this process.
-      Others: as :func:`hmaf.data.writer.prepare`. The tfds dataset is rebuilt on every call
-        (in ``out_dir/tfds``); phase 2 resumes as in the normal path.
+      beam_data_dir: where the pipeline writes the tfds dataset and the rejects; default
+        ``out_dir/tfds``. On a cluster the workers write there, so it must be storage they
+        share with this process (e.g. ``gs://bucket/path`` on Dataflow).
+      Others: as :func:`hmaf.data.writer.prepare`. The tfds dataset is rebuilt on every call;
+        phase 2 resumes as in the normal path.
 
     Returns:
       The content of ``dataset.json``; its ``beam_counters`` holds the pipeline's counters.
@@ -219,8 +223,9 @@ def prepare_beam(manifest: str | os.PathLike, out_dir: str | os.PathLike, *, bea
     out_dir, name, rows, rejects = writer.read_inputs(manifest, out_dir, l_max=l_max,
                                                       long_word_rule=long_word_rule, labels=labels, name=name)
     cache_dir = os.path.join(out_dir, "cache")
-    tfds_dir = os.path.join(out_dir, "tfds")
-    shutil.rmtree(tfds_dir, ignore_errors=True)  # tfds would reuse an earlier build, of other rows
+    tfds_dir = beam_data_dir or os.path.join(out_dir, "tfds")
+    if tf.io.gfile.exists(tfds_dir):  # tfds would reuse an earlier build, of other rows
+        tf.io.gfile.rmtree(tfds_dir)
     # The ClassLabel needs names up front; phase 2 re-indexes by name (default: the good rows' labels).
     config = HmafCorpusConfig(
         name="manifest", description=f"preprocessed {manifest}",
@@ -256,5 +261,6 @@ def prepare_beam(manifest: str | os.PathLike, out_dir: str | os.PathLike, *, bea
         manifest, out_dir, name, rows, [results[row.line] for row in rows], rejects, embeddings=embeddings,
         l_max=l_max, long_word_rule=long_word_rule, num_shards=num_shards, labels=labels, seed=seed,
         progress=progress, phase1_s=time.perf_counter() - t1, t_start=t_start,
-        extra={"beam_counters": dict(sorted(counters.items())), "beam_options": beam_options or ""})
+        extra={"beam_counters": dict(sorted(counters.items())), "beam_options": beam_options or "",
+               "beam_data_dir": tfds_dir})
     return info

@@ -74,6 +74,7 @@ def test_bad_rows_are_rejected_and_counted(normal, beam_run):
     assert beam_info["beam_counters"] == {"examples": NUM_GOOD, "rejected_empty_transcript": 1,
                                           "rejected_unreadable_audio": 1}
     assert beam_info["num_rejects"] == 2 and beam_info["beam_options"] == BEAM_OPTIONS
+    assert beam_info["beam_data_dir"] == str(beam_dir / "tfds")
 
 
 def test_tfds_dataset_holds_the_utterances(beam_run):
@@ -121,4 +122,13 @@ def test_a_failing_row_becomes_an_internal_error_reject(manifest, monkeypatch):
 def test_beam_options_need_beam(manifest, tmp_path, capsys):
     assert prepare_cli.main(["--manifest", str(manifest), "--out", str(tmp_path / "x"),
                              "--beam_options=--runner=DirectRunner"]) == 1
-    assert "--beam_options needs --beam" in capsys.readouterr().err
+    assert "need --beam" in capsys.readouterr().err
+
+
+def test_rerun_rebuilds_the_pipeline_output(beam_run, manifest):
+    """A second run into the same folder replaces the earlier tfds build and writes the same corpus."""
+    beam_dir, info = beam_run
+    again = beam_lib.prepare_beam(manifest, beam_dir, beam_options="--runner=DirectRunner", num_shards=2,
+                                  progress=False)
+    assert again["content_hash"] == info["content_hash"] and again["beam_counters"] == info["beam_counters"]
+    assert len(list((beam_dir / "tfds" / "rejects").iterdir())) == 1
