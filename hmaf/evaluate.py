@@ -37,7 +37,8 @@ import numpy as np
 from hmaf.metrics import classification_metrics
 
 SPLITS = ("train", "validation", "test", "all")
-SENTIMENT_SIGNS = {"negative": -1, "neutral": 0, "positive": 1}
+# "non-negative" is the Has0 convention's second class (hmaf.corpora.mosi --convention has0).
+SENTIMENT_SIGNS = {"negative": -1, "neutral": 0, "positive": 1, "non-negative": 1}
 
 
 class LabelMismatchError(ValueError):
@@ -45,7 +46,8 @@ class LabelMismatchError(ValueError):
 
 
 def parse_label_map(spec: str | None) -> dict[str, str]:
-    """``"joy=happy, anger=angry"`` -> ``{"joy": "happy", "anger": "angry"}``."""
+    """``"joy=happy, anger=angry, fear="`` -> ``{"joy": "happy", "anger": "angry", "fear": ""}``
+    (an empty target leaves that label's examples out)."""
     out = {}
     for item in (spec or "").split(","):
         if not item.strip():
@@ -60,7 +62,8 @@ def parse_label_map(spec: str | None) -> dict[str, str]:
 def label_mapping(model_labels: Sequence[str], data_labels: Sequence[str], data_counts: Mapping[str, int],
                   label_map: Mapping[str, str] | None = None) -> np.ndarray:
     """int ``[len(data_labels)]``: the model class of each data label, matched by name
-    (case-insensitively, after ``label_map``); -1 for labels without examples.
+    (case-insensitively, after ``label_map``); -1 for labels without examples and for
+    labels ``label_map`` maps to "" (their examples are left out).
 
     Raises:
       LabelMismatchError: a data label with examples has no model class.
@@ -71,6 +74,8 @@ def label_mapping(model_labels: Sequence[str], data_labels: Sequence[str], data_
     unknown = []
     for j, name in enumerate(data_labels):
         target = label_map.get(name, name).lower()
+        if not target:
+            continue
         if target in index:
             mapping[j] = index[target]
         elif data_counts.get(name, 1) > 0:
@@ -84,7 +89,7 @@ def label_mapping(model_labels: Sequence[str], data_labels: Sequence[str], data_
 
 def is_sentiment(label_names: Sequence[str]) -> bool:
     names = {n.lower() for n in label_names}
-    return {"negative", "positive"} <= names and names <= set(SENTIMENT_SIGNS)
+    return "negative" in names and len(names) > 1 and names <= set(SENTIMENT_SIGNS)
 
 
 def _binary(truth: np.ndarray, predicted: np.ndarray) -> dict:
@@ -185,9 +190,14 @@ def evaluate_workdir(workdir: str | os.PathLike, data_dir: str | os.PathLike, *,
         raise ValueError(f"{data_dir} has no examples in split {split!r}")
     data_labels = np.concatenate(labels)
     predicted = np.concatenate(predictions)
+    keep = mapping[data_labels] >= 0  # labels mapped to "" are left out
+    data_labels, predicted = data_labels[keep], predicted[keep]
+    utt_ids = [u for u, k in zip(utt_ids, keep) if k]
+    if not keep.any():
+        raise ValueError(f"every example of {data_dir} ({split}) was left out by the label map")
     result = classification_metrics(mapping[data_labels], predicted, len(model_labels), model_labels)
     result.update(workdir=str(workdir), data=str(data_dir), split=split, label_names=model_labels,
-                  model=config.model.name, cross_corpus=not same)
+                  model=config.model.name, cross_corpus=not same, left_out=int((~keep).sum()))
     if is_sentiment(model_labels) and is_sentiment(info.label_names):
         predicted_sign = np.asarray([SENTIMENT_SIGNS[model_labels[p].lower()] for p in predicted])
         if scores is None:

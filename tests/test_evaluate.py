@@ -38,6 +38,7 @@ def test_has0_and_non0_by_hand():
     assert result["has0"]["accuracy"] == pytest.approx(3 / 5)  # >= 0: F F T T T vs F T T T F
     assert result["non0"]["accuracy"] == pytest.approx(2 / 4)  # zero left out
     assert result["non0"]["num_examples"] == 4
+    assert evaluate.is_sentiment(["negative", "non-negative"])
     assert evaluate.is_sentiment(["negative", "positive"]) and evaluate.is_sentiment(["Negative", "neutral", "positive"])
     assert not evaluate.is_sentiment(["angry", "happy"])
 
@@ -50,6 +51,9 @@ def test_label_mapping_by_name_with_renames_and_clear_error():
     assert mapping.tolist() == [1, 0, -1]  # fear has no examples: ignored
     with pytest.raises(evaluate.LabelMismatchError, match=r"\['fear'\].*--label-map"):
         evaluate.label_mapping(["angry", "happy"], ["fear", "angry"], {"fear": 2, "angry": 1})
+    dropped = evaluate.label_mapping(["angry"], ["anger", "disgust"], {"anger": 1, "disgust": 1},
+                                     evaluate.parse_label_map("anger=angry,disgust="))
+    assert dropped.tolist() == [0, -1]
     with pytest.raises(ValueError, match="data_label=model_label"):
         evaluate.parse_label_map("joy")
 
@@ -95,4 +99,6 @@ def test_evaluate_on_another_corpus_matches_labels_by_name(workdir, tmp_path):
     write_fake_corpus(odd, labels=("joy", "anger"), num_speakers=2, per_speaker=2)
     assert evaluate.main(["--workdir", str(workdir), "--data", str(odd)]) == 2
     mapped = evaluate.evaluate_workdir(workdir, odd, label_map={"joy": "happy", "anger": "angry"})
-    assert mapped["per_class"]["happy"]["support"] == 2
+    assert mapped["per_class"]["happy"]["support"] == 2 and mapped["left_out"] == 0
+    partial = evaluate.evaluate_workdir(workdir, odd, label_map={"joy": "happy", "anger": ""})
+    assert partial["num_examples"] == 2 and partial["left_out"] == 2
