@@ -10,7 +10,9 @@ Phase 1 preprocesses every manifest row with :func:`hmaf.data.utterance.preproce
 in a process pool. Each result is cached under a key that hashes the audio file's bytes,
 the transcript, the word timings and the preprocessing settings, so a rerun (after a crash,
 a kill, or with more rows) skips finished work. Bad rows are collected in ``rejects.jsonl``;
-they never stop the run.
+they never stop the run. (``python -m hmaf.prepare --beam`` runs phase 1 as an Apache Beam
+pipeline instead, :mod:`hmaf.data.beam`, and hands its utterances to the same phase 2,
+:func:`write_corpus`.)
 
 Phase 2 builds the vocabulary and embedding matrix and writes the shards. Example i (in
 manifest order, among the good ones) goes to shard ``i % num_shards``. A shard is written
