@@ -142,12 +142,15 @@ def _same_corpus(a: Mapping, b: Mapping) -> bool:
 
 def evaluate_workdir(workdir: str | os.PathLike, data_dir: str | os.PathLike, *, split: str | None = None,
                      label_map: Mapping[str, str] | None = None, scores: Mapping[str, float] | None = None,
-                     stage: str | None = None, batch_size: int = 8) -> dict:
+                     stage: str | None = None, batch_size: int = 8, pad_words_to: int = 8,
+                     pad_frames_to: int = 16, bucket: bool = True) -> dict:
     """Evaluates the model of ``workdir`` on the prepared corpus ``data_dir``.
 
     Returns the metrics of :func:`hmaf.metrics.from_confusion` plus ``split``,
     ``workdir``, ``data``, ``label_names`` and, for sentiment labels, ``sentiment``
-    (Has0/Non0 and where the truth's sign came from).
+    (Has0/Non0 and where the truth's sign came from). ``pad_words_to``,
+    ``pad_frames_to``, ``bucket``: the input pipeline's padding (as in training, so that
+    the compiled eval step is reused).
     """
     from hmaf import checkpoint
     from hmaf.data import pipeline
@@ -178,7 +181,9 @@ def evaluate_workdir(workdir: str | os.PathLike, data_dir: str | os.PathLike, *,
                               split_mode=data.get("split_mode", "folds"))
         selection = source.selections[split]
     files = [str(data_dir / "records" / name) for name in info.shards]
-    batches = pipeline.eval_dataset(files, vocab.words, batch_size=batch_size, selection=selection).as_numpy_iterator()
+    batches = pipeline.eval_dataset(files, vocab.words, batch_size=batch_size, selection=selection,
+                                    pad_words_to=pad_words_to, pad_frames_to=pad_frames_to,
+                                    bucket=bucket).as_numpy_iterator()
     eval_step = make_eval_step(model)
     utt_ids, labels, predictions = [], [], []
     for batch in power_of_two_batches(batches, batch_size):

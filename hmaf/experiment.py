@@ -169,7 +169,7 @@ def run_fold(config: ml_collections.ConfigDict, workdir: Path, fold: int) -> dic
             logging.info("fold %d: %s already finished, skipping", fold, model)
         record = json.loads(record_path.read_text()) if record_path.exists() else {}
         cross = None
-        if config.cross.data:
+        if config.cross.data and model in config.models:
             cross = cross_evaluate(config, model_dir)
         results[model] = {"test": _test_metrics(metrics), "seconds": record.get("seconds"), "cross": cross}
     return results
@@ -184,7 +184,8 @@ def cross_evaluate(config: ml_collections.ConfigDict, model_dir: Path) -> dict:
     if path.exists():
         return json.loads(path.read_text())
     result = evaluate.evaluate_workdir(model_dir, config.cross.data, split="all",
-                                       label_map=evaluate.parse_label_map(config.cross.label_map))
+                                       label_map=evaluate.parse_label_map(config.cross.label_map),
+                                       batch_size=config.train.batch_size, **config.source.to_dict())
     _write_atomic(path, json.dumps(result, indent=2))
     return result
 

@@ -65,6 +65,10 @@ def test_power_of_two_batches_keeps_every_example_once():
     assert np.concatenate([p["label"] for p in pieces]).tolist() == list(range(15))
 
 
+# One padded shape for the tiny corpora: few compilations keep the tests fast.
+PADDING = dict(batch_size=4, bucket=False, pad_words_to=24, pad_frames_to=112)
+
+
 @pytest.fixture(scope="session")
 def workdir(tmp_path_factory):
     return helpers.tiny_workdir(tmp_path_factory.getbasetemp() / "hmaf-tiny")
@@ -80,7 +84,7 @@ def test_evaluate_workdir_on_its_corpus(workdir, tmp_path):
     assert result["wa"] == pytest.approx(trained["fusion"]["test"]["wa"])
     assert np.sum(result["confusion"]) == result["num_examples"]
     assert "confusion" in out.with_suffix(".md").read_text()
-    everything = evaluate.evaluate_workdir(workdir, corpus, split="all")
+    everything = evaluate.evaluate_workdir(workdir, corpus, split="all", **PADDING)
     assert everything["num_examples"] == json.loads((corpus / "dataset.json").read_text())["num_examples"]
 
 
@@ -89,7 +93,7 @@ def test_evaluate_on_another_corpus_matches_labels_by_name(workdir, tmp_path):
 
     other = tmp_path / "other"
     write_fake_corpus(other, labels=("neutral", "angry", "happy"), num_speakers=3, per_speaker=4)
-    result = evaluate.evaluate_workdir(workdir, other)
+    result = evaluate.evaluate_workdir(workdir, other, **PADDING)
     assert result["split"] == "all" and result["cross_corpus"] and result["num_examples"] == 12
     assert result["label_names"] == ["angry", "happy", "sad", "neutral"]
     support = {k: v["support"] for k, v in result["per_class"].items()}
@@ -98,7 +102,7 @@ def test_evaluate_on_another_corpus_matches_labels_by_name(workdir, tmp_path):
     odd = tmp_path / "odd"
     write_fake_corpus(odd, labels=("joy", "anger"), num_speakers=2, per_speaker=2)
     assert evaluate.main(["--workdir", str(workdir), "--data", str(odd)]) == 2
-    mapped = evaluate.evaluate_workdir(workdir, odd, label_map={"joy": "happy", "anger": "angry"})
+    mapped = evaluate.evaluate_workdir(workdir, odd, label_map={"joy": "happy", "anger": "angry"}, **PADDING)
     assert mapped["per_class"]["happy"]["support"] == 2 and mapped["left_out"] == 0
-    partial = evaluate.evaluate_workdir(workdir, odd, label_map={"joy": "happy", "anger": ""})
+    partial = evaluate.evaluate_workdir(workdir, odd, label_map={"joy": "happy", "anger": ""}, **PADDING)
     assert partial["num_examples"] == 2 and partial["left_out"] == 2

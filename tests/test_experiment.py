@@ -65,7 +65,7 @@ def test_tiny_experiment_runs_skips_and_resumes(tmp_path):
     config = base.experiment("tiny", str(data), models=("hf", "text_only"), num_folds=2, paper="iemocap4")
     config.folds = "0"
     config.train.model.update(hidden=4, attention_dim=4, fusion_dim=4, filters=4, widths=(2,))
-    config.train.batch_size = 4
+    config.train.batch_size = 2  # eval batch sizes {2, 1}: few compilations
     config.branch_train_steps = 4
     config.fusion_train_steps = 2
     config.train.eval_every = 2
