@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import soundfile
@@ -66,7 +65,3 @@ def speech(path: Path, text: str = SENTENCE) -> Path:
     synthesis = tts.synthesize(text, "en+f3")
     soundfile.write(path, synthesis.audio, synthesis.sample_rate)
     return path
-
-
-def read_json(path: Path) -> dict:
-    return json.loads(Path(path).read_text())
