@@ -161,3 +161,23 @@ def test_hoisted_gru_matches_flax_gru_cell(reverse):
     ref = rnn.apply({"params": {"cell": cell_params}}, x, seq_lengths=jnp.asarray(lengths))
     ref = jnp.where(mask[..., None], ref, 0)
     np.testing.assert_allclose(ours, ref, rtol=1e-5, atol=1e-6)
+
+
+def test_audio_input_norm_statistics_ignore_padding_in_training():
+    batch = small_batch(seed=5)
+    model = build_model("audio_only", num_classes=CLASSES, vocab_size=VOCAB, embed_dim=EMBED,
+                        **{**SMALL, "dropout": 0.0})
+    variables = init(model, batch)
+
+    def train_apply(b):
+        out, state = model.apply(variables, b, train=True, mutable=["batch_stats", "intermediates"])
+        return out.logits, state["batch_stats"]["audio"]["input_norm"]
+
+    logits, stats = train_apply(batch)
+    logits_p, stats_p = train_apply(pad_batch(batch))
+    real = batch["frames"][batch["frame_mask"]]  # [real frames, M]
+    momentum = 0.99  # flax default: running = momentum * running + (1 - momentum) * batch mean
+    np.testing.assert_allclose(stats["mean"], (1 - momentum) * real.mean(0), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(stats_p["mean"], stats["mean"], rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(stats_p["var"], stats["var"], rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(logits_p, logits, rtol=1e-4, atol=1e-5)

@@ -59,10 +59,10 @@ class _Branches(nn.Module):
         self.sow("intermediates", "t_alpha", t_alpha)
         return t_h, t_alpha
 
-    def audio_branch(self, batch):
+    def audio_branch(self, batch, train):
         w_h, w_alpha, f_alpha = AudioAttention(
             self.hidden, self.attention_dim, self.unroll, self.dtype, name="audio",
-        )(batch["frames"], batch["frame_mask"], batch["word_mask"], packed_inputs(batch))
+        )(batch["frames"], batch["frame_mask"], batch["word_mask"], packed_inputs(batch), train=train)
         self.sow("intermediates", "w_alpha", w_alpha)
         self.sow("intermediates", "f_alpha", f_alpha)
         return w_h, w_alpha
@@ -80,7 +80,7 @@ class WordFusionModel(_Branches):
     @nn.compact
     def __call__(self, batch: Mapping[str, jax.Array], *, train: bool = False) -> ModelOutput:
         t_h, t_alpha = self.text_branch(batch)
-        w_h, w_alpha = self.audio_branch(batch)
+        w_h, w_alpha = self.audio_branch(batch, train)
         fusion_cls = FUSIONS[self.fusion]
         kwargs = dict(attention_dim=self.attention_dim) if self.fusion == "faf" else {}
         v, alphas = fusion_cls(self.fusion_dim, dtype=self.dtype, name="fusion", **kwargs)(
@@ -106,7 +106,7 @@ class AudioOnlyModel(_Branches):
 
     @nn.compact
     def __call__(self, batch: Mapping[str, jax.Array], *, train: bool = False) -> ModelOutput:
-        w_h, w_alpha = self.audio_branch(batch)
+        w_h, w_alpha = self.audio_branch(batch, train)
         logits = self.cnn_head(w_alpha[..., None] * w_h, batch["word_mask"], train)
         return ModelOutput(logits, (logits,))
 
@@ -118,7 +118,7 @@ class UtteranceFusionModel(_Branches):
     @nn.compact
     def __call__(self, batch: Mapping[str, jax.Array], *, train: bool = False) -> ModelOutput:
         t_h, t_alpha = self.text_branch(batch)
-        w_h, w_alpha = self.audio_branch(batch)
+        w_h, w_alpha = self.audio_branch(batch, train)
         u = jnp.concatenate([weighted_sum(t_alpha, t_h), weighted_sum(w_alpha, w_h)], -1)
         logits = DenseHead(self.num_classes, self.dropout, self.dtype, name="head")(u, train=train)
         return ModelOutput(logits, (logits,))
@@ -132,7 +132,7 @@ class DecisionFusionModel(_Branches):
     @nn.compact
     def __call__(self, batch: Mapping[str, jax.Array], *, train: bool = False) -> ModelOutput:
         t_h, t_alpha = self.text_branch(batch)
-        w_h, w_alpha = self.audio_branch(batch)
+        w_h, w_alpha = self.audio_branch(batch, train)
         text_logits = DenseHead(self.num_classes, self.dropout, self.dtype, name="text_head")(
             weighted_sum(t_alpha, t_h), train=train)
         audio_logits = DenseHead(self.num_classes, self.dropout, self.dtype, name="audio_head")(

@@ -118,12 +118,21 @@ class AudioAttention(nn.Module):
 
     @nn.compact
     def __call__(self, frames: jax.Array, frame_mask: jax.Array, word_mask: jax.Array,
-                 packing: Mapping[str, jax.Array] | None = None) -> tuple[jax.Array, jax.Array, jax.Array]:
+                 packing: Mapping[str, jax.Array] | None = None, *, train: bool = False
+                 ) -> tuple[jax.Array, jax.Array, jax.Array]:
         """Args: frames ``[B, N, L, M]``; frame_mask ``[B, N, L]``; word_mask ``[B, N]``;
-        packing: the arrays of :func:`hmaf.models.packing.pack_batch`, or None.
+        packing: the arrays of :func:`hmaf.models.packing.pack_batch`, or None;
+        train: batch statistics (True) or running averages (False) for the input norm.
 
         Returns: w_h ``[B, N, 2H]``, w_alpha ``[B, N]``, f_alpha ``[B, N, L]``.
         """
+        # Log-mel energies sit far from zero (about -7.5 +- 4 on speech); without
+        # normalising them the frame GRUs barely learn. Batch norm per mel band, its
+        # statistics taken over real frames only so that padding stays invisible;
+        # being part of the model, inference normalises exactly as training did.
+        frames = nn.BatchNorm(use_running_average=not train, name="input_norm")(
+            frames, mask=frame_mask[..., None])
+        frames = jnp.where(frame_mask[..., None], frames, 0.0)
         frame_args = (self.hidden, self.attention_dim, self.unroll, self.dtype, self.hoist_input)
         if packing is None:
             f_h, scores = nn.vmap(

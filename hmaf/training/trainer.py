@@ -136,10 +136,10 @@ def train_stage(config: ml_collections.ConfigDict, stage: str, model_name: str, 
     sample = next(iter(source.eval_batches("validation")))
     variables = init_variables(model, sample, config.seed)
     if branch_variables:  # staged training: start from the pretrained branches
-        params = dict(variables["params"])
-        for branch, branch_params in branch_variables.items():
-            params[branch] = branch_params
-        variables = {"params": params, "batch_stats": variables["batch_stats"]}
+        variables = {collection: dict(tree) for collection, tree in variables.items()}
+        for branch, trained in branch_variables.items():
+            for collection, tree in trained.items():
+                variables[collection][branch] = tree
     state = create_train_state(model, sample, learning_rate=config.learning_rate, variables=variables)
 
     checkpoints = ckpt.StageCheckpoints(stage_dir)
@@ -255,7 +255,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
                     raise FileNotFoundError(
                         f"stage fusion starts from the trained {branch} branch, but {err}; run "
                         f"--config.stage={branch} first (or --config.stage=all)") from err
-                branch_variables[branch] = variables["params"][branch]
+                branch_variables[branch] = {collection: variables[collection][branch]
+                                            for collection in ("params", "batch_stats")
+                                            if branch in variables.get(collection, {})}
         # Branch stages may live in a shared directory (one per fold in experiments),
         # so that every fusion model of a fold starts from the same trained branches.
         stage_dir = (branches_dir if stage in ("text", "audio") else workdir) / stage
