@@ -9,6 +9,7 @@ truth rows; :func:`finish` writes ``manifest.jsonl``/``truth.jsonl`` and optiona
 from __future__ import annotations
 
 import concurrent.futures
+import csv
 import dataclasses
 import json
 import logging
@@ -48,6 +49,26 @@ class TTSJob:
 def safe_name(text: str) -> str:
     """A file-system-safe form of a speaker or id ("The Interviewer" -> The_Interviewer)."""
     return re.sub(r"[^A-Za-z0-9._+-]+", "_", text).strip("_") or "unknown"
+
+
+def read_csv_rows(path: str, required: Sequence[str], *, what: str, hint: str,
+                  limit: int | None = None) -> list[dict[str, str]]:
+    """The first ``limit`` rows of a CSV with a header; ValueError names the file and
+    what is wrong (``what``: the kind of file; ``hint``: how to point at another one)."""
+    if not os.path.isfile(path):
+        raise ValueError(f"{what} {path} not found: {hint}")
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        missing = [c for c in required if c not in (reader.fieldnames or [])]
+        if missing:
+            raise ValueError(f"{path}: not a{'n' if what[0] in 'AEIOU' else ''} {what} file, "
+                             f"missing column(s) {missing}")
+        rows = []
+        for row in reader:
+            if limit is not None and len(rows) >= limit:
+                break
+            rows.append(row)
+    return rows
 
 
 def write_jsonl(path: str, rows: Sequence[dict]) -> None:

@@ -25,7 +25,6 @@ by utterance id instead of speaker groups.
 from __future__ import annotations
 
 import argparse
-import csv
 import logging
 import os
 import re
@@ -103,19 +102,8 @@ def emphasis_segments(text: str, spans: Sequence[tuple[int, int]]) -> list[tts.S
 
 def read_metadata(path: str, limit: int | None = None) -> list[dict[str, str]]:
     """Rows of the EMNS metadata CSV (file order); raises ValueError naming what is wrong."""
-    if not os.path.isfile(path):
-        raise ValueError(f"EMNS metadata {path} not found: pass --metadata (e.g. SLR136's metadata.csv)")
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
-        if missing:
-            raise ValueError(f"{path}: not an EMNS metadata file, missing column(s) {missing}")
-        rows = []
-        for row in reader:
-            if limit is not None and len(rows) >= limit:
-                break
-            rows.append(row)
-    return rows
+    return common.read_csv_rows(path, REQUIRED_COLUMNS, what="EMNS metadata", limit=limit,
+                                hint="pass --metadata (e.g. SLR136's metadata.csv)")
 
 
 def _split_of(utt_id: str) -> str:

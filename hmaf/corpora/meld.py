@@ -22,7 +22,6 @@ emphasis here.
 from __future__ import annotations
 
 import argparse
-import csv
 import logging
 import os
 import sys
@@ -74,19 +73,8 @@ def split_of(source: str, dialogue_id: str) -> str:
 
 
 def read_csv(path: str, limit: int | None = None) -> list[dict[str, str]]:
-    if not os.path.isfile(path):
-        raise ValueError(f"MELD CSV {path} not found: pass --data DIR holding meld_train.csv and meld_dev.csv")
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
-        if missing:
-            raise ValueError(f"{path}: not a MELD CSV, missing column(s) {missing}")
-        rows = []
-        for row in reader:
-            if limit is not None and len(rows) >= limit:
-                break
-            rows.append(row)
-    return rows
+    return common.read_csv_rows(path, REQUIRED_COLUMNS, what="MELD CSV", limit=limit,
+                                hint="pass --data DIR holding meld_train.csv and meld_dev.csv")
 
 
 def jobs_for(rows_by_source: dict[str, list[dict[str, str]]], task: str, seed: int = 0

@@ -22,6 +22,13 @@ def _zero_padding(v: jax.Array, word_mask: jax.Array) -> jax.Array:
     return jnp.where(word_mask[..., None], v, 0.0)
 
 
+def _shared_state(module: nn.Module, t_h, t_alpha, w_h, w_alpha):
+    """VF steps (i)-(ii), shared by FAF: ``h = dense([t_h, w_h])`` and
+    ``s_alpha = (t_alpha + w_alpha) / 2``. Call inside ``module``'s compact method."""
+    dense = nn.Dense(module.dim, dtype=module.dtype, name="dense")
+    return nn.relu(dense(jnp.concatenate([t_h, w_h], -1))), 0.5 * (t_alpha + w_alpha)
+
+
 class HorizontalFusion(nn.Module):
     """HF: ``t_V = t_alpha t_h`` (eq. 7), ``w_V = w_alpha w_h`` (eq. 8), then
     ``V = dense([t_V, w_V])``. No attention interaction across modalities."""
@@ -46,8 +53,7 @@ class VerticalFusion(nn.Module):
 
     @nn.compact
     def __call__(self, t_h, t_alpha, w_h, w_alpha, word_mask):
-        h = nn.relu(nn.Dense(self.dim, dtype=self.dtype, name="dense")(jnp.concatenate([t_h, w_h], -1)))
-        s_alpha = 0.5 * (t_alpha + w_alpha)
+        h, s_alpha = _shared_state(self, t_h, t_alpha, w_h, w_alpha)
         return _zero_padding(s_alpha[..., None] * h, word_mask), {"s_alpha": s_alpha}
 
 
@@ -65,8 +71,7 @@ class FineTuningAttentionFusion(nn.Module):
 
     @nn.compact
     def __call__(self, t_h, t_alpha, w_h, w_alpha, word_mask):
-        h = nn.relu(nn.Dense(self.dim, dtype=self.dtype, name="dense")(jnp.concatenate([t_h, w_h], -1)))
-        s_alpha = 0.5 * (t_alpha + w_alpha)
+        h, s_alpha = _shared_state(self, t_h, t_alpha, w_h, w_alpha)
         u_alpha = Attention(self.attention_dim, dtype=self.dtype, name="fine_tune")(h, word_mask) + s_alpha
         u_alpha = jnp.where(word_mask, u_alpha, 0.0)
         return (_zero_padding(u_alpha[..., None] * h, word_mask),
