@@ -82,7 +82,7 @@ class BatchPreparer:
 
     def __init__(self, config: ml_collections.ConfigDict):
         self.pack = bool(config.get("pack_frames", False))
-        self.row_multiple = int(config.get("pack_row_multiple", 16))
+        self.row_multiple = int(config.get("pack_row_multiple", 8))
         self.mesh = sharding.make_mesh() if config.get("data_parallel", False) else None
         if self.mesh is not None:
             logging.info("data parallel over %d devices (%s)", self.mesh.size, jax.devices()[0].device_kind)
