@@ -11,7 +11,8 @@ def get_config(arg: str | None = None, model: str = "faf") -> ml_collections.Con
         name=model, hidden=100, attention_dim=200, fusion_dim=200, filters=300, widths=(2, 3, 4, 5),
         dropout=0.5, train_embedding=True, unroll=1, dtype="float32"))
     config.data = ml_collections.ConfigDict(dict(
-        source="corpus", dir="data/synthetic", fold=0, num_folds=5, split_mode="folds", balanced=True))
+        source="corpus", dir="data/synthetic", fold=0, num_folds=5, split_mode="folds", balanced=True,
+        bucket=False, pad_words_to=16, pad_frames_to=0))  # 0: pad frames to the corpus's l_max
     config.seed = 0
     config.batch_size = 8
     config.learning_rate = 1e-3
