@@ -52,7 +52,7 @@ LABELS = ("angry", "happy", "sad", "neutral")
 KINDS = ("ambiguous", "delivery", "text", "both")
 VOICES = ("en+f1", "en+f2", "en+f3", "en+f4", "en+m1", "en+m2", "en+m3", "en+m4",
           "en-us+f5", "en-us+m6", "en+m5", "en+m7", "en-us+f2", "en-us+m3")
-DEFAULT_SIZE = 960
+DEFAULT_SIZE = 640
 DEFAULT_SPEAKERS = 10
 PAUSE_S = 0.03  # a gap between true word timings longer than this is a pause
 
