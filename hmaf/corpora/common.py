@@ -71,6 +71,14 @@ def read_csv_rows(path: str, required: Sequence[str], *, what: str, hint: str,
     return rows
 
 
+def add_prepare_arguments(parser) -> None:
+    """The options every corpus builder's CLI passes on to ``hmaf.prepare``."""
+    parser.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    parser.add_argument("--embeddings", default="glove6b50", help="embedding spec for prepare")
+    parser.add_argument("--no-prepare", action="store_true",
+                        help="only write DIR/source (manifest and audio), do not prepare")
+
+
 def write_jsonl(path: str, rows: Sequence[dict]) -> None:
     """Writes rows atomically (temp file in the same folder, then rename)."""
     tmp = f"{path}.tmp{os.getpid()}"

@@ -202,9 +202,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", required=True)
     parser.add_argument("--word-timings", action="store_true",
                         help="use the release's ForcedAlignment .wdseg timings (skip alignment)")
-    parser.add_argument("--no-prepare", action="store_true")
-    parser.add_argument("--workers", type=int, default=None)
-    parser.add_argument("--embeddings", default="glove6b50")
+    common.add_prepare_arguments(parser)
     args = parser.parse_args(argv)
     try:
         result = build(args.root, args.out, classes=args.classes, word_timings=args.word_timings,

@@ -140,10 +140,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, default=None, help="first N rows of each CSV")
     parser.add_argument("--word-timings", action="store_true",
                         help="put the true TTS word timings in the manifest (skip alignment)")
-    parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--embeddings", default="glove6b50")
-    parser.add_argument("--no-prepare", action="store_true")
+    common.add_prepare_arguments(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     result = build(args.out, task=args.task, data_dir=args.data, limit=args.limit,

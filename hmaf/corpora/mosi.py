@@ -123,9 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--root", required=True, help="the CMU_MOSI_Raw folder")
     parser.add_argument("--convention", choices=CONVENTIONS, default="has0")
     parser.add_argument("--out", required=True)
-    parser.add_argument("--no-prepare", action="store_true")
-    parser.add_argument("--workers", type=int, default=None)
-    parser.add_argument("--embeddings", default="glove6b50")
+    common.add_prepare_arguments(parser)
     args = parser.parse_args(argv)
     try:
         result = build(args.root, args.out, convention=args.convention, prepare=not args.no_prepare,

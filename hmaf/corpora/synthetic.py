@@ -442,16 +442,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="Generate and prepare the embedded synthetic emotional-speech corpus.")
     parser.add_argument("--out", required=True, help="output folder (prepared corpus)")
     parser.add_argument("--size", type=int, default=DEFAULT_SIZE, help="number of utterances")
-    parser.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--speakers", type=int, default=DEFAULT_SPEAKERS,
                         help=f"voices, 1..{len(VOICES)}")
     parser.add_argument("--ambiguous-share", type=float, default=0.3)
     parser.add_argument("--delivery-share", type=float, default=0.25)
     parser.add_argument("--text-share", type=float, default=0.2)
-    parser.add_argument("--embeddings", default="glove6b50", help="embedding spec for prepare")
-    parser.add_argument("--no-prepare", action="store_true",
-                        help="only synthesise DIR/source (manifest, audio, truth)")
+    common.add_prepare_arguments(parser)
     args = parser.parse_args(argv)
     result = build(args.out, size=args.size, seed=args.seed, workers=args.workers,
                    embeddings=args.embeddings, prepare=not args.no_prepare,
