@@ -115,19 +115,19 @@ CONNECTORS = (", ", ", but ", " and ", ". ")
 # anger); docs/corpora.md has the table.
 DELIVERY = {
     "espeak": {
-        "angry": (12.0, 70.0, 130.0, 60.0),
-        "happy": (35.0, 50.0, 110.0, 20.0),
-        "sad": (-25.0, -50.0, 75.0, -40.0),
+        "angry": (15.0, 60.0, 125.0, 45.0),
+        "happy": (30.0, 45.0, 110.0, 20.0),
+        "sad": (-20.0, -40.0, 82.0, -30.0),
         "neutral": (0.0, 0.0, 100.0, 0.0),
     },
     "festival": {
-        "angry": (8.0, 90.0, 122.0, 55.0),
-        "happy": (25.0, 60.0, 108.0, 25.0),
-        "sad": (-15.0, -45.0, 80.0, -35.0),
+        "angry": (10.0, 80.0, 120.0, 45.0),
+        "happy": (24.0, 55.0, 108.0, 22.0),
+        "sad": (-15.0, -40.0, 84.0, -28.0),
         "neutral": (0.0, 0.0, 100.0, 0.0),
     },
 }
-DELIVERY_JITTER = {"espeak": (10.0, 25.0, 9.0, 16.0), "festival": (8.0, 25.0, 8.0, 15.0)}
+DELIVERY_JITTER = {"espeak": (10.0, 25.0, 10.0, 16.0), "festival": (8.0, 25.0, 8.0, 15.0)}
 EMPHASIS = (55.0, 0.0, 70.0, 70.0)  # one word: higher, slower, louder; same for all classes
 EMPHASIS_JITTER = (8.0, 0.0, 5.0, 10.0)
 ENGINE_VOICES = {"espeak": VOICES, "festival": FESTIVAL_VOICES}

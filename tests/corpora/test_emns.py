@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from hmaf.corpora import emns, tts
+from hmaf.corpora import emns, festival, tts
 
 
 def test_emphasized_phrases_skip_template_placeholders():
@@ -87,3 +87,23 @@ def test_bad_metadata_is_named(tmp_path):
     bad.write_text("a,b\n1,2\n")
     with pytest.raises(ValueError, match="missing column"):
         emns.read_metadata(str(bad))
+
+
+@pytest.mark.skipif(not festival.available(), reason="festival is not installed (tools/setup.sh)")
+def test_build_with_both_engines_writes_utterances(tmp_path):
+    meta = tmp_path / "meta.csv"
+    meta.write_text(
+        "id,utterance,description,emotion\n"
+        '1,Hello there friend.,"Placing emphasis on {friend}.",anger\n'
+        '2,It rains again.,"Placing emphasis on {rains}.",sadness\n'
+        '3,Hello there friend.,"Placing emphasis on {there}.",happiness\n')
+    out = tmp_path / "out"
+    assert emns.main(["--out", str(out), "--metadata", str(meta), "--engines", "espeak,festival",
+                      "--workers", "1", "--no-prepare"]) == 0
+    rows = [json.loads(l) for l in open(out / "utterances.jsonl")]
+    assert [(r["engine"], r["voice"], r["group"]) for r in rows] == [
+        ("espeak", "en+f1", "espeak:en+f1"), ("festival", "kal", "festival:kal"),
+        ("espeak", "en+f2", "espeak:en+f2")]
+    assert rows[0]["sentence"] == rows[2]["sentence"] != rows[1]["sentence"]
+    truth = [json.loads(l) for l in open(out / "source" / "truth.jsonl")]
+    assert [w[0] for w in truth[1]["words"]] == ["It", "rains", "again"]
