@@ -1,4 +1,4 @@
-"""EMNS: real sentences, real emotion labels and real word emphasis, spoken by espeak-ng.
+"""EMNS: real sentences, real emotion labels and real word emphasis, spoken by TTS engines.
 
 The EMNS corpus (Noriy et al. 2023, CC BY 4.0; OpenSLR SLR136) gives, per utterance, the
 text, one of 7 emotions (anger, disgust, happiness, neutral, sadness, sarcastic,
@@ -9,8 +9,9 @@ placeholders, not emphasis).
 
 ``python -m hmaf.corpora.emns --out DIR`` synthesises every sentence (``--limit N``:
 the first N rows) with the emotion's utterance-level delivery and a word-level emphasis
-(higher, slower, louder) on exactly the named words, over several voices (speaker =
-voice, group = speaker), then prepares DIR. The true word timings go to
+(higher, slower, louder) on exactly the named words, over several voices of the
+``--engines`` (espeak-ng by default; speaker = group = ``"<engine>:<voice>"``), then
+prepares DIR. The true word timings go to
 DIR/source/truth.jsonl (and into the manifest with ``--word-timings``).
 
 With the original recordings (``--recordings DIR``), no synthesis: each row is matched
@@ -201,13 +202,18 @@ def build(out_dir: str, *, metadata: str = DEFAULT_METADATA, limit: int | None =
           embeddings: str = "glove6b50", prepare: bool = True,
           engine_names: Sequence[str] = ("espeak",)) -> dict:
     """Writes DIR/source (manifest, audio or links to recordings, truth), DIR/utterances.jsonl
-    (synthesised corpus only) and prepares DIR."""
+    (engine "recording" for the original audio) and prepares DIR."""
     workers = workers or os.cpu_count() or 1
     rows = read_metadata(metadata, limit)
     source_dir = os.path.join(out_dir, "source")
     os.makedirs(source_dir, exist_ok=True)
     if recordings:
         manifest, stats = recording_rows(rows, recordings)
+        # The original speaker's recordings: engine "recording", the speaker is the voice.
+        common.write_jsonl(os.path.join(out_dir, "utterances.jsonl"), [
+            {"id": r["id"], "label": r["label"], "speaker": r["speaker"], "group": r["group"],
+             "engine": "recording", "voice": r["speaker"],
+             "sentence": common.sentence_id(r["transcript"])} for r in manifest])
     else:
         jobs, stats = synthesized_jobs(rows, voices, seed, engine_names)
         rendered = common.render(jobs, source_dir, workers=workers, seed=seed,

@@ -1,4 +1,4 @@
-"""MELD text spoken by espeak-ng: conversational utterances with emotion/sentiment labels.
+"""MELD text spoken by espeak-ng and/or festival: conversational utterances with emotion/sentiment labels.
 
 MELD (Poria et al. 2019, CC BY 4.0) gives utterances from the TV series Friends with a
 speaker, one of 7 emotions (anger, disgust, fear, joy, neutral, sadness, surprise) and
@@ -11,10 +11,11 @@ CSVs (text only); MELD's test split is not given, so:
 
 ``python -m hmaf.corpora.meld --out DIR --task sentiment|emotion [--limit N]``
 synthesises each utterance with the utterance-level delivery of its *emotion* (also for
-the sentiment task: the delivery is the emotion's, the label the sentiment), one
-espeak-ng voice per speaker (main characters fixed voices; others drawn from a pool by
-the ``gender`` column, by a stable hash of the name: minor characters may share a
-voice), then prepares DIR. speaker = group = the MELD speaker name. ``--limit N`` keeps
+the sentiment task: the delivery is the emotion's, the label the sentiment), one voice
+per speaker (``--engines``: a stable hash of the name picks the engine; main characters
+have fixed voices; others are drawn from a pool by the ``gender`` column, by a stable
+hash of the name: minor characters may share a voice), then prepares DIR. speaker = the
+MELD speaker name, group = ``"<engine>:<voice>"``. ``--limit N`` keeps
 the first N rows of each CSV. MELD names no emphasised words, so there is no word-level
 emphasis here.
 """

@@ -2,14 +2,17 @@
 
 ``python -m hmaf.corpora.synthetic --out DIR`` writes, with no download:
 
-    DIR/source/audio/<speaker>/<id>.wav   16 kHz speech (espeak-ng, see hmaf.corpora.tts)
+    DIR/source/audio/<speaker>/<id>.wav   16 kHz speech (espeak-ng and festival, see
+                                          hmaf.corpora.engines)
     DIR/source/manifest.jsonl             the manifest (audio, transcript, label, speaker,
                                           id, split, group)
     DIR/source/truth.jsonl                per utterance: the engine's true word timings
                                           and the design (kind, emphasised word, pair)
+    DIR/utterances.jsonl                  id, label, speaker, group, engine, voice,
+                                          sentence, kind (for reports)
 and then prepares it into DIR (dataset.json, records/, ...) with
 ``hmaf.data.writer.prepare`` and writes DIR/alignment_report.json: the forced aligner's
-word onset/offset error against the true timings.
+word onset/offset error against the true timings, overall and per engine.
 
 Design (four IEMOCAP-style classes: angry, happy, sad, neutral). Every utterance is one
 of four kinds (shares are knobs):
@@ -22,14 +25,16 @@ of four kinds (shares are knobs):
   this is the paper's "hell" vs "great", and word-level fusion is needed.
 * ``delivery``: neutral filler text ("my brother fixed the car yesterday"), the class is
   carried by the utterance-level delivery only (angry faster/louder/wider pitch range,
-  happy higher/brighter, sad slower/lower/quieter, neutral plain); half of them get the
-  same emphasis on a random filler word, so emphasis alone never means emotion.
+  happy higher/brighter, sad slower/lower/quieter, neutral plain; per engine, jittered so
+  that every single setting overlaps between classes: :data:`DELIVERY`); half of them get
+  the same emphasis on a random filler word, so emphasis alone never means emotion.
 * ``text``: one emotion word of the class, emphasised, plain delivery: text decides.
 * ``both``: one emotion word, emphasised, with the class's delivery.
 
 So text + audio beats either alone, and word-level fusion beats utterance-level fusion.
-Speakers are espeak-ng voice variants (group = speaker; manifest splits hold out whole
-speakers); every speaker gets each class to within one utterance. Every random choice comes
+Speakers are voices of the engines (``--engines``, default espeak-ng and festival, the
+speakers split evenly over them); speaker = group = ``"<engine>:<voice>"``, manifest
+splits hold out whole speakers; every speaker gets each class to within one utterance. Every random choice comes
 from one seeded generator: same seed and size -> same corpus, byte for byte.
 """
 

@@ -70,6 +70,11 @@ def test_recordings_matched_by_file_stem(tmp_path):
     assert [r["id"] for r in out] == ["emns1"]
     assert out[0]["audio"].endswith("recorded_audio_aaa.webm")
     assert stats["skipped"] == {"no_recording": 1, "unknown_emotion": 1}
+    emns.build(str(tmp_path / "out"), metadata=_rows(tmp_path), recordings=str(rec), prepare=False)
+    rows = [json.loads(l) for l in open(tmp_path / "out" / "utterances.jsonl")]
+    assert rows == [{"id": "emns1", "label": "anger", "speaker": "emns_speaker3",
+                     "group": "emns_speaker3", "engine": "recording", "voice": "emns_speaker3",
+                     "sentence": emns.common.sentence_id("hello there, friend")}]
 
 
 def test_build_synthesizes_with_truth(tmp_path):
