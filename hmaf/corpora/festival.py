@@ -246,6 +246,7 @@ class FestivalEngine:
         self._voice: str | None = None
         self._tmp: str | None = None
         self._buffer = b""
+        self._errors = ""
 
     def _start(self) -> None:
         if not available():
@@ -260,18 +261,27 @@ class FestivalEngine:
         self._call(SCHEME, "festival start-up")
 
     def _call(self, scheme: str, what: str) -> list[str]:
-        """Sends Scheme, returns the stdout lines it printed; raises with festival's stderr."""
+        """Sends Scheme, returns the stdout lines it printed; raises with festival's stderr.
+
+        What the call wrote to stderr is left in ``self._errors`` (drained after every
+        call, so that festival never blocks on a full stderr pipe).
+        """
         proc = self._proc
-        # festival buffers a piped stdout: flush after the end marker.
-        proc.stdin.write((scheme + f'\n(format t "\\n{DONE}\\n")\n(fflush nil)\n').encode())
-        proc.stdin.flush()
+        try:
+            # festival buffers a piped stdout: flush after the end marker.
+            proc.stdin.write((scheme + f'\n(format t "\\n{DONE}\\n")\n(fflush nil)\n').encode())
+            proc.stdin.flush()
+        except BrokenPipeError:
+            err = self._drain_stderr()
+            self.close()
+            raise tts.TTSError(f"festival exited before {what}: {err}") from None
         lines: list[str] = []
         while True:
             while b"\n" not in self._buffer:
                 ready, _, _ = select.select([proc.stdout], [], [], REQUEST_TIMEOUT_S)
                 chunk = os.read(proc.stdout.fileno(), 65536) if ready else b""
                 if not chunk:
-                    err = self._stderr()
+                    err = self._drain_stderr()
                     self.close()
                     raise tts.TTSError(f"festival {'timed out' if not ready else 'exited'} "
                                        f"during {what}: {err}")
@@ -279,11 +289,13 @@ class FestivalEngine:
             line, self._buffer = self._buffer.split(b"\n", 1)
             text = line.decode("utf-8", "replace")
             if text == DONE:
+                self._errors = self._drain_stderr()
                 return lines
             if text:
                 lines.append(text)
 
-    def _stderr(self) -> str:
+    def _drain_stderr(self) -> str:
+        """What festival wrote to stderr since the last drain (its last 500 characters)."""
         proc = self._proc
         if proc is None:
             return ""
@@ -316,7 +328,7 @@ class FestivalEngine:
                 f"{shift:.4f} {spread:.4f} {_scheme_string(path)})", f"synthesis of {text!r}")
             if not os.path.exists(path):
                 raise tts.TTSError(f"festival ({spec.name}) wrote no audio for {text!r}: "
-                                   f"{self._stderr() or lines[-3:]}")
+                                   f"{self._errors or lines[-3:]}")
             import soundfile as sf
 
             audio, rate = sf.read(path, dtype="float32")

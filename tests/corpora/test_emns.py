@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from hmaf.corpora import emns, festival, tts
+from hmaf.corpora import emns, festival
 
 
 def test_emphasized_phrases_skip_template_placeholders():
