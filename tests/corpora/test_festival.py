@@ -129,7 +129,4 @@ def test_engine_interface_gives_both_engines_the_same_contract():
         assert engine.name == name
         assert [w.word for w in syn.words] == ["what", "the", "hell", "is", "this"]
         assert syn.sample_rate == 16000 and syn.words[0].start >= 0.1
-    assert engines.parse_engines("espeak, festival,espeak") == ("espeak", "festival")
-    assert engines.group_of("festival", "kal+p1") == "festival:kal+p1"
-    with pytest.raises(ValueError, match="unknown synthesis engine"):
-        engines.parse_engines("espeak,mbrola")
+
