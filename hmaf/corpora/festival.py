@@ -22,8 +22,9 @@ Delivery, from the same percentages as espeak-ng's SSML (:class:`hmaf.corpora.tt
   (``f0' = mean*(1+pitch) + (f0-mean)*(1+range)``); the HTS module ignores targets and its
   F0 options, so for ``slt`` the same formula is applied to the waveform's pitch contour
   by Praat's PSOLA (``parselmouth``);
-* volume: the waveform is scaled to a fixed active-speech level (:data:`REFERENCE_DBFS`),
-  then by ``1 + volume%``;
+* volume: the waveform is scaled to a fixed active-speech level (:data:`REFERENCE_DBFS`,
+  espeak-ng's typical level, so that loudness means the same for both engines), then by
+  ``1 + volume%``; peaks above 0.8 are bent towards 1 (:func:`_soft_limit`), not clipped;
 * word emphasis (a segment's own prosody: pitch, rate, volume): diphone voices stretch the
   segments of the emphasised words after the Duration module and raise their F0 targets;
   for HTS, PSOLA stretches and raises the words' span; the gain is applied to the span
@@ -67,8 +68,9 @@ PERSONAS = {
 # Default emphasis of an SSML-style level (pitch %, rate %, volume %), for Segment.emphasis.
 EMPHASIS_LEVELS = {"strong": (40.0, 75.0, 50.0), "moderate": (20.0, 88.0, 25.0),
                    "none": (0.0, 100.0, 0.0), "reduced": (-10.0, 110.0, -20.0)}
-REFERENCE_DBFS = -24.0  # active-speech RMS every utterance is brought to before its gain
+REFERENCE_DBFS = -19.0  # active-speech RMS every utterance is brought to before its gain (espeak-ng level)
 RAMP_S = 0.01
+LIMIT_KNEE = 0.8  # above this magnitude the waveform is compressed (_soft_limit)
 REQUEST_TIMEOUT_S = 60.0
 MIN_F0 = 40.0
 DONE = "HMAF-DONE"
@@ -369,7 +371,7 @@ class FestivalEngine:
         if not diphone:
             audio, spans = _psola(audio, spans, tokens, shift, spread)
         audio = _level(audio, REFERENCE_DBFS) * _factor(utt.volume)
-        audio = _word_gain(audio, spans, tokens)
+        audio = _soft_limit(_word_gain(audio, spans, tokens))
         if sample_rate and sample_rate != SAMPLE_RATE:
             audio = tts._resample(audio, SAMPLE_RATE, sample_rate)
         out_rate = sample_rate or SAMPLE_RATE
@@ -456,6 +458,19 @@ def _word_gain(audio: np.ndarray, spans: Sequence[tuple[float, float] | None],
             shape[-k:] = np.linspace(token.gain, 1.0, k)
         envelope[a:b] *= shape
     return (audio * envelope).astype(np.float32)
+
+
+def _soft_limit(audio: np.ndarray, knee: float = LIMIT_KNEE) -> np.ndarray:
+    """Samples above ``knee`` bend smoothly towards 1 (tanh) instead of clipping: the
+    loud deliveries stay loud without the hard-clipping distortion that would mark them."""
+    magnitude = np.abs(audio)
+    over = magnitude > knee
+    if not over.any():
+        return audio
+    out = audio.copy()
+    bent = knee + (1.0 - knee) * np.tanh((magnitude[over] - knee) / (1.0 - knee))
+    out[over] = np.sign(audio[over]) * bent
+    return out.astype(np.float32)
 
 
 def _psola(audio: np.ndarray, spans: list[tuple[float, float] | None], tokens: Sequence[_Token],

@@ -3,6 +3,7 @@
 import pathlib
 import re
 
+import numpy as np
 import pytest
 
 from hmaf.corpora import engines, festival, tts
@@ -45,3 +46,13 @@ def test_setup_script_installs_festival_and_its_voices():
         assert package in packages
     # the idempotence check and the install use the one list
     assert "dpkg -s $APT_PACKAGES" in script and "install -y -qq $APT_PACKAGES" in script
+
+
+def test_soft_limit_keeps_quiet_samples_and_never_clips():
+    x = np.linspace(-3.0, 3.0, 601, dtype=np.float32)
+    y = festival._soft_limit(x)
+    quiet = np.abs(x) <= festival.LIMIT_KNEE
+    assert np.array_equal(y[quiet], x[quiet])
+    assert np.all(np.abs(y) <= 1.0) and np.all(np.diff(y) >= 0)  # monotonic: no folding
+    loud = (np.abs(x) > festival.LIMIT_KNEE) & (np.abs(x) <= 1.5)
+    assert np.all(np.abs(y[loud]) < np.abs(x[loud])) and np.all(np.abs(y[loud]) < 1.0)
