@@ -19,7 +19,9 @@ Delivery, from the same percentages as espeak-ng's SSML (:class:`hmaf.corpora.tt
 * rate: diphone voices through ``Duration_Stretch`` (= 100 / rate%), HTS through the
   engine's speed option ``-r`` (festival's HTS module ignores ``Duration_Stretch``);
 * pitch mean and range: diphone voices by rewriting the F0 targets after ``Int_Targets``
-  (``f0' = mean*(1+pitch) + (f0-mean)*(1+range)``); the HTS module ignores targets and its
+  (``f0' = mean*(1+pitch) + (f0-mean)*(1+range)``; rather than changing ``int_lr_params``,
+  this works whatever intonation method a voice uses and scales the range around the
+  utterance's own mean); the HTS module ignores targets and its
   F0 options, so for ``slt`` the same formula is applied to the waveform's pitch contour
   by Praat's PSOLA (``parselmouth``);
 * volume: the waveform is scaled to a fixed active-speech level (:data:`REFERENCE_DBFS`,
@@ -76,6 +78,7 @@ MIN_F0 = 40.0
 DONE = "HMAF-DONE"
 _PRAAT_LOCK = threading.Lock()
 
+# festival's Scheme (SIOD) has no let* and no max: hence nested lets and hmaf-max.
 SCHEME = r"""
 (define (hmaf-max a b) (if (> a b) a b))
 
