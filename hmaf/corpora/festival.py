@@ -47,6 +47,7 @@ import shutil
 import subprocess
 import tempfile
 import threading
+import weakref
 from typing import Sequence
 
 import numpy as np
@@ -252,6 +253,7 @@ class FestivalEngine:
         self._tmp: str | None = None
         self._buffer = b""
         self._errors = ""
+        self._finalizer: weakref.finalize | None = None
 
     def _start(self) -> None:
         if not available():
@@ -261,6 +263,7 @@ class FestivalEngine:
         self._proc = subprocess.Popen(["festival", "--pipe"], stdin=subprocess.PIPE,
                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                       close_fds=True)
+        self._finalizer = weakref.finalize(self, _shut_down, self._proc, self._tmp)
         self._buffer = b""
         self._voice = None
         self._call(SCHEME, "festival start-up")
@@ -399,25 +402,29 @@ class FestivalEngine:
                              ssml=f"festival {spec.name}: {transcript}", voice=voice)
 
     def close(self) -> None:
-        proc, self._proc = self._proc, None
-        if proc is not None:
-            try:
-                proc.stdin.close()
-                proc.wait(timeout=5)
-            except (subprocess.TimeoutExpired, BrokenPipeError):
-                proc.kill()
-                proc.wait()
-            proc.stdout.close()
-            proc.stderr.close()
-        if self._tmp is not None:
-            shutil.rmtree(self._tmp, ignore_errors=True)
-            self._tmp = None
+        """Ends the festival process and removes its temp folder (also done at garbage
+        collection or interpreter exit for an engine nobody closed)."""
+        if self._finalizer is not None:
+            self._finalizer()
+        self._finalizer, self._proc, self._tmp = None, None, None
 
     def __enter__(self) -> "FestivalEngine":
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _shut_down(proc: subprocess.Popen, tmp: str) -> None:
+    try:
+        proc.stdin.close()
+        proc.wait(timeout=5)
+    except (subprocess.TimeoutExpired, BrokenPipeError):
+        proc.kill()
+        proc.wait()
+    proc.stdout.close()
+    proc.stderr.close()
+    shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _token_spans(words: Sequence[tuple[int, float, float]], count: int

@@ -130,3 +130,22 @@ def test_engine_interface_gives_both_engines_the_same_contract():
         assert [w.word for w in syn.words] == ["what", "the", "hell", "is", "this"]
         assert syn.sample_rate == 16000 and syn.words[0].start >= 0.1
 
+
+
+def test_an_engine_nobody_closed_leaves_no_process_or_folder():
+    import gc
+    import os
+
+    engine = festival.FestivalEngine()
+    engine.synthesize("hello", "kal")
+    proc, tmp = engine._proc, engine._tmp
+    assert proc.poll() is None and os.path.isdir(tmp)
+    del engine
+    gc.collect()
+    assert proc.poll() is not None and not os.path.exists(tmp)
+    closed = festival.FestivalEngine()
+    closed.synthesize("hello", "ked")
+    proc = closed._proc
+    closed.close()
+    closed.close()  # twice is fine
+    assert proc.poll() is not None
