@@ -94,7 +94,7 @@ def measure_parts(items: list[tuple[Path, str]], out_dir: Path) -> list[dict]:
     from hmaf.data.align import align_words
     from hmaf.data.audio import load_audio
     from hmaf.data.text import normalize_words
-    from hmaf.data.writer import _warm_up
+    from hmaf.data.pool import warm_up as _warm_up
 
     _warm_up()
     t = time.perf_counter()

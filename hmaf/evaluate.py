@@ -34,6 +34,7 @@ from typing import Iterator, Mapping, Sequence
 
 import numpy as np
 
+from hmaf.io import atomic_write_text
 from hmaf.metrics import classification_metrics
 
 SPLITS = ("train", "validation", "test", "all")
@@ -259,9 +260,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
         for path, text in ((out, json.dumps(result, indent=2)), (out.with_suffix(".md"), table + "\n")):
-            tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-            tmp.write_text(text)
-            os.replace(tmp, path)
+            atomic_write_text(path, text)
     return 0
 
 

@@ -18,12 +18,7 @@ from pathlib import Path
 from typing import Sequence
 
 from hmaf.inference import Prediction, Predictor, PreprocessError
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+from hmaf.io import atomic_write_bytes
 
 
 def write_explanation(prediction: Prediction, out_dir: str | os.PathLike, *, name: str | None = None,
@@ -44,10 +39,10 @@ def write_explanation(prediction: Prediction, out_dir: str | os.PathLike, *, nam
     plt.close(fig)
     png = buffer.getvalue()
     paths = {"png": out / f"{name}.png", "html": out / f"{name}.html", "json": out / f"{name}.json"}
-    _atomic_write(paths["png"], png)
+    atomic_write_bytes(paths["png"], png)
     page = figure3.html_page(prediction, frames=frames, image_base64=base64.b64encode(png).decode("ascii"))
-    _atomic_write(paths["html"], page.encode("utf-8"))
-    _atomic_write(paths["json"], prediction.to_json().encode("utf-8"))
+    atomic_write_bytes(paths["html"], page.encode("utf-8"))
+    atomic_write_bytes(paths["json"], prediction.to_json().encode("utf-8"))
     return paths
 
 

@@ -21,6 +21,7 @@ from typing import Sequence, TextIO
 
 from hmaf.data.manifest import ManifestError, read_manifest
 from hmaf.inference import WORD_ATTENTIONS, Prediction, Predictor, PreprocessError
+from hmaf.io import atomic_open
 
 
 def format_prediction(prediction: Prediction) -> str:
@@ -84,10 +85,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.manifest:
         try:
             if args.out:
-                tmp = f"{args.out}.tmp{os.getpid()}"
-                with open(tmp, "w", encoding="utf-8") as f:
+                with atomic_open(args.out, "w") as f:
                     counts = predict_manifest(predictor, args.manifest, f, frame_attention=args.frames)
-                os.replace(tmp, args.out)
             else:
                 counts = predict_manifest(predictor, args.manifest, sys.stdout, frame_attention=args.frames)
         except ManifestError as e:  # the manifest as a whole is unreadable

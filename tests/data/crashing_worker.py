@@ -1,4 +1,4 @@
-"""A stand-in for hmaf.data.writer._process_row that kills its pool worker.
+"""A stand-in for hmaf.data.pool.process_row that kills its pool worker.
 
 In its own light module so that a spawned worker can unpickle it without importing the
 test modules (and TensorFlow with them).

@@ -120,9 +120,9 @@ def test_labels_order_and_unknown_labels(corpus, tmp_path):
 
 
 def test_a_dying_worker_rejects_rows_instead_of_stopping_the_run(corpus, tmp_path, monkeypatch):
-    from hmaf.data import writer
+    from hmaf.data import pool
 
-    monkeypatch.setattr(writer, "_process_row", dying_process_row)
+    monkeypatch.setattr(pool, "process_row", dying_process_row)
     with pytest.raises(ValueError, match="no usable example"):
         prepare(corpus / "manifest.jsonl", tmp_path / "dying", num_workers=2, progress=False)
     rejects = [json.loads(line) for line in (tmp_path / "dying" / "rejects.jsonl").read_text().splitlines()]
