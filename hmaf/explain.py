@@ -10,13 +10,13 @@ attention (text, audio word-level, shared, fine-tuned), one column per word.
 
 from __future__ import annotations
 
-import argparse
 import base64
 import os
 import sys
 from pathlib import Path
 from typing import Sequence
 
+from hmaf import cli
 from hmaf.inference import Prediction, Predictor, PreprocessError
 from hmaf.io import atomic_write_bytes
 
@@ -47,7 +47,7 @@ def write_explanation(prediction: Prediction, out_dir: str | os.PathLike, *, nam
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m hmaf.explain", description=__doc__.split("\n")[0])
+    parser = cli.ArgumentParser(prog="python -m hmaf.explain", description=__doc__.split("\n")[0])
     parser.add_argument("--workdir", required=True, help="a trained workdir")
     parser.add_argument("--audio", required=True, help="the recording")
     parser.add_argument("--text", default=None, help="what is said (default: speech recognition)")

@@ -12,13 +12,13 @@ row that cannot be processed becomes a line with its ``error`` and the run goes 
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
 import sys
 from typing import Sequence, TextIO
 
+from hmaf import cli
 from hmaf.data.manifest import ManifestError, read_manifest
 from hmaf.inference import WORD_ATTENTIONS, Prediction, Predictor, PreprocessError
 from hmaf.io import atomic_open
@@ -63,7 +63,7 @@ def predict_manifest(predictor: Predictor, manifest: str, out: TextIO, *, frame_
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m hmaf.predict", description=__doc__.split("\n")[0])
+    parser = cli.ArgumentParser(prog="python -m hmaf.predict", description=__doc__.split("\n")[0])
     parser.add_argument("--workdir", required=True, help="a trained workdir (hmaf.train / hmaf.experiment)")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--audio", help="one recording (any format ffmpeg reads)")

@@ -10,15 +10,15 @@ exit status 1 when the manifest is unreadable or no example is usable.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 
+from hmaf import cli
 from hmaf.data.manifest import ManifestError
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m hmaf.prepare", description=__doc__.splitlines()[0])
+def _parser() -> cli.ArgumentParser:
+    p = cli.ArgumentParser(prog="python -m hmaf.prepare", description=__doc__.splitlines()[0])
     p.add_argument("--manifest", required=True, help="JSONL or CSV manifest")
     p.add_argument("--out", required=True, help="output corpus directory")
     p.add_argument("--embeddings", default="glove6b50",

@@ -60,8 +60,12 @@ TRIM_DB = 50.0
 _AENEAS_PATH = os.path.dirname(os.path.dirname(os.path.abspath(aeneas.__file__)))
 # argv: folder holding aeneas, words file ("voice text" lines), output wav, output data file
 # (sample rate, fragment count, then "begin end" per fragment, as aeneas.cewsubprocess).
+# On Linux the child asks to be killed with its parent (a killed worker leaves no orphan).
 _SYNTH_CHILD = """
 import sys
+if sys.platform.startswith("linux"):
+    import ctypes, signal
+    ctypes.CDLL(None).prctl(1, signal.SIGKILL, 0, 0, 0)
 sys.path.insert(0, sys.argv[1])
 from aeneas.cew import cew
 with open(sys.argv[2], encoding="utf-8") as f:
