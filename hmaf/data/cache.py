@@ -20,7 +20,7 @@ from hmaf.data.utterance import Utterance
 from hmaf.io import atomic_open, atomic_write_json
 
 # Bump when preprocessing output changes for the same input, to invalidate caches.
-PREPROCESS_VERSION = "1"
+PREPROCESS_VERSION = "2"
 
 
 def file_sha256(path: str) -> str:
@@ -31,7 +31,7 @@ def file_sha256(path: str) -> str:
     return h.hexdigest()
 
 
-def cache_key(row: ManifestRow, l_max: int, long_word_rule: str) -> str | None:
+def cache_key(row: ManifestRow, l_max: int, long_word_rule: str, aligner: str = "auto") -> str | None:
     """Hash of everything the utterance's preprocessing depends on; None if the audio is unreadable."""
     try:
         audio_hash = file_sha256(row.audio)
@@ -39,6 +39,8 @@ def cache_key(row: ManifestRow, l_max: int, long_word_rule: str) -> str | None:
         return None
     spec = {"version": PREPROCESS_VERSION, "audio": audio_hash, "transcript": row.transcript,
             "word_timings": row.word_timings, "l_max": l_max, "long_word_rule": long_word_rule}
+    if row.word_timings is None:  # given timings bypass the aligner: same key whatever it is
+        spec["aligner"] = aligner
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:32]
 
 
@@ -51,7 +53,8 @@ def save_utterance(path: str, utt: Utterance) -> None:
             word_start=utt.word_start.astype(np.float64), word_end=utt.word_end.astype(np.float64),
             transcript=np.asarray(utt.transcript), transcript_auto=np.asarray(utt.transcript_auto),
             long_words=np.asarray(utt.long_words), audio_seconds=np.asarray(utt.audio_seconds),
-            timing=np.asarray(json.dumps(utt.timing)))
+            timing=np.asarray(json.dumps(utt.timing)), aligner=np.asarray(utt.aligner),
+            align_fallback=np.asarray(utt.align_fallback))
 
 
 def load_utterance(path: str) -> dict[str, Any]:
@@ -62,7 +65,8 @@ def load_utterance(path: str) -> dict[str, Any]:
         return {"words": [str(w) for w in z["words"]], "frames": frames, "num_frames": num_frames,
                 "word_start": z["word_start"], "word_end": z["word_end"], "transcript": str(z["transcript"]),
                 "transcript_auto": bool(z["transcript_auto"]), "long_words": int(z["long_words"]),
-                "audio_seconds": float(z["audio_seconds"]), "timing": json.loads(str(z["timing"]))}
+                "audio_seconds": float(z["audio_seconds"]), "timing": json.loads(str(z["timing"])),
+                "aligner": str(z["aligner"]), "align_fallback": str(z["align_fallback"])}
 
 
 def utterance_path(cache_dir: str, key: str) -> str:
@@ -74,7 +78,8 @@ def _summary(key: str, utt: dict[str, Any], cached: bool) -> dict[str, Any]:
     return {"status": "ok", "key": key, "cached": cached, "words": utt["words"],
             "frames_total": int(np.sum(utt["num_frames"])), "max_frames": int(np.max(utt["num_frames"])),
             "long_words": utt["long_words"], "audio_seconds": utt["audio_seconds"],
-            "transcript_auto": utt["transcript_auto"], "timing": utt["timing"]}
+            "transcript_auto": utt["transcript_auto"], "timing": utt["timing"], "aligner": utt["aligner"],
+            "align_fallback": utt["align_fallback"]}
 
 
 def cached_result(key: str | None, cache_dir: str) -> dict[str, Any] | None:
@@ -96,7 +101,8 @@ def cache_utterance(key: str, utt: Utterance, cache_dir: str) -> dict[str, Any]:
     save_utterance(utterance_path(cache_dir, key), utt)
     return _summary(key, {"words": utt.words, "num_frames": np.asarray([len(x) for x in utt.frames]),
                           "long_words": utt.long_words, "audio_seconds": utt.audio_seconds,
-                          "transcript_auto": utt.transcript_auto, "timing": utt.timing}, cached=False)
+                          "transcript_auto": utt.transcript_auto, "timing": utt.timing, "aligner": utt.aligner,
+                          "align_fallback": utt.align_fallback}, cached=False)
 
 
 def cache_reject(key: str, reject: dict[str, str], cache_dir: str) -> None:

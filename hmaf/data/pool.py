@@ -30,13 +30,15 @@ import numpy as np
 from hmaf.data import cache
 from hmaf.data import features as features_lib
 from hmaf.data.manifest import ManifestRow
+from hmaf.data.settings import PrepareSettings
 from hmaf.data.utterance import PreprocessError, Utterance, preprocess_utterance
 
 _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 PARENT_WATCH_S = 0.5
 
 
-def preprocess_row(row: ManifestRow, l_max: int, long_word_rule: str) -> Utterance | dict[str, str]:
+def preprocess_row(row: ManifestRow, l_max: int, long_word_rule: str,
+                   aligner: str = "auto") -> Utterance | dict[str, str]:
     """The row's :class:`Utterance`, or a reject ``{"reason", "detail"}``. Never raises for a bad example.
 
     The one per-row step of phase 1, shared by the process pool here and the Beam
@@ -44,7 +46,7 @@ def preprocess_row(row: ManifestRow, l_max: int, long_word_rule: str) -> Utteran
     """
     try:
         return preprocess_utterance(row.audio, row.transcript, l_max=l_max, long_word_rule=long_word_rule,
-                                    word_timings=row.word_timings)
+                                    word_timings=row.word_timings, aligner=aligner)
     except PreprocessError as e:
         return {"reason": e.reason, "detail": str(e)}
     except Exception as e:  # a bug must not cost the other examples
@@ -52,10 +54,10 @@ def preprocess_row(row: ManifestRow, l_max: int, long_word_rule: str) -> Utteran
         return {"reason": "internal_error", "detail": f"{row.audio}: {detail}"}
 
 
-def process_row(row: ManifestRow, key: str | None, cache_dir: str, l_max: int,
-                long_word_rule: str) -> dict[str, Any]:
+def process_row(row: ManifestRow, key: str | None, cache_dir: str, l_max: int, long_word_rule: str,
+                aligner: str) -> dict[str, Any]:
     """Preprocesses one row and caches the outcome. Never raises for a bad example."""
-    utt = preprocess_row(row, l_max, long_word_rule)
+    utt = preprocess_row(row, l_max, long_word_rule, aligner)
     if isinstance(utt, dict):
         # An internal error is not cached, so a rerun retries it.
         if key is not None and utt["reason"] != "internal_error":
@@ -121,8 +123,8 @@ def _environment(**values: str) -> Iterator[None]:
                 os.environ[key] = value
 
 
-def run_phase1(rows: Sequence[ManifestRow], cache_dir: str, l_max: int, long_word_rule: str,
-               num_workers: int, progress: bool) -> list[dict[str, Any]]:
+def run_phase1(rows: Sequence[ManifestRow], cache_dir: str, settings: PrepareSettings,
+               num_workers: int) -> list[dict[str, Any]]:
     """Outcomes of all rows in row order: cached ones read here, the rest computed in a pool.
 
     Each outcome is a summary from :func:`hmaf.data.cache.cache_utterance` or
@@ -130,15 +132,16 @@ def run_phase1(rows: Sequence[ManifestRow], cache_dir: str, l_max: int, long_wor
     """
     from tqdm.auto import tqdm
 
-    keys = [cache.cache_key(row, l_max, long_word_rule) for row in rows]
+    l_max, long_word_rule, aligner = settings.l_max, settings.long_word_rule, settings.aligner
+    keys = [cache.cache_key(row, l_max, long_word_rule, aligner) for row in rows]
     results = [cache.cached_result(key, cache_dir) for key in keys]
     todo = [i for i, result in enumerate(results) if result is None]
     bar = tqdm(total=len(rows), initial=len(rows) - len(todo), desc="preprocess", unit="utt",
-               disable=not progress)
+               disable=not settings.progress)
     if todo and (num_workers <= 1 or len(todo) == 1):
         warm_up()
         for i in todo:
-            results[i] = process_row(rows[i], keys[i], cache_dir, l_max, long_word_rule)
+            results[i] = process_row(rows[i], keys[i], cache_dir, l_max, long_word_rule, aligner)
             bar.update()
     elif todo:
         # spawn: workers start clean even when the caller has imported TensorFlow or JAX
@@ -150,7 +153,7 @@ def run_phase1(rows: Sequence[ManifestRow], cache_dir: str, l_max: int, long_wor
                 concurrent.futures.ProcessPoolExecutor(min(num_workers, len(todo)), mp_context=context,
                                                        initializer=_init_worker,
                                                        initargs=(os.getpid(),)) as pool:
-            futures = {pool.submit(process_row, rows[i], keys[i], cache_dir, l_max, long_word_rule): i
+            futures = {pool.submit(process_row, rows[i], keys[i], cache_dir, l_max, long_word_rule, aligner): i
                        for i in todo}
             for future in concurrent.futures.as_completed(futures):
                 i = futures[future]

@@ -20,6 +20,7 @@ class PrepareSettings:
       name: the corpus name (shard file prefix); None: the output folder's name.
       seed: seeds the embeddings of unknown words (and "train" embeddings).
       progress: show progress bars.
+      aligner: "aeneas" (the paper's), "pocketsphinx" or "auto" (:mod:`hmaf.data.align`).
     """
 
     embeddings: str = "glove6b50"
@@ -30,6 +31,7 @@ class PrepareSettings:
     name: str | None = None
     seed: int = 0
     progress: bool = True
+    aligner: str = "auto"
 
     def __post_init__(self) -> None:
         if self.labels is not None and not isinstance(self.labels, tuple):
@@ -40,6 +42,10 @@ class PrepareSettings:
         if self.long_word_rule not in features_lib.LONG_WORD_RULES:
             raise ValueError(f"long_word_rule must be one of {features_lib.LONG_WORD_RULES}, "
                              f"got {self.long_word_rule!r}")
+        from hmaf.data.align import ALIGNERS
+
+        if self.aligner not in ALIGNERS:
+            raise ValueError(f"aligner must be one of {ALIGNERS}, got {self.aligner!r}")
         if self.l_max < 1:
             raise ValueError(f"l_max must be >= 1, got {self.l_max}")
         if self.num_shards is not None and self.num_shards < 1:

@@ -67,8 +67,7 @@ def prepare(manifest: str | os.PathLike, out_dir: str | os.PathLike, settings: P
     t_start = time.perf_counter()
     out_dir, name, rows, rejects = read_inputs(manifest, out_dir, settings)
     t1 = time.perf_counter()
-    results = run_phase1(rows, os.path.join(out_dir, "cache"), settings.l_max, settings.long_word_rule,
-                         num_workers or os.cpu_count() or 1, settings.progress)
+    results = run_phase1(rows, os.path.join(out_dir, "cache"), settings, num_workers or os.cpu_count() or 1)
     return write_corpus(manifest, out_dir, name, rows, results, rejects, settings,
                         phase1_s=time.perf_counter() - t1, t_start=t_start)
 
@@ -185,6 +184,11 @@ def write_corpus(manifest: str | os.PathLike, out_dir: str, name: str, rows: Seq
         "fmin": features_lib.FMIN,
         "fmax": features_lib.FMAX,
         "log_floor": features_lib.LOG_FLOOR,
+        "aligner": settings.aligner,
+        # what timed the words of the good examples (aligner or "manifest"), and how often
+        # "auto" fell back to its second aligner
+        "aligned_by": dict(sorted(collections.Counter(result.get("aligner", "") for _, result in good).items())),
+        "align_fallbacks": sum(bool(result.get("align_fallback")) for _, result in good),
         "l_max": settings.l_max,
         "long_word_rule": settings.long_word_rule,
         "long_words": long_words,

@@ -193,11 +193,12 @@ _BLOCKED_POOL = """
 import sys
 from hmaf.data import pool
 from hmaf.data.manifest import ManifestRow
+from hmaf.data.settings import PrepareSettings
 from crashing_worker import sleeping_process_row
 
 pool.process_row = sleeping_process_row
 rows = [ManifestRow(i, f"u{i}", f"/nonexistent/u{i}.wav", "hi", "l", "s", "s", "", None) for i in range(4)]
-pool.run_phase1(rows, sys.argv[1], 100, "subsample", num_workers=2, progress=False)
+pool.run_phase1(rows, sys.argv[1], PrepareSettings(progress=False), num_workers=2)
 """
 
 
