@@ -1,20 +1,23 @@
 #!/usr/bin/env bash
 # Installs everything hmaf needs on a fresh Debian/Ubuntu machine: the system
-# packages (espeak-ng for the embedded corpus and aeneas; ffmpeg for audio
-# decoding; festival/estools headers to build aeneas-ng) and a virtual
-# environment in .venv with the package and its test extras.
+# packages (espeak-ng and festival with three voices for the embedded corpus,
+# espeak-ng also for aeneas; ffmpeg for audio decoding; festival/estools headers
+# to build aeneas-ng) and a virtual environment in .venv with the package and
+# its test extras.
 # Idempotent: a second run only checks what is there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=0
-for bin in espeak-ng ffmpeg ffprobe; do command -v "$bin" >/dev/null || need_apt=1; done
-dpkg -s libespeak-ng-dev festival-dev libestools-dev >/dev/null 2>&1 || need_apt=1
+APT_PACKAGES="espeak-ng libespeak-ng-dev ffmpeg festival-dev libestools-dev festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts"
+for bin in espeak-ng ffmpeg ffprobe festival; do command -v "$bin" >/dev/null || need_apt=1; done
+# shellcheck disable=SC2086
+dpkg -s $APT_PACKAGES >/dev/null 2>&1 || need_apt=1
 if [ "$need_apt" = 1 ]; then
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq \
-    espeak-ng libespeak-ng-dev ffmpeg festival-dev libestools-dev >/dev/null
+  # shellcheck disable=SC2086
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $APT_PACKAGES >/dev/null
 fi
 
 PY=${PYTHON:-python3}

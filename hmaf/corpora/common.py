@@ -11,6 +11,7 @@ from __future__ import annotations
 import concurrent.futures
 import csv
 import dataclasses
+import hashlib
 import json
 import logging
 import os
@@ -20,7 +21,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from hmaf.corpora import tts
+from hmaf.corpora import engines, tts
 
 log = logging.getLogger(__name__)
 
@@ -38,12 +39,39 @@ class TTSJob:
     fields: manifest fields besides audio/transcript/word_timings (label, speaker, id,
     split, group, and any extra such as ``score``); ``id`` and ``speaker`` are required.
     truth: extra design facts recorded in truth.jsonl beside the true word timings.
+    engine: the synthesis engine (:data:`hmaf.corpora.engines.ENGINES`) that speaks it.
     """
     segments: list[tts.Segment]
     voice: str
     fields: dict[str, Any]
     utterance: tts.Prosody | None = None
     truth: dict[str, Any] = dataclasses.field(default_factory=dict)
+    engine: str = "espeak"
+
+
+def sentence_id(text: str) -> str:
+    """A stable id of a text: the same words (case and punctuation aside) -> the same id."""
+    words = " ".join(tts.transcript_words(tts.clean_text(text))).lower()
+    return "sent_" + hashlib.sha1(words.encode("utf-8")).hexdigest()[:12]
+
+
+def utterance_rows(jobs: Sequence[TTSJob], manifest: Sequence[dict], extra: Sequence[str] = ()
+                   ) -> list[dict]:
+    """The rows of ``utterances.jsonl`` (one per synthesised utterance, see INTERFACES):
+    id, label, speaker, group, engine, voice, sentence, plus the truth fields ``extra``."""
+    done = {row["id"] for row in manifest}
+    rows = []
+    for job in jobs:
+        if job.fields["id"] not in done:
+            continue
+        row = {"id": job.fields["id"], "label": job.fields["label"],
+               "speaker": job.fields["speaker"], "group": job.fields.get("group", job.fields["speaker"]),
+               "engine": job.engine, "voice": job.voice,
+               "sentence": sentence_id(" ".join(s.text if isinstance(s, tts.Segment) else s
+                                                for s in job.segments))}
+        row.update({k: job.truth[k] for k in extra})
+        rows.append(row)
+    return rows
 
 
 def safe_name(text: str) -> str:
@@ -95,14 +123,14 @@ def write_json(path: str, obj: Any) -> None:
     os.replace(tmp, path)
 
 
-def _render_one(index: int, job: TTSJob, engine: tts.Engine, source_dir: str, *,
+def _render_one(index: int, job: TTSJob, engine: engines.Engine, source_dir: str, *,
                 sample_rate: int, seed: int, word_timings: bool) -> dict:
     # Per-job generator: the result does not depend on which thread renders it.
     rng = np.random.default_rng([seed, index])
     lead, trail = float(rng.uniform(0.15, 0.35)), float(rng.uniform(0.1, 0.3))
-    syn = tts.synthesize(job.segments, job.voice, utterance=job.utterance,
-                         sample_rate=sample_rate, lead_s=lead, trail_s=trail, noise_dbfs=NOISE_DBFS,
-                         seed=int(rng.integers(2**31)), engine=engine)
+    syn = engine.synthesize(job.segments, job.voice, utterance=job.utterance,
+                            sample_rate=sample_rate, lead_s=lead, trail_s=trail,
+                            noise_dbfs=NOISE_DBFS, seed=int(rng.integers(2**31)))
     speaker_dir = safe_name(job.fields["speaker"])
     rel = os.path.join("audio", speaker_dir, safe_name(job.fields["id"]) + ".wav")
     os.makedirs(os.path.join(source_dir, "audio", speaker_dir), exist_ok=True)
@@ -111,7 +139,7 @@ def _render_one(index: int, job: TTSJob, engine: tts.Engine, source_dir: str, *,
     row = {**job.fields, "audio": rel, "transcript": syn.transcript}
     if word_timings and not syn.untimed and not syn.stray:
         row["word_timings"] = timings
-    truth = {**job.truth, "id": job.fields["id"], "voice": job.voice,
+    truth = {**job.truth, "id": job.fields["id"], "voice": job.voice, "engine": job.engine,
              "duration": round(syn.duration, 4), "words": timings, "untimed": syn.untimed, "stray": syn.stray}
     return {"manifest": row, "truth": truth, "seconds": syn.duration}
 
@@ -120,8 +148,10 @@ def render(jobs: Sequence[TTSJob], source_dir: str, *, workers: int = 1, sample_
            seed: int = 0, word_timings: bool = False, strict: bool = True) -> dict:
     """Synthesises every job into ``source_dir``.
 
-    Each worker thread drives its own espeak server process (the synthesis runs there,
-    off the GIL). Output order is the job order whatever the thread count.
+    Each worker thread drives its own engine processes (espeak server, festival; the
+    synthesis runs there, off the GIL), and gets its jobs sorted by engine and voice so
+    that festival rarely switches voices. Output order is the job order whatever the
+    thread count, and every job's output is independent of the thread that renders it.
     word_timings: also put the true timings into the manifest rows (alignment skipped),
       for utterances whose every word was timed.
     strict: a failed job raises; otherwise it is logged and counted in ``failed``.
@@ -130,15 +160,17 @@ def render(jobs: Sequence[TTSJob], source_dir: str, *, workers: int = 1, sample_
     "audio_seconds", "synthesis_s"}.
     """
     os.makedirs(source_dir, exist_ok=True)
-    engines = [tts.Engine() for _ in range(max(1, min(workers, len(jobs) or 1)))]
+    pools = [engines.EnginePool() for _ in range(max(1, min(workers, len(jobs) or 1)))]
+    order = sorted(range(len(jobs)), key=lambda i: (jobs[i].engine, jobs[i].voice, i))
     t0 = time.perf_counter()
 
-    def run(indices: Sequence[int], engine: tts.Engine) -> list[tuple[int, dict]]:
+    def run(indices: Sequence[int], pool: engines.EnginePool) -> list[tuple[int, dict]]:
         out = []
         for i in indices:
             try:
-                out.append((i, _render_one(i, jobs[i], engine, source_dir, sample_rate=sample_rate,
-                                           seed=seed, word_timings=word_timings)))
+                out.append((i, _render_one(i, jobs[i], pool.get(jobs[i].engine), source_dir,
+                                           sample_rate=sample_rate, seed=seed,
+                                           word_timings=word_timings)))
             except tts.TTSError as e:
                 if strict:
                     raise
@@ -147,13 +179,13 @@ def render(jobs: Sequence[TTSJob], source_dir: str, *, workers: int = 1, sample_
         return out
 
     try:
-        with concurrent.futures.ThreadPoolExecutor(len(engines)) as pool:
-            futures = [pool.submit(run, range(k, len(jobs), len(engines)), engine)
-                       for k, engine in enumerate(engines)]
+        with concurrent.futures.ThreadPoolExecutor(len(pools)) as executor:
+            futures = [executor.submit(run, order[k::len(pools)], pool)
+                       for k, pool in enumerate(pools)]
             results = sorted((r for f in futures for r in f.result()), key=lambda r: r[0])
     finally:
-        for engine in engines:
-            engine.close()
+        for pool in pools:
+            pool.close()
     done = [r for _, r in results if "failed" not in r]
     return {"manifest": [r["manifest"] for r in done], "truth": [r["truth"] for r in done],
             "failed": [r["failed"] for _, r in results if "failed" in r],

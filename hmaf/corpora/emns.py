@@ -1,4 +1,4 @@
-"""EMNS: real sentences, real emotion labels and real word emphasis, spoken by espeak-ng.
+"""EMNS: real sentences, real emotion labels and real word emphasis, spoken by TTS engines.
 
 The EMNS corpus (Noriy et al. 2023, CC BY 4.0; OpenSLR SLR136) gives, per utterance, the
 text, one of 7 emotions (anger, disgust, happiness, neutral, sadness, sarcastic,
@@ -9,8 +9,9 @@ placeholders, not emphasis).
 
 ``python -m hmaf.corpora.emns --out DIR`` synthesises every sentence (``--limit N``:
 the first N rows) with the emotion's utterance-level delivery and a word-level emphasis
-(higher, slower, louder) on exactly the named words, over several voices (speaker =
-voice, group = speaker), then prepares DIR. The true word timings go to
+(higher, slower, louder) on exactly the named words, over several voices of the
+``--engines`` (espeak-ng by default; speaker = group = ``"<engine>:<voice>"``), then
+prepares DIR. The true word timings go to
 DIR/source/truth.jsonl (and into the manifest with ``--word-timings``).
 
 With the original recordings (``--recordings DIR``), no synthesis: each row is matched
@@ -34,7 +35,7 @@ from typing import Sequence
 
 import numpy as np
 
-from hmaf.corpora import common, tts
+from hmaf.corpora import common, engines, tts
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,8 @@ DEFAULT_METADATA = os.path.normpath(os.path.join(
 EMOTIONS = ("anger", "disgust", "happiness", "neutral", "sadness", "sarcastic", "surprise")
 REQUIRED_COLUMNS = ("id", "utterance", "description", "emotion")
 PLACEHOLDERS = frozenset({"transcription", "user_id", "emotion"})
-DEFAULT_VOICES = ("en+f1", "en+f2", "en+f3", "en+f4")
+DEFAULT_VOICES = ("en+f1", "en+f2", "en+f3", "en+f4")  # espeak-ng
+FESTIVAL_VOICES = ("kal", "ked", "slt")
 AUDIO_SUFFIXES = (".wav", ".webm", ".flac", ".mp3", ".ogg", ".m4a")
 
 # Utterance-level delivery per emotion: (pitch %, pitch range %, rate %, volume %).
@@ -111,9 +113,27 @@ def _split_of(utt_id: str) -> str:
     return "test" if bucket == 0 else "validation" if bucket == 1 else "train"
 
 
+def speaker_voices(engine_names: Sequence[str] = ("espeak",),
+                   voices: Sequence[str] = DEFAULT_VOICES) -> list[tuple[str, str]]:
+    """(engine, voice) of each speaker: ``voices`` for espeak-ng, :data:`FESTIVAL_VOICES`
+    for festival, interleaved so that rows alternate between the engines."""
+    per_engine = [[(e, v) for v in (voices if e == "espeak" else FESTIVAL_VOICES)]
+                  for e in engine_names]
+    out = []
+    for k in range(max(len(v) for v in per_engine)):
+        out += [v[k] for v in per_engine if k < len(v)]
+    return out
+
+
 def synthesized_jobs(rows: Sequence[dict[str, str]], voices: Sequence[str] = DEFAULT_VOICES,
-                     seed: int = 0) -> tuple[list[common.TTSJob], dict]:
-    """TTS jobs for EMNS rows; returns (jobs, stats with skipped rows and unmatched phrases)."""
+                     seed: int = 0, engine_names: Sequence[str] = ("espeak",)
+                     ) -> tuple[list[common.TTSJob], dict]:
+    """TTS jobs for EMNS rows; returns (jobs, stats with skipped rows and unmatched phrases).
+
+    Row i is spoken by speaker i mod n of :func:`speaker_voices`; speaker = group =
+    ``"<engine>:<voice>"``. Both engines take the same delivery table (:data:`DELIVERY`).
+    """
+    speakers = speaker_voices(engine_names, voices)
     rng = np.random.default_rng(seed)
     jobs, stats = [], {"skipped": {}, "phrases": 0, "phrases_not_found": 0}
     for i, row in enumerate(rows):
@@ -130,13 +150,13 @@ def synthesized_jobs(rows: Sequence[dict[str, str]], voices: Sequence[str] = DEF
         spans, missing = emphasis_spans(text, phrases)
         stats["phrases"] += len(phrases)
         stats["phrases_not_found"] += len(missing)
-        voice = voices[i % len(voices)]
-        speaker = "tts_" + voice.replace("+", "_")
+        engine, voice = speakers[i % len(speakers)]
+        speaker = engines.group_of(engine, voice)
         pitch, rng_, rate, volume = (m + s * j for m, s, j in
                                      zip(DELIVERY[emotion], DELIVERY_JITTER, jitter))
         utt_id = f"emns{row['id']}"
         jobs.append(common.TTSJob(
-            segments=emphasis_segments(text, spans), voice=voice,
+            segments=emphasis_segments(text, spans), voice=voice, engine=engine,
             utterance=tts.Prosody(pitch=f"{pitch:+.0f}%", range=f"{rng_:+.0f}%",
                                   rate=f"{rate:.0f}%", volume=f"{volume:+.0f}%"),
             fields={"id": utt_id, "label": emotion, "speaker": speaker, "group": speaker,
@@ -179,19 +199,28 @@ def recording_rows(rows: Sequence[dict[str, str]], recordings: str) -> tuple[lis
 def build(out_dir: str, *, metadata: str = DEFAULT_METADATA, limit: int | None = None,
           voices: Sequence[str] = DEFAULT_VOICES, recordings: str | None = None,
           word_timings: bool = False, workers: int | None = None, seed: int = 0,
-          embeddings: str = "glove6b50", prepare: bool = True) -> dict:
-    """Writes DIR/source (manifest, audio or links to recordings, truth) and prepares DIR."""
+          embeddings: str = "glove6b50", prepare: bool = True,
+          engine_names: Sequence[str] = ("espeak",)) -> dict:
+    """Writes DIR/source (manifest, audio or links to recordings, truth), DIR/utterances.jsonl
+    (engine "recording" for the original audio) and prepares DIR."""
     workers = workers or os.cpu_count() or 1
     rows = read_metadata(metadata, limit)
     source_dir = os.path.join(out_dir, "source")
     os.makedirs(source_dir, exist_ok=True)
     if recordings:
         manifest, stats = recording_rows(rows, recordings)
+        # The original speaker's recordings: engine "recording", the speaker is the voice.
+        common.write_jsonl(os.path.join(out_dir, "utterances.jsonl"), [
+            {"id": r["id"], "label": r["label"], "speaker": r["speaker"], "group": r["group"],
+             "engine": "recording", "voice": r["speaker"],
+             "sentence": common.sentence_id(r["transcript"])} for r in manifest])
     else:
-        jobs, stats = synthesized_jobs(rows, voices, seed)
+        jobs, stats = synthesized_jobs(rows, voices, seed, engine_names)
         rendered = common.render(jobs, source_dir, workers=workers, seed=seed,
                                  word_timings=word_timings, strict=False)
         manifest = rendered["manifest"]
+        common.write_jsonl(os.path.join(out_dir, "utterances.jsonl"),
+                           common.utterance_rows(jobs, manifest))
         common.write_jsonl(os.path.join(source_dir, "truth.jsonl"), rendered["truth"])
         stats["synthesis_failed"] = rendered["failed"]
         stats["audio_seconds"] = rendered["audio_seconds"]
@@ -213,6 +242,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, default=None, help="use the first N rows only")
     parser.add_argument("--voices", default=",".join(DEFAULT_VOICES),
                         help="comma-separated espeak-ng voices (speakers)")
+    parser.add_argument("--engines", default="espeak",
+                        help="comma-separated synthesis engines: espeak, festival (voices "
+                             + ", ".join(FESTIVAL_VOICES) + ")")
     parser.add_argument("--recordings", default=None,
                         help="folder with the original EMNS audio: use it instead of synthesis")
     parser.add_argument("--word-timings", action="store_true",
@@ -225,7 +257,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                    voices=[v.strip() for v in args.voices.split(",") if v.strip()],
                    recordings=args.recordings, word_timings=args.word_timings,
                    workers=args.workers, seed=args.seed, embeddings=args.embeddings,
-                   prepare=not args.no_prepare)
+                   prepare=not args.no_prepare, engine_names=engines.parse_engines(args.engines))
     s = result["summary"]
     print(f"EMNS: {s['num_utterances']} utterances, skipped {s['skipped']}"
           + (f", emphasised phrases not found {s['phrases_not_found']}/{s['phrases']}"

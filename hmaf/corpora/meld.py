@@ -1,4 +1,4 @@
-"""MELD text spoken by espeak-ng: conversational utterances with emotion/sentiment labels.
+"""MELD text spoken by espeak-ng and/or festival: conversational utterances with emotion/sentiment labels.
 
 MELD (Poria et al. 2019, CC BY 4.0) gives utterances from the TV series Friends with a
 speaker, one of 7 emotions (anger, disgust, fear, joy, neutral, sadness, surprise) and
@@ -11,10 +11,11 @@ CSVs (text only); MELD's test split is not given, so:
 
 ``python -m hmaf.corpora.meld --out DIR --task sentiment|emotion [--limit N]``
 synthesises each utterance with the utterance-level delivery of its *emotion* (also for
-the sentiment task: the delivery is the emotion's, the label the sentiment), one
-espeak-ng voice per speaker (main characters fixed voices; others drawn from a pool by
-the ``gender`` column, by a stable hash of the name: minor characters may share a
-voice), then prepares DIR. speaker = group = the MELD speaker name. ``--limit N`` keeps
+the sentiment task: the delivery is the emotion's, the label the sentiment), one voice
+per speaker (``--engines``: a stable hash of the name picks the engine; main characters
+have fixed voices; others are drawn from a pool by the ``gender`` column, by a stable
+hash of the name: minor characters may share a voice), then prepares DIR. speaker = the
+MELD speaker name, group = ``"<engine>:<voice>"``. ``--limit N`` keeps
 the first N rows of each CSV. MELD names no emphasised words, so there is no word-level
 emphasis here.
 """
@@ -30,7 +31,7 @@ from typing import Sequence
 
 import numpy as np
 
-from hmaf.corpora import common, tts
+from hmaf.corpora import common, engines, tts
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,11 @@ MAIN_VOICES = {"Chandler": "en+m1", "Joey": "en+m2", "Ross": "en+m3", "Monica": 
 POOLS = {"female": ("en+f4", "en-us+f2", "en-us+f5"),
          "male": ("en+m4", "en+m5", "en+m7", "en-us+m3", "en-us+m6"),
          "": ("en", "en+m4", "en+f4", "en-us+m3", "en-us+f2")}
+# festival: the six main characters get their own voice; the rest share pools.
+FESTIVAL_MAIN_VOICES = {"Chandler": "kal", "Joey": "ked", "Ross": "kal+p2", "Monica": "slt",
+                        "Phoebe": "slt+p1", "Rachel": "slt+p3"}
+FESTIVAL_POOLS = {"female": ("slt+p2", "slt+p4"), "male": ("kal+p1", "ked+p1", "ked+p2"),
+                  "": ("kal+p3", "ked+p3", "slt+p2")}
 DELIVERY = {  # (pitch %, pitch range %, rate %, volume %)
     "anger": (10.0, 70.0, 125.0, 55.0),
     "disgust": (-12.0, 30.0, 85.0, 10.0),
@@ -57,12 +63,19 @@ DELIVERY = {  # (pitch %, pitch range %, rate %, volume %)
 DELIVERY_JITTER = (5.0, 8.0, 5.0, 6.0)
 
 
-def voice_for(speaker: str, gender: str) -> str:
-    """A deterministic espeak-ng voice for a MELD speaker."""
-    if speaker in MAIN_VOICES:
-        return MAIN_VOICES[speaker]
-    pool = POOLS.get(gender.strip().lower(), POOLS[""])
+def voice_for(speaker: str, gender: str, engine: str = "espeak") -> str:
+    """A deterministic voice of ``engine`` for a MELD speaker."""
+    main, pools = ((MAIN_VOICES, POOLS) if engine == "espeak" else
+                   (FESTIVAL_MAIN_VOICES, FESTIVAL_POOLS))
+    if speaker in main:
+        return main[speaker]
+    pool = pools.get(gender.strip().lower(), pools[""])
     return pool[zlib.crc32(speaker.encode()) % len(pool)]
+
+
+def engine_for(speaker: str, engine_names: Sequence[str]) -> str:
+    """The engine that speaks a MELD speaker: a stable hash of the name picks one."""
+    return engine_names[zlib.crc32(("engine:" + speaker).encode()) % len(engine_names)]
 
 
 def split_of(source: str, dialogue_id: str) -> str:
@@ -77,8 +90,10 @@ def read_csv(path: str, limit: int | None = None) -> list[dict[str, str]]:
                                 hint="pass --data DIR holding meld_train.csv and meld_dev.csv")
 
 
-def jobs_for(rows_by_source: dict[str, list[dict[str, str]]], task: str, seed: int = 0
-             ) -> tuple[list[common.TTSJob], dict]:
+def jobs_for(rows_by_source: dict[str, list[dict[str, str]]], task: str, seed: int = 0,
+             engine_names: Sequence[str] = ("espeak",)) -> tuple[list[common.TTSJob], dict]:
+    """TTS jobs; speaker = the MELD name, group = ``"<engine>:<voice>"`` (speakers sharing
+    a voice share a group, so folds are independent of the voice actually heard)."""
     if task not in TASKS:
         raise ValueError(f"task must be one of {tuple(TASKS)}, got {task!r}")
     rng = np.random.default_rng(seed)
@@ -97,11 +112,14 @@ def jobs_for(rows_by_source: dict[str, list[dict[str, str]]], task: str, seed: i
             pitch, rng_, rate, volume = (m + s * j for m, s, j in
                                          zip(DELIVERY[emotion], DELIVERY_JITTER, jitter))
             utt_id = f"{source}_dia{row['Dialogue_ID'].strip()}_utt{row['Utterance_ID'].strip()}"
+            engine = engine_for(speaker, engine_names)
+            voice = voice_for(speaker, row.get("gender", "") or "", engine)
             jobs.append(common.TTSJob(
-                segments=[tts.Segment(text)], voice=voice_for(speaker, row.get("gender", "") or ""),
+                segments=[tts.Segment(text)], voice=voice, engine=engine,
                 utterance=tts.Prosody(pitch=f"{pitch:+.0f}%", range=f"{rng_:+.0f}%",
                                       rate=f"{rate:.0f}%", volume=f"{volume:+.0f}%"),
-                fields={"id": utt_id, "label": label, "speaker": speaker, "group": speaker,
+                fields={"id": utt_id, "label": label, "speaker": speaker,
+                        "group": engines.group_of(engine, voice),
                         "split": split_of(source, row["Dialogue_ID"])},
                 truth={"emotion": emotion, "sentiment": row["sentiment"].strip().lower()}))
     return jobs, {"skipped": skipped}
@@ -109,14 +127,17 @@ def jobs_for(rows_by_source: dict[str, list[dict[str, str]]], task: str, seed: i
 
 def build(out_dir: str, *, task: str = "sentiment", data_dir: str = DEFAULT_DIR,
           limit: int | None = None, word_timings: bool = False, workers: int | None = None,
-          seed: int = 0, embeddings: str = "glove6b50", prepare: bool = True) -> dict:
+          seed: int = 0, embeddings: str = "glove6b50", prepare: bool = True,
+          engine_names: Sequence[str] = ("espeak",)) -> dict:
     workers = workers or os.cpu_count() or 1
     rows = {source: read_csv(os.path.join(data_dir, f"meld_{source}.csv"), limit)
             for source in ("train", "dev")}
-    jobs, stats = jobs_for(rows, task, seed)
+    jobs, stats = jobs_for(rows, task, seed, engine_names)
     source_dir = os.path.join(out_dir, "source")
     rendered = common.render(jobs, source_dir, workers=workers, seed=seed,
                              word_timings=word_timings, strict=False)
+    common.write_jsonl(os.path.join(out_dir, "utterances.jsonl"),
+                       common.utterance_rows(jobs, rendered["manifest"]))
     manifest_path = os.path.join(source_dir, "manifest.jsonl")
     common.write_jsonl(manifest_path, rendered["manifest"])
     common.write_jsonl(os.path.join(source_dir, "truth.jsonl"), rendered["truth"])
@@ -141,12 +162,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--word-timings", action="store_true",
                         help="put the true TTS word timings in the manifest (skip alignment)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--engines", default="espeak",
+                        help="comma-separated synthesis engines: espeak, festival")
     common.add_prepare_arguments(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     result = build(args.out, task=args.task, data_dir=args.data, limit=args.limit,
                    word_timings=args.word_timings, workers=args.workers, seed=args.seed,
-                   embeddings=args.embeddings, prepare=not args.no_prepare)
+                   embeddings=args.embeddings, prepare=not args.no_prepare,
+                   engine_names=engines.parse_engines(args.engines))
     s = result["summary"]
     print(f"MELD {args.task}: {s['num_utterances']} utterances {s['splits']}, skipped {s['skipped']}, "
           f"synthesis failed {len(s['synthesis_failed'])}")

@@ -2,14 +2,17 @@
 
 ``python -m hmaf.corpora.synthetic --out DIR`` writes, with no download:
 
-    DIR/source/audio/<speaker>/<id>.wav   16 kHz speech (espeak-ng, see hmaf.corpora.tts)
+    DIR/source/audio/<speaker>/<id>.wav   16 kHz speech (espeak-ng and festival, see
+                                          hmaf.corpora.engines)
     DIR/source/manifest.jsonl             the manifest (audio, transcript, label, speaker,
                                           id, split, group)
     DIR/source/truth.jsonl                per utterance: the engine's true word timings
                                           and the design (kind, emphasised word, pair)
+    DIR/utterances.jsonl                  id, label, speaker, group, engine, voice,
+                                          sentence, kind (for reports)
 and then prepares it into DIR (dataset.json, records/, ...) with
 ``hmaf.data.writer.prepare`` and writes DIR/alignment_report.json: the forced aligner's
-word onset/offset error against the true timings.
+word onset/offset error against the true timings, overall and per engine.
 
 Design (four IEMOCAP-style classes: angry, happy, sad, neutral). Every utterance is one
 of four kinds (shares are knobs):
@@ -22,14 +25,16 @@ of four kinds (shares are knobs):
   this is the paper's "hell" vs "great", and word-level fusion is needed.
 * ``delivery``: neutral filler text ("my brother fixed the car yesterday"), the class is
   carried by the utterance-level delivery only (angry faster/louder/wider pitch range,
-  happy higher/brighter, sad slower/lower/quieter, neutral plain); half of them get the
-  same emphasis on a random filler word, so emphasis alone never means emotion.
+  happy higher/brighter, sad slower/lower/quieter, neutral plain; per engine, jittered so
+  that every single setting overlaps between classes: :data:`DELIVERY`); half of them get
+  the same emphasis on a random filler word, so emphasis alone never means emotion.
 * ``text``: one emotion word of the class, emphasised, plain delivery: text decides.
 * ``both``: one emotion word, emphasised, with the class's delivery.
 
 So text + audio beats either alone, and word-level fusion beats utterance-level fusion.
-Speakers are espeak-ng voice variants (group = speaker; manifest splits hold out whole
-speakers); every speaker gets each class to within one utterance. Every random choice comes
+Speakers are voices of the engines (``--engines``, default espeak-ng and festival, the
+speakers split evenly over them); speaker = group = ``"<engine>:<voice>"``, manifest
+splits hold out whole speakers; every speaker gets each class to within one utterance. Every random choice comes
 from one seeded generator: same seed and size -> same corpus, byte for byte.
 """
 
@@ -47,11 +52,16 @@ from typing import Sequence
 import numpy as np
 
 from hmaf.corpora import common, tts
+from hmaf.corpora import engines as engines_mod
 
 LABELS = ("angry", "happy", "sad", "neutral")
 KINDS = ("ambiguous", "delivery", "text", "both")
 VOICES = ("en+f1", "en+f2", "en+f3", "en+f4", "en+m1", "en+m2", "en+m3", "en+m4",
           "en-us+f5", "en-us+m6", "en+m5", "en+m7", "en-us+f2", "en-us+m3")
+# festival voices: kal, ked (diphone), slt (HTS), then the same with persona offsets.
+FESTIVAL_VOICES = ("kal", "ked", "slt", "kal+p1", "ked+p1", "slt+p1", "kal+p2", "ked+p2",
+                   "slt+p2", "kal+p3", "ked+p3", "slt+p3")
+DEFAULT_ENGINES = ("espeak", "festival")
 DEFAULT_SIZE = 640
 DEFAULT_SPEAKERS = 10
 PAUSE_S = 0.03  # a gap between true word timings longer than this is a pause
@@ -102,16 +112,30 @@ INTERJECTIONS = {  # (frame, word) pairs: interjections fit only their own frame
 CONNECTORS = (", ", ", but ", " and ", ". ")
 
 # ---- delivery (percent changes, as SSML <prosody> takes them) ----------------------------
-# mean (pitch %, range %, rate %, volume %) of each class's utterance-level delivery.
+# Per engine: mean (pitch %, range %, rate %, volume %) of each class's utterance-level
+# delivery, and the per-utterance jitter (standard deviation of each). The jitter is large
+# enough that every single setting overlaps between neighbouring classes (e.g. angry and
+# happy rates, sad and neutral pitch): only the combination, and the words, identify a
+# class. festival's rules differ from espeak-ng's on purpose (another "speaker's" idea of
+# anger); docs/corpora.md has the table.
 DELIVERY = {
-    "angry": (12.0, 70.0, 130.0, 60.0),
-    "happy": (35.0, 50.0, 110.0, 20.0),
-    "sad": (-25.0, -50.0, 75.0, -40.0),
-    "neutral": (0.0, 0.0, 100.0, 0.0),
+    "espeak": {
+        "angry": (15.0, 60.0, 125.0, 45.0),
+        "happy": (30.0, 45.0, 110.0, 20.0),
+        "sad": (-20.0, -40.0, 82.0, -30.0),
+        "neutral": (0.0, 0.0, 100.0, 0.0),
+    },
+    "festival": {
+        "angry": (10.0, 80.0, 120.0, 45.0),
+        "happy": (24.0, 55.0, 108.0, 22.0),
+        "sad": (-15.0, -40.0, 84.0, -28.0),
+        "neutral": (0.0, 0.0, 100.0, 0.0),
+    },
 }
-DELIVERY_JITTER = (6.0, 10.0, 6.0, 8.0)
+DELIVERY_JITTER = {"espeak": (10.0, 25.0, 10.0, 16.0), "festival": (8.0, 25.0, 8.0, 15.0)}
 EMPHASIS = (55.0, 0.0, 70.0, 70.0)  # one word: higher, slower, louder; same for all classes
 EMPHASIS_JITTER = (8.0, 0.0, 5.0, 10.0)
+ENGINE_VOICES = {"espeak": VOICES, "festival": FESTIVAL_VOICES}
 
 
 @dataclasses.dataclass
@@ -119,15 +143,19 @@ class Item:
     """One designed utterance before synthesis.
 
     text marks the emphasised word as ``*word*`` (at most one).
+    delivery_z: the utterance delivery's jitter in standard deviations (None: plain);
+    ``delivery`` (percentages) follows from it once the engine is known.
     """
     id: str
     kind: str
     label: str
     text: str
-    delivery: tuple[float, float, float, float] | None
+    delivery_z: tuple[float, float, float, float] | None
     emphasis: tuple[float, float, float, float] | None
     speaker: str = ""
     voice: str = ""
+    engine: str = ""
+    delivery: tuple[float, float, float, float] | None = None
     pair: int | None = None
     split: str = "train"
 
@@ -139,6 +167,7 @@ class Item:
 
 def _prosody(values: tuple[float, float, float, float]) -> tts.Prosody:
     pitch, rng, rate, volume = values
+    rng = max(rng, -90.0)  # a jittered range never flattens the contour completely
     return tts.Prosody(pitch=f"{pitch:+.0f}%", range=f"{rng:+.0f}%" if rng else None,
                        rate=f"{rate:.0f}%", volume=f"{volume:+.0f}%")
 
@@ -200,14 +229,15 @@ class Grammar:
 
 def design(size: int, *, seed: int = 0, num_speakers: int = DEFAULT_SPEAKERS,
            ambiguous_share: float = 0.3, delivery_share: float = 0.25,
-           text_share: float = 0.2) -> list[Item]:
+           text_share: float = 0.2, engines: Sequence[str] = DEFAULT_ENGINES) -> list[Item]:
     """The corpus plan: ``size`` items, balanced over classes and speakers.
 
     The remaining share (1 - ambiguous - delivery - text) is ``both``. The ambiguous
-    count is rounded to an even number (they come in same-text pairs).
+    count is rounded to an even number (they come in same-text pairs). The speakers
+    (``num_speakers`` in all) are split over ``engines`` (:func:`speaker_voices`).
     """
-    if not 1 <= num_speakers <= len(VOICES):
-        raise ValueError(f"num_speakers must be in 1..{len(VOICES)}")
+    if num_speakers < 1:
+        raise ValueError("num_speakers must be >= 1")
     shares = (ambiguous_share, delivery_share, text_share)
     if min(shares) < 0 or sum(shares) > 1 + 1e-9:
         raise ValueError(f"shares must be >= 0 and sum to <= 1, got {shares}")
@@ -232,7 +262,7 @@ def design(size: int, *, seed: int = 0, num_speakers: int = DEFAULT_SPEAKERS,
         for label in (a, b):
             # The same text for both labels; only the emphasis mark differs.
             text = _unmark_except(marked, _word_of(label, words))
-            items.append(Item(id="", kind="ambiguous", label=label, text=text, delivery=None,
+            items.append(Item(id="", kind="ambiguous", label=label, text=text, delivery_z=None,
                               emphasis=grammar.jitter(EMPHASIS, EMPHASIS_JITTER), pair=p))
     for kind, count in (("delivery", n_del), ("text", n_text), ("both", n_both)):
         for i in range(count):
@@ -246,12 +276,35 @@ def design(size: int, *, seed: int = 0, num_speakers: int = DEFAULT_SPEAKERS,
                 if rng.random() < 0.7:
                     clauses.insert(int(rng.integers(2)), grammar.filler())
             text = grammar.sentence(clauses)
-            delivery = None if kind == "text" else grammar.jitter(DELIVERY[label], DELIVERY_JITTER)
+            delivery_z = None if kind == "text" else grammar.jitter((0.0,) * 4, (1.0,) * 4)
             emphasis = grammar.jitter(EMPHASIS, EMPHASIS_JITTER) if "*" in text else None
-            items.append(Item(id="", kind=kind, label=label, text=text, delivery=delivery,
+            items.append(Item(id="", kind=kind, label=label, text=text, delivery_z=delivery_z,
                               emphasis=emphasis))
-    _assign_speakers(items, rng, num_speakers)
+    _assign_speakers(items, rng, speaker_voices(num_speakers, engines))
+    for item in items:
+        if item.delivery_z is not None:
+            mean, scale = DELIVERY[item.engine][item.label], DELIVERY_JITTER[item.engine]
+            item.delivery = tuple(m + s * z for m, s, z in zip(mean, scale, item.delivery_z))
     return items
+
+
+def speaker_voices(num_speakers: int, engines: Sequence[str] = DEFAULT_ENGINES
+                   ) -> list[tuple[str, str]]:
+    """(engine, voice) of each speaker: the speakers split evenly over the engines (the
+    first engines take the remainder), listed alternately (espeak, festival, espeak, ...)."""
+    engines = tuple(engines)
+    if not engines or any(e not in ENGINE_VOICES for e in engines):
+        raise ValueError(f"engines must be among {tuple(ENGINE_VOICES)}, got {engines}")
+    counts = [num_speakers // len(engines) + (i < num_speakers % len(engines))
+              for i in range(len(engines))]
+    for engine, count in zip(engines, counts):
+        if count > len(ENGINE_VOICES[engine]):
+            raise ValueError(f"{count} {engine} speakers asked for, it has "
+                             f"{len(ENGINE_VOICES[engine])} voices")
+    out = []
+    for k in range(max(counts)):
+        out += [(e, ENGINE_VOICES[e][k]) for e, c in zip(engines, counts) if k < c]
+    return out
 
 
 def _word_of(label: str, words: Sequence[str]) -> str:
@@ -267,13 +320,14 @@ def _unmark_except(marked: str, keep: str) -> str:
                   marked)
 
 
-def _assign_speakers(items: list[Item], rng: np.random.Generator, num_speakers: int) -> None:
+def _assign_speakers(items: list[Item], rng: np.random.Generator,
+                     voices: Sequence[tuple[str, str]]) -> None:
     """Deals the items round-robin over speakers (grouped by label and kind); shuffled ids.
 
     Splits hold out whole speakers: the last one is test, the one before validation
     (with >= 3 speakers), so manifest splits are speaker-independent like the folds.
     """
-    voices = VOICES[:num_speakers]
+    num_speakers = len(voices)
     shuffle = rng.permutation(len(items))
     # One running deal over the items grouped by label, then kind: every speaker gets
     # each label to within one item, and the kinds of a label spread evenly.
@@ -282,8 +336,8 @@ def _assign_speakers(items: list[Item], rng: np.random.Generator, num_speakers: 
     for k, idx in enumerate(dealt):
         item = items[idx]
         s = (k + offset) % num_speakers
-        item.voice = voices[s]
-        item.speaker = "spk%02d_%s" % (s, item.voice.replace("+", "_"))
+        item.engine, item.voice = voices[s]
+        item.speaker = engines_mod.group_of(item.engine, item.voice)
         if num_speakers >= 3:
             item.split = ("test" if s == num_speakers - 1 else
                           "validation" if s == num_speakers - 2 else "train")
@@ -294,7 +348,7 @@ def _assign_speakers(items: list[Item], rng: np.random.Generator, num_speakers: 
 
 def _job(item: Item) -> common.TTSJob:
     return common.TTSJob(
-        segments=segments(item), voice=item.voice,
+        segments=segments(item), voice=item.voice, engine=item.engine,
         utterance=None if item.delivery is None else _prosody(item.delivery),
         fields={"id": item.id, "label": item.label, "speaker": item.speaker,
                 "group": item.speaker, "split": item.split},
@@ -305,20 +359,27 @@ def _job(item: Item) -> common.TTSJob:
 def generate(out_dir: str, *, size: int = DEFAULT_SIZE, seed: int = 0, workers: int = 1,
              num_speakers: int = DEFAULT_SPEAKERS, ambiguous_share: float = 0.3,
              delivery_share: float = 0.25, text_share: float = 0.2,
-             sample_rate: int = 16000) -> dict:
-    """Synthesises the designed corpus into ``out_dir/source``; returns a summary dict."""
+             sample_rate: int = 16000, engines: Sequence[str] = DEFAULT_ENGINES) -> dict:
+    """Synthesises the designed corpus into ``out_dir/source``; returns a summary dict.
+
+    Also writes ``out_dir/utterances.jsonl`` (id, label, speaker, group, engine, voice,
+    sentence, kind per utterance).
+    """
     items = design(size, seed=seed, num_speakers=num_speakers, ambiguous_share=ambiguous_share,
-                   delivery_share=delivery_share, text_share=text_share)
+                   delivery_share=delivery_share, text_share=text_share, engines=engines)
     source_dir = os.path.join(out_dir, "source")
-    rendered = common.render([_job(it) for it in items], source_dir, workers=workers,
+    jobs = [_job(it) for it in items]
+    rendered = common.render(jobs, source_dir, workers=workers,
                              sample_rate=sample_rate, seed=seed, strict=True)
     # The grammar avoids word pairs espeak fuses ("I am") and punctuation it reads aloud:
     # truth for every word, and nothing spoken that the transcript lacks.
     bad = [t["id"] for t in rendered["truth"] if t["untimed"] or t["stray"]]
     if bad:
-        raise tts.TTSError(f"espeak-ng fused words or spoke extra ones in {bad[:5]}")
+        raise tts.TTSError(f"an engine fused words or spoke extra ones in {bad[:5]}")
     common.write_jsonl(os.path.join(source_dir, "truth.jsonl"), rendered["truth"])
     common.write_jsonl(os.path.join(source_dir, "manifest.jsonl"), rendered["manifest"])
+    common.write_jsonl(os.path.join(out_dir, "utterances.jsonl"),
+                       common.utterance_rows(jobs, rendered["manifest"], extra=("kind",)))
     summary = {
         "num_utterances": len(rendered["manifest"]),
         "audio_seconds": rendered["audio_seconds"],
@@ -326,6 +387,8 @@ def generate(out_dir: str, *, size: int = DEFAULT_SIZE, seed: int = 0, workers: 
         "kinds": {k: sum(it.kind == k for it in items) for k in KINDS},
         "labels": {k: sum(it.label == k for it in items) for k in LABELS},
         "speakers": sorted({it.speaker for it in items}),
+        "engines": {e: sum(it.engine == e for it in items) for e in engines},
+        "synthesis_s_per_utterance": round(rendered["synthesis_s"] / max(1, len(items)), 4),
         "seed": seed,
     }
     common.write_json(os.path.join(source_dir, "design.json"), summary)
@@ -361,17 +424,36 @@ def _stats_ms(errors: np.ndarray) -> dict:
             "p90": round(float(np.percentile(ms, 90)), 2), "max": round(float(np.max(ms)), 2)}
 
 
+TRUTH = {
+    "espeak": "espeak-ng word/clause events, clause ends from the clean signal (hmaf.corpora.tts)",
+    "festival": "festival's Segment starts and Word word_end (hmaf.corpora.festival)",
+}
+
+
 def alignment_report(prepared_dir: str, truth_path: str) -> dict:
-    """The aligner's word boundary errors against the engine's true timings.
+    """The aligner's word boundary errors against the engines' true timings.
 
     An utterance is compared when its prepared word count equals its true word count
     (the words are then the same, in order); the others are counted, not guessed at.
-    Errors are absolute differences of onsets and of offsets, in milliseconds.
+    Errors are absolute differences of onsets and of offsets, in milliseconds. The
+    figures are given over all utterances and, under ``per_engine``, for each engine.
     """
     prepared = _read_prepared_timings(prepared_dir)
-    onset, offset, before_pause, compared, mismatched, missing = [], [], [], 0, [], 0
     with open(truth_path) as f:
         truth = [json.loads(line) for line in f]
+    report = _alignment_figures(prepared, truth)
+    engines = sorted({row.get("engine", "espeak") for row in truth})
+    report["per_engine"] = {e: _alignment_figures(prepared, [r for r in truth
+                                                            if r.get("engine", "espeak") == e])
+                            for e in engines}
+    for e in engines:
+        report["per_engine"][e]["truth"] = TRUTH[e]
+    report["truth"] = "; ".join(f"{e}: {TRUTH[e]}" for e in engines)
+    return report
+
+
+def _alignment_figures(prepared: dict, truth: Sequence[dict]) -> dict:
+    onset, offset, before_pause, compared, mismatched, missing = [], [], [], 0, [], 0
     for row in truth:
         if row["id"] not in prepared:
             missing += 1  # rejected by prepare (see rejects.jsonl)
@@ -404,7 +486,6 @@ def alignment_report(prepared_dir: str, truth_path: str) -> dict:
         "offset_error_ms": _stats_ms(offset_all),
         "onset_within_20ms": round(float(np.mean(onset_all < 0.020)), 4) if onset_all.size else None,
         "offset_within_20ms": round(float(np.mean(offset_all < 0.020)), 4) if offset_all.size else None,
-        "truth": "espeak-ng word/clause events, clause ends from the clean signal (hmaf.corpora.tts)",
     }
 
 
@@ -444,7 +525,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=DEFAULT_SIZE, help="number of utterances")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--speakers", type=int, default=DEFAULT_SPEAKERS,
-                        help=f"voices, 1..{len(VOICES)}")
+                        help="voices in all, split evenly over the engines")
+    parser.add_argument("--engines", default=",".join(DEFAULT_ENGINES),
+                        help="comma-separated synthesis engines (espeak, festival)")
     parser.add_argument("--ambiguous-share", type=float, default=0.3)
     parser.add_argument("--delivery-share", type=float, default=0.25)
     parser.add_argument("--text-share", type=float, default=0.2)
@@ -452,7 +535,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     result = build(args.out, size=args.size, seed=args.seed, workers=args.workers,
                    embeddings=args.embeddings, prepare=not args.no_prepare,
-                   num_speakers=args.speakers, ambiguous_share=args.ambiguous_share,
+                   num_speakers=args.speakers, engines=engines_mod.parse_engines(args.engines),
+                   ambiguous_share=args.ambiguous_share,
                    delivery_share=args.delivery_share, text_share=args.text_share)
     g = result["generate"]
     print(f"synthesised {g['num_utterances']} utterances ({g['audio_seconds']:.0f} s of audio) "
@@ -465,6 +549,10 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"median {a['onset_error_ms']['median']} ms, mean {a['onset_error_ms']['mean']} ms; "
               f"offset error median {a['offset_error_ms']['median']} ms, mean "
               f"{a['offset_error_ms']['mean']} ms -> {os.path.join(args.out, 'alignment_report.json')}")
+        for engine, e in a["per_engine"].items():
+            print(f"  {engine}: {e['words_compared']} words, onset error median "
+                  f"{e['onset_error_ms']['median']} ms, mean {e['onset_error_ms']['mean']} ms; "
+                  f"offset error median {e['offset_error_ms']['median']} ms")
     return 0
 
 

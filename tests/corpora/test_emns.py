@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from hmaf.corpora import emns, tts
+from hmaf.corpora import emns, festival
 
 
 def test_emphasized_phrases_skip_template_placeholders():
@@ -70,6 +70,11 @@ def test_recordings_matched_by_file_stem(tmp_path):
     assert [r["id"] for r in out] == ["emns1"]
     assert out[0]["audio"].endswith("recorded_audio_aaa.webm")
     assert stats["skipped"] == {"no_recording": 1, "unknown_emotion": 1}
+    emns.build(str(tmp_path / "out"), metadata=_rows(tmp_path), recordings=str(rec), prepare=False)
+    rows = [json.loads(l) for l in open(tmp_path / "out" / "utterances.jsonl")]
+    assert rows == [{"id": "emns1", "label": "anger", "speaker": "emns_speaker3",
+                     "group": "emns_speaker3", "engine": "recording", "voice": "emns_speaker3",
+                     "sentence": emns.common.sentence_id("hello there, friend")}]
 
 
 def test_build_synthesizes_with_truth(tmp_path):
@@ -87,3 +92,23 @@ def test_bad_metadata_is_named(tmp_path):
     bad.write_text("a,b\n1,2\n")
     with pytest.raises(ValueError, match="missing column"):
         emns.read_metadata(str(bad))
+
+
+@pytest.mark.skipif(not festival.available(), reason="festival is not installed (tools/setup.sh)")
+def test_build_with_both_engines_writes_utterances(tmp_path):
+    meta = tmp_path / "meta.csv"
+    meta.write_text(
+        "id,utterance,description,emotion\n"
+        '1,Hello there friend.,"Placing emphasis on {friend}.",anger\n'
+        '2,It rains again.,"Placing emphasis on {rains}.",sadness\n'
+        '3,Hello there friend.,"Placing emphasis on {there}.",happiness\n')
+    out = tmp_path / "out"
+    assert emns.main(["--out", str(out), "--metadata", str(meta), "--engines", "espeak,festival",
+                      "--workers", "1", "--no-prepare"]) == 0
+    rows = [json.loads(l) for l in open(out / "utterances.jsonl")]
+    assert [(r["engine"], r["voice"], r["group"]) for r in rows] == [
+        ("espeak", "en+f1", "espeak:en+f1"), ("festival", "kal", "festival:kal"),
+        ("espeak", "en+f2", "espeak:en+f2")]
+    assert rows[0]["sentence"] == rows[2]["sentence"] != rows[1]["sentence"]
+    truth = [json.loads(l) for l in open(out / "source" / "truth.jsonl")]
+    assert [w[0] for w in truth[1]["words"]] == ["It", "rains", "again"]

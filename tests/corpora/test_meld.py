@@ -58,3 +58,16 @@ def test_build_without_prepare(data, tmp_path):
     # dev row 2 ("...") has no words: skipped and counted
     assert s["num_utterances"] == 3 and s["splits"]["test"] == 1 and not s["synthesis_failed"]
     assert s["skipped"] == {"empty_text": 1}
+
+
+def test_engines_pick_voices_and_groups(data):
+    rows = {s: meld.read_csv(os.path.join(data, f"meld_{s}.csv")) for s in ("train", "dev")}
+    jobs, _ = meld.jobs_for(rows, "sentiment", engine_names=("espeak", "festival"))
+    for job in jobs:
+        name = job.fields["speaker"]
+        assert job.engine == meld.engine_for(name, ("espeak", "festival"))
+        assert job.voice == meld.voice_for(name, "female" if name == "Rachel" else "male", job.engine)
+        assert job.fields["group"] == f"{job.engine}:{job.voice}"
+    assert meld.voice_for("Ross", "male", "festival") == meld.FESTIVAL_MAIN_VOICES["Ross"]
+    only, _ = meld.jobs_for(rows, "sentiment", engine_names=("festival",))
+    assert {j.engine for j in only} == {"festival"}
