@@ -70,6 +70,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     source.add_argument("--manifest", help="JSONL/CSV manifest for batch prediction")
     parser.add_argument("--text", default=None, help="what is said (default: speech recognition)")
     parser.add_argument("--stage", default=None, help="text, audio or fusion (default: the last trained)")
+    parser.add_argument("--aligner", choices=("aeneas", "pocketsphinx", "auto"), default=None,
+                        help="word aligner (default: the one the training corpus was prepared with)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument("--frames", action="store_true", help="also give the frame-level attention f_alpha")
     parser.add_argument("--out", default=None, help="with --manifest: write JSONL here (default: stdout)")
@@ -78,7 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
 
     try:
-        predictor = Predictor.from_workdir(args.workdir, args.stage)
+        predictor = Predictor.from_workdir(args.workdir, args.stage, aligner=args.aligner)
     except FileNotFoundError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -11,9 +11,11 @@ Aligners (``--aligner`` of ``python -m hmaf.prepare``, ``Predictor(aligner=...)`
 - ``"pocketsphinx"`` (:mod:`hmaf.data.align_sphinx`): HMM forced alignment with explicit
   silences and espeak-ng pronunciations for out-of-dictionary words. Confidence: the
   acoustic score per frame.
-- ``"auto"`` (default): :data:`AUTO_ORDER`, the better aligner by measurement
-  (benchmarks/README.md, ``python -m benchmarks.alignment``) first; when it fails on an
-  utterance, the other one (``Alignment.fallback`` says why; counted in dataset.json).
+- ``"auto"`` (default): the times of :data:`AUTO_ORDER`'s first aligner, the better by
+  measurement (benchmarks/README.md, ``python -m benchmarks.alignment``); when it fails
+  on an utterance, the other one's (``Alignment.fallback`` says why; counted in
+  dataset.json). When both align, their disagreement is kept as a check of the
+  transcript (``Alignment.disagreement_s``, :mod:`hmaf.data.mismatch`).
   pocketsphinx finding no way at all to say the words in the audio is not a failure to
   fall back from but evidence of a mismatch (:class:`NoPathError`, raised).
 
@@ -59,6 +61,9 @@ class Alignment:
         measures it (pocketsphinx: the share of the speech it explains with words); None
         otherwise.
       fallback: the first aligner's failure when "auto" had to use its second; "" if not.
+      disagreement_s: "auto" only: mean absolute difference in seconds between the word
+        onsets of its two aligners (each aligner's errors are small on a correct
+        transcript and unrelated on a wrong one); None when only one could align.
     """
 
     starts: np.ndarray
@@ -67,6 +72,7 @@ class Alignment:
     aligner: str
     fit: float | None = None
     fallback: str = ""
+    disagreement_s: float | None = None
 
 
 def frame_db(samples: np.ndarray, sample_rate: int) -> np.ndarray:
@@ -172,15 +178,19 @@ def align(samples: np.ndarray, words: Sequence[str], *, aligner: str = DEFAULT_A
     order = AUTO_ORDER if aligner == "auto" else (aligner,)
     if aligner == "auto" and language != "eng":
         order = ("aeneas",)
-    causes = []
-    for name in order:
+    causes, results = [], []
+    for name in order:  # auto: the second aligner checks the first one's times, or replaces them
         try:
-            result = _align_one(name, samples, words, language)
+            results.append(_align_one(name, samples, words, language))
         except NoPathError:
             raise
         except AlignmentError as e:
-            causes.append(f"{name}: {e}")
-            continue
-        result.fallback = "; ".join(causes)
-        return result
-    raise AlignmentError("; ".join(causes))
+            if not results:
+                causes.append(f"{name}: {e}")
+    if not results:
+        raise AlignmentError("; ".join(causes))
+    result = results[0]
+    result.fallback = "; ".join(causes)
+    if len(results) == 2:
+        result.disagreement_s = float(np.mean(np.abs(results[0].starts - results[1].starts)))
+    return result

@@ -175,11 +175,13 @@ def preprocess_utterance(audio_path: str | os.PathLike, transcript: str | None, 
         t0 = time.perf_counter()
         try:
             alignment = align(samples, words, aligner=aligner, language=language)
-        except NoPathError as e:
-            raise PreprocessError(path, "alignment_mismatch", str(e)) from None
+        except NoPathError as e:  # the words cannot be said in this audio
+            raise PreprocessError(path, "alignment_failed" if transcript_auto else "alignment_mismatch",
+                                  str(e)) from None
         except AlignmentError as e:
             raise PreprocessError(path, "alignment_failed", str(e)) from None
-        problem = find_mismatch(samples, words, alignment)
+        # An automatic transcript is what the recogniser heard in this very audio: no check.
+        problem = None if transcript_auto else find_mismatch(samples, words, alignment)
         if problem is not None:
             raise PreprocessError(path, "alignment_mismatch", problem)
         starts, ends, used, fallback = alignment.starts, alignment.ends, alignment.aligner, alignment.fallback

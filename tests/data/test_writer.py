@@ -75,6 +75,7 @@ def test_dataset_json(prepared):
     assert 0 <= info["embeddings"]["unknown_share"] < 0.5
     assert set(info["timing"]) >= {"decode_s", "asr_s", "align_s", "features_s", "write_s"}
     assert info["audio_seconds"] > 8
+    assert info["aligner"] == "auto" and info["aligned_by"] == {"pocketsphinx": 8} and info["align_fallbacks"] == 0
     assert _temporaries(out) == []
 
 
