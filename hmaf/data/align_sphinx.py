@@ -30,6 +30,7 @@ noise segments the search may insert. A wrong transcript leaves speech unexplain
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 
@@ -53,7 +54,8 @@ def _decoder(frate: int, wide: bool):
     if (frate, wide) not in _decoders:
         from pocketsphinx import Decoder
 
-        decoder = Decoder(samprate=SAMPLE_RATE, bestpath=False, loglevel="FATAL", frate=frate,
+        # cmn="batch": the cepstral mean of the whole utterance, not a running estimate.
+        decoder = Decoder(samprate=SAMPLE_RATE, bestpath=False, loglevel="FATAL", frate=frate, cmn="batch",
                           **(WIDE_BEAMS if wide else {}))
         for alias, phones in _aliases.values():
             decoder.add_word(alias, phones, True)
@@ -72,13 +74,17 @@ def _tokens(decoder, words: list[str]) -> list[str]:
         except G2PError as e:
             raise AlignmentError(f"no pronunciation: {e}") from None
         for word in unknown:
-            _aliases[word] = (f"hmafoov{len(_aliases)}", " ".join(phones[word]))
+            # The name depends on the word only, not on what this process aligned before.
+            _aliases[word] = (f"hmafoov{hashlib.sha1(word.encode()).hexdigest()[:12]}", " ".join(phones[word]))
             for d in _decoders.values():  # every decoder knows every alias
                 d.add_word(*_aliases[word], True)
     return [_aliases[w][0] if w in _aliases else w for w in words]
 
 
 def _search(decoder, pcm: bytes, tokens: list[str]):
+    # A fresh feature front end: its state from earlier utterances shifted boundaries by a
+    # frame, so the times depended on what the process had aligned before (measured).
+    decoder.reinit_feat()
     decoder.set_align_text(" ".join(tokens))
     decoder.start_utt()
     decoder.process_raw(pcm, full_utt=True)

@@ -147,3 +147,11 @@ def test_ipa_to_arpabet():
     assert ipa_to_arpabet("dʒˈʌdʒ") == ["JH", "AH", "JH"]
     assert ipa_to_arpabet("bˈʌʔn̩") == ["B", "AH", "T", "AH", "N"]
     assert pronounce(["3"])["3"] == ["TH", "R", "IY"]
+
+
+def test_pocketsphinx_times_do_not_depend_on_earlier_utterances(spoken):
+    forward = [align_sphinx.align(s, w) for w, _, _, s in spoken]
+    backward = [align_sphinx.align(s, w) for w, _, _, s in reversed(spoken)][::-1]
+    for a, b in zip(forward, backward):
+        np.testing.assert_array_equal(a.starts, b.starts)
+        np.testing.assert_array_equal(a.ends, b.ends)
