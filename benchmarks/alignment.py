@@ -28,7 +28,6 @@ clause a word ends where the next begins; before a pause it ends with its sound.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import dataclasses
 import json
