@@ -6,7 +6,7 @@ Synthesizes ``--utterances`` espeak-ng utterances (EMNS sentences from
 ``../shared/data/emns`` when present, else built-in sentences; several voices), then measures
 
 - parts, serially in one warm process: ``decode`` (:func:`hmaf.data.audio.load_audio` of the
-  22.05 kHz wavs, resampling included), ``align`` (:func:`hmaf.data.align.align_words`),
+  22.05 kHz wavs, resampling included), ``align`` (:func:`hmaf.data.align.align`, the default aligner),
   ``features`` (MFSC + per-word frames), ``write`` (serialize + TFRecord write, TensorFlow
   already imported);
 - ``pipeline``: ``python -m hmaf.prepare`` end to end into a fresh folder with
@@ -91,10 +91,10 @@ def _line(part: str, audio_s: float, wall_s: float, **extra) -> dict:
 def measure_parts(items: list[tuple[Path, str]], out_dir: Path) -> list[dict]:
     """Serial per-part throughput in this (warmed-up) process."""
     from hmaf.data import features
-    from hmaf.data.align import align_words
+    from hmaf.data.align import align
     from hmaf.data.audio import load_audio
     from hmaf.data.text import normalize_words
-    from hmaf.data.writer import _warm_up
+    from hmaf.data.pool import warm_up as _warm_up
 
     _warm_up()
     t = time.perf_counter()
@@ -102,9 +102,9 @@ def measure_parts(items: list[tuple[Path, str]], out_dir: Path) -> list[dict]:
     decode_s = time.perf_counter() - t
     audio_s = sum(x.size for x in decoded) / 16000
     words = [normalize_words(text) for _, text in items]
-    align_words(decoded[0], words[0])  # first call pays the aeneas imports
+    align(decoded[0], words[0])  # first call pays the aeneas imports and model loads
     t = time.perf_counter()
-    spans = [align_words(x, w) for x, w in zip(decoded, words)]
+    spans = [(a.starts, a.ends) for a in (align(x, w) for x, w in zip(decoded, words))]
     align_s = time.perf_counter() - t
     t = time.perf_counter()
     frames = [features.word_frames(features.mfsc(x), s, e, 100)[0] for x, (s, e) in zip(decoded, spans)]

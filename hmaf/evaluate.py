@@ -1,7 +1,7 @@
 """Evaluates a trained workdir on any prepared corpus (also one it was not trained on).
 
     python -m hmaf.evaluate --workdir W --data D [--split test|validation|train|all]
-                            [--label-map "joy=happy,anger=angry"] [--scores F] [--out F.json]
+                            [--label_map "joy=happy,anger=angry"] [--scores F] [--out F.json]
 
 Reports WA, UA, weighted F1, per-class precision/recall/F1 and the confusion matrix
 (rows true, columns predicted, over the model's classes), and for sentiment labels
@@ -18,13 +18,12 @@ names (neutral = 0). The predicted sign comes from the predicted class's name.
 Words map to ids with the *training* corpus's vocabulary (``W/corpus/vocab.txt``), so
 another corpus's words the model never saw become ``<unk>``; labels are matched by name,
 and a label of the data that the model does not know is an error unless
-``--label-map`` renames it. The default split is ``test`` of the training fold when
+``--label_map`` renames it. The default split is ``test`` of the training fold when
 ``D`` is the training corpus, else ``all``.
 """
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import os
@@ -34,6 +33,8 @@ from typing import Iterator, Mapping, Sequence
 
 import numpy as np
 
+from hmaf import cli
+from hmaf.io import atomic_write_text
 from hmaf.metrics import classification_metrics
 
 SPLITS = ("train", "validation", "test", "all")
@@ -83,7 +84,7 @@ def label_mapping(model_labels: Sequence[str], data_labels: Sequence[str], data_
     if unknown:
         raise LabelMismatchError(
             f"the data's labels {unknown} are not among the model's {list(model_labels)}; rename them with "
-            f"--label-map (e.g. {unknown[0]}={model_labels[0]}) or evaluate on a corpus with the same label set")
+            f"--label_map (e.g. {unknown[0]}={model_labels[0]}) or evaluate on a corpus with the same label set")
     return mapping
 
 
@@ -235,12 +236,12 @@ def format_result(result: Mapping) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m hmaf.evaluate", description=__doc__.split("\n")[0])
+    parser = cli.ArgumentParser(prog="python -m hmaf.evaluate", description=__doc__.split("\n")[0])
     parser.add_argument("--workdir", required=True, help="a trained workdir")
     parser.add_argument("--data", required=True, help="a prepared corpus directory")
     parser.add_argument("--split", choices=SPLITS, default=None,
                         help="default: test (same corpus as training) or all (another corpus)")
-    parser.add_argument("--label-map", default="", help="rename data labels: 'joy=happy,anger=angry'")
+    parser.add_argument("--label_map", default="", help="rename data labels: 'joy=happy,anger=angry'")
     parser.add_argument("--scores", default=None, help="JSONL/CSV with id and raw sentiment score (Has0/Non0)")
     parser.add_argument("--stage", default=None, help="text, audio or fusion (default: the last trained)")
     parser.add_argument("--out", default=None, help="write the metrics JSON here (and the table beside it, .md)")
@@ -259,9 +260,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
         for path, text in ((out, json.dumps(result, indent=2)), (out.with_suffix(".md"), table + "\n")):
-            tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-            tmp.write_text(text)
-            os.replace(tmp, path)
+            atomic_write_text(path, text)
     return 0
 
 

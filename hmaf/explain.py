@@ -10,20 +10,15 @@ attention (text, audio word-level, shared, fine-tuned), one column per word.
 
 from __future__ import annotations
 
-import argparse
 import base64
 import os
 import sys
 from pathlib import Path
 from typing import Sequence
 
+from hmaf import cli
 from hmaf.inference import Prediction, Predictor, PreprocessError
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+from hmaf.io import atomic_write_bytes
 
 
 def write_explanation(prediction: Prediction, out_dir: str | os.PathLike, *, name: str | None = None,
@@ -44,15 +39,15 @@ def write_explanation(prediction: Prediction, out_dir: str | os.PathLike, *, nam
     plt.close(fig)
     png = buffer.getvalue()
     paths = {"png": out / f"{name}.png", "html": out / f"{name}.html", "json": out / f"{name}.json"}
-    _atomic_write(paths["png"], png)
+    atomic_write_bytes(paths["png"], png)
     page = figure3.html_page(prediction, frames=frames, image_base64=base64.b64encode(png).decode("ascii"))
-    _atomic_write(paths["html"], page.encode("utf-8"))
-    _atomic_write(paths["json"], prediction.to_json().encode("utf-8"))
+    atomic_write_bytes(paths["html"], page.encode("utf-8"))
+    atomic_write_bytes(paths["json"], prediction.to_json().encode("utf-8"))
     return paths
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m hmaf.explain", description=__doc__.split("\n")[0])
+    parser = cli.ArgumentParser(prog="python -m hmaf.explain", description=__doc__.split("\n")[0])
     parser.add_argument("--workdir", required=True, help="a trained workdir")
     parser.add_argument("--audio", required=True, help="the recording")
     parser.add_argument("--text", default=None, help="what is said (default: speech recognition)")

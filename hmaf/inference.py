@@ -97,10 +97,12 @@ class Predictor:
       vocab: the training corpus's vocabulary.
       label_names: class names, index = class id.
       l_max, long_word_rule: the training corpus's frame settings (``dataset.json``).
+      aligner: word aligner for recordings without word timings, "aeneas", "pocketsphinx"
+        or "auto" (:mod:`hmaf.data.align`); default the training corpus's.
     """
 
     def __init__(self, model, variables, vocab: Vocab, label_names: Sequence[str], *, l_max: int = 100,
-                 long_word_rule: str = "subsample"):
+                 long_word_rule: str = "subsample", aligner: str = "auto"):
         from hmaf.training.steps import make_eval_step
 
         self.model = model
@@ -109,10 +111,12 @@ class Predictor:
         self.label_names = list(label_names)
         self.l_max = int(l_max)
         self.long_word_rule = long_word_rule
+        self.aligner = aligner
         self._eval_step = make_eval_step(model, with_attention=True)
 
     @classmethod
-    def from_workdir(cls, workdir: str | os.PathLike, stage: str | None = None) -> "Predictor":
+    def from_workdir(cls, workdir: str | os.PathLike, stage: str | None = None,
+                     aligner: str | None = None) -> "Predictor":
         """Restores the best checkpoint of ``workdir`` (the last stage trained, or ``stage``)
         with the corpus vocabulary and labels saved beside it in ``workdir/corpus``."""
         from hmaf import checkpoint
@@ -127,14 +131,15 @@ class Predictor:
         meta = json.loads((corpus / "dataset.json").read_text())
         model, variables, _ = checkpoint.load(workdir, stage)
         return cls(model, variables, Vocab.load(corpus / "vocab.txt"), meta["label_names"],
-                   l_max=meta.get("l_max", 100), long_word_rule=meta.get("long_word_rule", "subsample"))
+                   l_max=meta.get("l_max", 100), long_word_rule=meta.get("long_word_rule", "subsample"),
+                   aligner=aligner or meta.get("aligner", "auto"))
 
     def preprocess(self, audio: str | os.PathLike, text: str | None = None, *,
                    word_timings: Sequence[Sequence[object]] | None = None) -> Utterance:
         """The training preprocessing of one recording; raises
         :class:`hmaf.data.utterance.PreprocessError` naming the file and the problem."""
         return preprocess_utterance(audio, text, l_max=self.l_max, long_word_rule=self.long_word_rule,
-                                    word_timings=word_timings)
+                                    word_timings=word_timings, aligner=self.aligner)
 
     def predict_utterances(self, utterances: Sequence[Utterance], *, frame_attention: bool = False,
                            audio: Sequence[str] | None = None) -> list[Prediction]:

@@ -12,15 +12,16 @@ row that cannot be processed becomes a line with its ``error`` and the run goes 
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
 import sys
 from typing import Sequence, TextIO
 
+from hmaf import cli
 from hmaf.data.manifest import ManifestError, read_manifest
 from hmaf.inference import WORD_ATTENTIONS, Prediction, Predictor, PreprocessError
+from hmaf.io import atomic_open
 
 
 def format_prediction(prediction: Prediction) -> str:
@@ -62,13 +63,15 @@ def predict_manifest(predictor: Predictor, manifest: str, out: TextIO, *, frame_
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m hmaf.predict", description=__doc__.split("\n")[0])
+    parser = cli.ArgumentParser(prog="python -m hmaf.predict", description=__doc__.split("\n")[0])
     parser.add_argument("--workdir", required=True, help="a trained workdir (hmaf.train / hmaf.experiment)")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--audio", help="one recording (any format ffmpeg reads)")
     source.add_argument("--manifest", help="JSONL/CSV manifest for batch prediction")
     parser.add_argument("--text", default=None, help="what is said (default: speech recognition)")
     parser.add_argument("--stage", default=None, help="text, audio or fusion (default: the last trained)")
+    parser.add_argument("--aligner", choices=("aeneas", "pocketsphinx", "auto"), default=None,
+                        help="word aligner (default: the one the training corpus was prepared with)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument("--frames", action="store_true", help="also give the frame-level attention f_alpha")
     parser.add_argument("--out", default=None, help="with --manifest: write JSONL here (default: stdout)")
@@ -77,17 +80,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
 
     try:
-        predictor = Predictor.from_workdir(args.workdir, args.stage)
+        predictor = Predictor.from_workdir(args.workdir, args.stage, aligner=args.aligner)
     except FileNotFoundError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if args.manifest:
         try:
             if args.out:
-                tmp = f"{args.out}.tmp{os.getpid()}"
-                with open(tmp, "w", encoding="utf-8") as f:
+                with atomic_open(args.out, "w") as f:
                     counts = predict_manifest(predictor, args.manifest, f, frame_attention=args.frames)
-                os.replace(tmp, args.out)
             else:
                 counts = predict_manifest(predictor, args.manifest, sys.stdout, frame_attention=args.frames)
         except ManifestError as e:  # the manifest as a whole is unreadable

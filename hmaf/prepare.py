@@ -10,15 +10,16 @@ exit status 1 when the manifest is unreadable or no example is usable.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 
+from hmaf import cli
+from hmaf.data.align import ALIGNERS, DEFAULT_ALIGNER
 from hmaf.data.manifest import ManifestError
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m hmaf.prepare", description=__doc__.splitlines()[0])
+def _parser() -> cli.ArgumentParser:
+    p = cli.ArgumentParser(prog="python -m hmaf.prepare", description=__doc__.splitlines()[0])
     p.add_argument("--manifest", required=True, help="JSONL or CSV manifest")
     p.add_argument("--out", required=True, help="output corpus directory")
     p.add_argument("--embeddings", default="glove6b50",
@@ -30,6 +31,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=None, help="preprocessing processes (default: all cores)")
     p.add_argument("--labels", default=None, help="comma-separated label names in class-index order")
     p.add_argument("--name", default=None, help="corpus name (default: the output folder's name)")
+    p.add_argument("--aligner", choices=ALIGNERS, default=DEFAULT_ALIGNER,
+                   help="word aligner: aeneas (the paper's), pocketsphinx, or auto (the better by measurement, "
+                        "falling back to the other when it fails on an utterance); see docs/alignment.md")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no_progress", action="store_true", help="hide progress bars")
     p.add_argument("--beam", action="store_true",
@@ -56,6 +60,7 @@ def _summary(info: dict) -> str:
         f"long words (> {info['l_max']} frames, {info['long_word_rule']}): {info['long_words']}; "
         f"longest word {info['max_word_frames']} frames",
         f"automatic transcripts: {info['num_transcript_auto']}",
+        f"word timings by: {info.get('aligned_by', {})}, aligner fallbacks: {info.get('align_fallbacks', 0)}",
         f"shards: {len(info['shards'])} ({info['skipped_shards']} already complete), "
         f"cached utterances: {info['cached_utterances']}",
         "time (s): " + ", ".join(f"{k[:-2]} {v:.1f}" for k, v in t.items()),
@@ -76,6 +81,9 @@ def main(argv: list[str] | None = None) -> int:
     if (args.beam_options is not None or args.beam_data_dir is not None) and not args.beam:
         print("error: --beam_options and --beam_data_dir need --beam", file=sys.stderr)
         return 1
+    if args.beam and args.aligner != DEFAULT_ALIGNER:
+        print(f"error: --beam aligns with --aligner {DEFAULT_ALIGNER} only", file=sys.stderr)
+        return 1
     try:
         # deferred imports so --help stays fast
         if args.beam:
@@ -90,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             from hmaf.data.writer import prepare
 
-            info = prepare(args.manifest, args.out, num_workers=args.workers, **common)
+            info = prepare(args.manifest, args.out, num_workers=args.workers, aligner=args.aligner, **common)
     except (ManifestError, ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

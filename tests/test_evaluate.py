@@ -49,7 +49,7 @@ def test_label_mapping_by_name_with_renames_and_clear_error():
     mapping = evaluate.label_mapping(["angry", "happy"], ["joy", "anger", "fear"], {"joy": 2, "anger": 1, "fear": 0},
                                      evaluate.parse_label_map("joy=happy, anger=angry"))
     assert mapping.tolist() == [1, 0, -1]  # fear has no examples: ignored
-    with pytest.raises(evaluate.LabelMismatchError, match=r"\['fear'\].*--label-map"):
+    with pytest.raises(evaluate.LabelMismatchError, match=r"\['fear'\].*--label_map"):
         evaluate.label_mapping(["angry", "happy"], ["fear", "angry"], {"fear": 2, "angry": 1})
     dropped = evaluate.label_mapping(["angry"], ["anger", "disgust"], {"anger": 1, "disgust": 1},
                                      evaluate.parse_label_map("anger=angry,disgust="))

@@ -1,222 +1,204 @@
-"""Forced word alignment with aeneas (aeneas-ng): samples + words -> word start/end times.
+"""Forced word alignment behind one interface: samples + words -> per-word start, end, confidence.
 
-aeneas aligns by synthesizing the words with eSpeak-NG, computing MFCCs of the real and
-the synthetic speech, and warping one onto the other with Sakoe-Chiba band DTW (the
-method of the paper, section 3.1). Each word is one text fragment, so every word gets
-its own interval.
+Aligners (``--aligner`` of ``python -m hmaf.prepare``, ``Predictor(aligner=...)``):
 
-The steps are the ones of ``aeneas.executetask.ExecuteTask`` for a single-level task,
-driven here directly so that:
+- ``"aeneas"`` (the paper's, :mod:`hmaf.data.align_aeneas`): DTW against eSpeak-NG speech
+  of the words. Its boundaries sit where the next word begins, so a pause after a word
+  used to be counted in it; here each word's end is pulled back to the end of its speech
+  when at least :data:`MIN_PAUSE_S` of silence precedes the next boundary
+  (:func:`pull_back_ends`). Confidence: the share of a word's frames that hold speech
+  (aeneas has no score of its own).
+- ``"pocketsphinx"`` (:mod:`hmaf.data.align_sphinx`): HMM forced alignment with explicit
+  silences and espeak-ng pronunciations for out-of-dictionary words. Confidence: the
+  acoustic score per frame.
+- ``"auto"`` (default): the times of :data:`AUTO_ORDER`'s first aligner, the better by
+  measurement (benchmarks/README.md, ``python -m benchmarks.alignment``); when it fails
+  on an utterance, or leaves more than 30 % of the speech outside the words
+  (:data:`MIN_SPHINX_FIT`), the other one's (``Alignment.fallback`` says why; counted in
+  dataset.json). When both align, their disagreement is kept as a check of the
+  transcript (``Alignment.disagreement_s``, :mod:`hmaf.data.mismatch`).
+  pocketsphinx finding no way at all to say the words in the audio is not a failure to
+  fall back from but evidence of a mismatch (:class:`NoPathError`, raised).
 
-- the real audio goes in as samples already decoded by :mod:`hmaf.data.audio`, with no
-  temporary wav, ffprobe or ffmpeg run (those subprocesses were ~70 % of the stock
-  task's time);
-- synthesis always runs aeneas's eSpeak-NG C extension (``aeneas.cew.cew``) in a fresh
-  child of ``sys.executable`` under a timeout, as ``cew_subprocess_enabled=True`` does. A
-  second in-process eSpeak synthesis can hang in a long-running process, and the stock
-  wrapper silently falls back to in-process synthesis and then to the espeak command
-  line, whose timings are wrong; here any failure is an :class:`AlignmentError` instead.
-  The child is started isolated (``-I -S``, only aeneas's folder on its path) and imports
-  only the C extension: that halves the per-utterance start-up (~30 ms instead of ~65 ms)
-  against ``python -m aeneas.cewsubprocess``, whose input and output formats it keeps;
-- every temporary file lives in a private temporary folder that is always removed.
-
-Leading and trailing silence is trimmed before aligning (frames more than ``trim_db``
-below the loudest, as ``librosa.effects.trim``); without it aeneas, which has no head/tail
-detection by default, stretches the first word over the leading silence and the last over
-the trailing one (a 300 ms lead-in gave the first word a 300 ms onset error).
-
-Settings: ``mfcc_window_length=0.030``, ``mfcc_window_shift=0.010`` (the default 40 ms
-shift would put every boundary on a 40 ms grid), default aeneas boundary adjustment
-("auto", no change), no head/tail detection.
+A transcript that does not fit the audio is caught after alignment by
+:mod:`hmaf.data.mismatch` (speaking rate, fit, squeezed words): reject reason
+``alignment_mismatch``.
 """
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import tempfile
+import dataclasses
 from typing import Sequence
 
 import numpy as np
 
-import aeneas
-from aeneas.adjustboundaryalgorithm import AdjustBoundaryAlgorithm
-from aeneas.audiofile import AudioFile
-from aeneas.audiofilemfcc import AudioFileMFCC
-from aeneas.dtw import DTWAligner
-from aeneas.exacttiming import TimeValue
-from aeneas.runtimeconfiguration import RuntimeConfiguration
-from aeneas.syncmap.fragment import SyncMapFragment
-from aeneas.task import TaskConfiguration
-from aeneas.textfile import TextFile
-from aeneas.ttswrappers.espeakttswrapper import ESPEAKTTSWrapper
-
+ALIGNERS = ("aeneas", "pocketsphinx", "auto")
+DEFAULT_ALIGNER = "auto"
+AUTO_ORDER = ("pocketsphinx", "aeneas")
+# auto keeps aeneas's times when pocketsphinx explains less of the speech than this with
+# the words (it then missed words; correct pairs measured >= 0.68, mostly > 0.9).
+MIN_SPHINX_FIT = 0.7
 SAMPLE_RATE = 16000
-MFCC_WINDOW_LENGTH = 0.030
-MFCC_WINDOW_SHIFT = 0.010
-TRIM_DB = 50.0
-_AENEAS_PATH = os.path.dirname(os.path.dirname(os.path.abspath(aeneas.__file__)))
-# argv: folder holding aeneas, words file ("voice text" lines), output wav, output data file
-# (sample rate, fragment count, then "begin end" per fragment, as aeneas.cewsubprocess).
-_SYNTH_CHILD = """
-import sys
-sys.path.insert(0, sys.argv[1])
-from aeneas.cew import cew
-with open(sys.argv[2], encoding="utf-8") as f:
-    fragments = [tuple(line.rstrip("\\n").split(" ", 1)) for line in f]
-rate, count, intervals = cew.synthesize_multiple(sys.argv[3], 0.0, 0, fragments)
-with open(sys.argv[4], "w", encoding="utf-8") as f:
-    f.write("%d\\n%d\\n" % (rate, count) + "".join("%.3f %.3f\\n" % (a, b) for a, b in intervals))
-"""
-# eSpeak synthesizes ~600x real time; a child that runs this long is wedged, not busy.
-SYNTH_TIMEOUT_S = 120.0
+# Energy-based silence for pulling aeneas's word ends back: frames more than SILENCE_DB
+# below the loudest, and at least MIN_PAUSE_S of them before the next word's start.
+SILENCE_DB = 40.0
+MIN_PAUSE_S = 0.04
 
 
 class AlignmentError(Exception):
-    """The aligner could not time the words (synthesis failed or timed out, bad output)."""
+    """The aligner could not time the words (the cause is in the message)."""
 
 
-def _runtime_configuration(tmp_dir: str) -> RuntimeConfiguration:
-    # The cew_subprocess keys only matter if aeneas ever synthesizes on its own: then it
-    # too uses a child process of this interpreter, never in-process eSpeak.
-    return RuntimeConfiguration("|".join([
-        f"mfcc_window_length={MFCC_WINDOW_LENGTH:.3f}",
-        f"mfcc_window_shift={MFCC_WINDOW_SHIFT:.3f}",
-        "cew_subprocess_enabled=True",
-        f"cew_subprocess_path={sys.executable}",
-        f"tmp_path={tmp_dir}",
-    ]))
+class NoPathError(AlignmentError):
+    """The words cannot be said in the audio at all (no path through the aligner's grammar)."""
 
 
-def _audio_file(samples: np.ndarray, sample_rate: int, rconf: RuntimeConfiguration) -> AudioFile:
-    """Wraps in-memory mono samples as an aeneas AudioFile (what it would read from a wav)."""
-    audio = AudioFile(rconf=rconf)
-    audio.audio_format = "pcm16"
-    audio.audio_channels = 1
-    audio.audio_sample_rate = sample_rate
-    audio.add_samples(np.asarray(samples, dtype=np.float64))
-    return audio
+@dataclasses.dataclass
+class Alignment:
+    """Per-word timing of N words.
 
-
-def _synthesize(words: Sequence[str], voice: str, tmp_dir: str, timeout_s: float) -> tuple[np.ndarray, int, list[float]]:
-    """Synthesizes one fragment per word in a child process.
-
-    Returns (samples float64 ``[samples]``, sample rate, start time in seconds of each word
-    in the synthetic speech).
+    Attributes:
+      starts, ends: float64 ``[N]`` seconds, non-decreasing, ``starts <= ends``.
+      confidence: float64 ``[N]`` in [0, 1], the aligner's own measure (see the module docstring).
+      aligner: the aligner that produced the times ("aeneas" or "pocketsphinx").
+      fit: how well the words fit the audio as a whole, in [0, 1], where the aligner
+        measures it (pocketsphinx: the share of the speech it explains with words); None
+        otherwise.
+      fallback: the first aligner's failure when "auto" had to use its second; "" if not.
+      disagreement_s: "auto" only: mean absolute difference in seconds between the word
+        onsets of its two aligners (each aligner's errors are small on a correct
+        transcript and unrelated on a wrong one); None when only one could align.
     """
-    import soundfile
 
-    text_path = os.path.join(tmp_dir, "words.txt")
-    wav_path = os.path.join(tmp_dir, "synth.wav")
-    data_path = os.path.join(tmp_dir, "synth.txt")
-    with open(text_path, "w", encoding="utf-8") as f:
-        f.writelines(f"{voice} {word}\n" for word in words)
-    cmd = [sys.executable, "-I", "-S", "-c", _SYNTH_CHILD, _AENEAS_PATH, text_path, wav_path, data_path]
-    try:
-        proc = subprocess.run(cmd, capture_output=True, timeout=timeout_s, check=False, text=True)
-    except subprocess.TimeoutExpired:
-        raise AlignmentError(f"speech synthesis did not finish within {timeout_s:.0f} s") from None
-    try:
-        with open(data_path, encoding="utf-8") as f:
-            lines = f.read().splitlines()
-        count = int(lines[1])
-        anchors = [float(line.split(" ")[0]) for line in lines[2:2 + count]]
-        samples, rate = soundfile.read(wav_path, dtype="float64")
-    except (OSError, ValueError, IndexError, RuntimeError) as e:
-        raise AlignmentError(
-            f"speech synthesis failed (exit {proc.returncode}): {proc.stdout.strip()} {proc.stderr.strip()} ({e})") from None
-    if count != len(words) or samples.ndim != 1 or samples.size == 0:
-        raise AlignmentError(f"speech synthesis returned {count} of {len(words)} words, {samples.shape} samples")
-    return samples, int(rate), anchors
+    starts: np.ndarray
+    ends: np.ndarray
+    confidence: np.ndarray
+    aligner: str
+    fit: float | None = None
+    fallback: str = ""
+    disagreement_s: float | None = None
 
 
-def speech_span(samples: np.ndarray, sample_rate: int, top_db: float) -> tuple[int, int]:
-    """[begin, end) samples from the first to the last non-silent frame.
-
-    Frames are 40 ms long every 10 ms (centred, zero-padded); a frame is non-silent when its
-    mean power is within ``top_db`` of the loudest frame's. Same result as
-    ``librosa.effects.trim(samples, top_db, frame_length=4 * hop, hop_length=hop)[1]``.
-    Returns (0, 0) when no frame qualifies.
-    """
+def frame_db(samples: np.ndarray, sample_rate: int) -> np.ndarray:
+    """Power in dB of 40 ms frames every 10 ms (centred, zero-padded): ``[frames]``."""
     hop = sample_rate // 100
     length = 4 * hop
     padded = np.pad(np.asarray(samples, dtype=np.float32), length // 2)
     frames = np.lib.stride_tricks.sliding_window_view(padded, length)[::hop]  # [T, length]
     power = np.einsum("tl,tl->t", frames, frames) / length
-    db = 10 * np.log10(np.maximum(power, 1e-10))
+    return 10 * np.log10(np.maximum(power, 1e-10))
+
+
+def speech_span(samples: np.ndarray, sample_rate: int, top_db: float) -> tuple[int, int]:
+    """[begin, end) samples from the first to the last non-silent frame.
+
+    A frame (:func:`frame_db`) is non-silent when its mean power is within ``top_db`` of the
+    loudest frame's. Same result as ``librosa.effects.trim(samples, top_db,
+    frame_length=4 * hop, hop_length=hop)[1]``. Returns (0, 0) when no frame qualifies.
+    """
+    hop = sample_rate // 100
+    db = frame_db(samples, sample_rate)
     loud = np.flatnonzero(db > db.max() - top_db)
     if loud.size == 0:
         return 0, 0
     return int(loud[0] * hop), int(min(samples.shape[0], (loud[-1] + 1) * hop))
 
 
-def align_words(samples: np.ndarray, words: Sequence[str], *, sample_rate: int = SAMPLE_RATE,
-                language: str = "eng", trim_db: float | None = TRIM_DB,
-                timeout_s: float = SYNTH_TIMEOUT_S) -> tuple[np.ndarray, np.ndarray]:
+def speech_frames(samples: np.ndarray, sample_rate: int, top_db: float = SILENCE_DB) -> np.ndarray:
+    """bool ``[frames]`` (10 ms, :func:`frame_db`): the frame is within ``top_db`` of the loudest."""
+    db = frame_db(samples, sample_rate)
+    return db > db.max() - top_db
+
+
+def pull_back_ends(starts: np.ndarray, ends: np.ndarray, speech: np.ndarray) -> np.ndarray:
+    """Word ends moved back to the end of speech when a pause follows the word.
+
+    Args:
+      starts, ends: ``[N]`` seconds.
+      speech: bool ``[frames]`` at 100 frames/s (:func:`speech_frames`).
+
+    Returns:
+      New ends ``[N]``: for each word whose span ends in at least MIN_PAUSE_S of silence,
+      the end of its last speech frame (never before its start + 10 ms).
+    """
+    new_ends = ends.copy()
+    min_frames = int(round(MIN_PAUSE_S * 100))
+    for i, (start, end) in enumerate(zip(starts, ends)):
+        first, last = int(round(start * 100)), min(int(round(end * 100)), speech.size)
+        voiced = np.flatnonzero(speech[first:last])
+        if voiced.size and last - (first + voiced[-1] + 1) >= min_frames:
+            new_ends[i] = max((first + voiced[-1] + 1) / 100, start + 0.01)
+    return new_ends
+
+
+def _speech_share(starts: np.ndarray, ends: np.ndarray, speech: np.ndarray) -> np.ndarray:
+    share = []
+    for start, end in zip(starts, ends):
+        first = min(int(start * 100), speech.size - 1)
+        last = max(first + 1, min(int(np.ceil(end * 100)), speech.size))
+        share.append(float(np.mean(speech[first:last])))
+    return np.asarray(share)
+
+
+def _align_aeneas(samples: np.ndarray, words: Sequence[str], language: str) -> Alignment:
+    from hmaf.data.align_aeneas import align_words
+
+    starts, ends = align_words(samples, words, language=language)
+    speech = speech_frames(samples, SAMPLE_RATE)
+    ends = pull_back_ends(starts, ends, speech)
+    return Alignment(starts=starts, ends=ends, confidence=_speech_share(starts, ends, speech), aligner="aeneas")
+
+
+def _align_one(name: str, samples: np.ndarray, words: Sequence[str], language: str) -> Alignment:
+    if name == "aeneas":
+        return _align_aeneas(samples, words, language)
+    if language != "eng":
+        raise AlignmentError(f"pocketsphinx has an English model only, not {language!r}")
+    from hmaf.data import align_sphinx
+
+    return align_sphinx.align(samples, list(words))
+
+
+def align(samples: np.ndarray, words: Sequence[str], *, aligner: str = DEFAULT_ALIGNER,
+          language: str = "eng") -> Alignment:
     """Times each word in the speech.
 
     Args:
-      samples: mono float ``[samples]`` at ``sample_rate``.
-      words: the N normalised words, in spoken order (no whitespace inside a word).
-      sample_rate: rate of ``samples`` in Hz.
-      language: an aeneas language code (ISO 639-3, e.g. "eng"), picks the eSpeak voice.
-      trim_db: align only the span between the first and last 10 ms frame within
-        ``trim_db`` of the loudest frame (times stay relative to ``samples``); None
-        aligns the whole signal.
-      timeout_s: limit for the synthesis child process.
-
-    Returns:
-      (starts, ends): float64 ``[N]`` seconds, non-decreasing, ``starts <= ends``. A word
-      may come back with zero length; :func:`hmaf.data.features.word_frames` gives it a
-      frame.
+      samples: mono float ``[samples]`` at 16 kHz.
+      words: the N normalised words (:func:`hmaf.data.text.normalize_words`), spoken order.
+      aligner: one of :data:`ALIGNERS`.
+      language: ISO 639-3 code; pocketsphinx knows English ("eng") only, so "auto" uses
+        aeneas for other languages.
 
     Raises:
-      AlignmentError: with the cause, when the words cannot be timed.
+      NoPathError: pocketsphinx found no way to say the words in the audio (a mismatch).
+      AlignmentError: every aligner tried failed; the message names each cause.
+      ValueError: an unknown aligner.
     """
-    from hmaf.data.audio import resample
-
+    if aligner not in ALIGNERS:
+        raise ValueError(f"aligner must be one of {ALIGNERS}, got {aligner!r}")
     if not words:
         raise AlignmentError("no words to align")
-    if any(not w or w != w.strip() or any(c.isspace() for c in w) for w in words):
-        raise AlignmentError("a word is empty or holds whitespace")
-    try:
-        voice = ESPEAKTTSWrapper.LANGUAGE_TO_VOICE_CODE[language]
-    except KeyError:
-        raise AlignmentError(f"language {language!r} has no eSpeak voice in aeneas") from None
-    samples = np.asarray(samples, dtype=np.float32)
-    offset = 0
-    if trim_db is not None:
-        begin, end = speech_span(samples, sample_rate, trim_db)
-        if end - begin >= sample_rate // 25:  # else: (near) silence; align it all and let the caller judge
-            samples, offset = samples[begin:end], begin
-    with tempfile.TemporaryDirectory(prefix="hmaf-align-") as tmp_dir:
-        rconf = _runtime_configuration(tmp_dir)
-        synth, synth_rate, anchors = _synthesize(words, voice, tmp_dir, timeout_s)
+    order = AUTO_ORDER if aligner == "auto" else (aligner,)
+    if aligner == "auto" and language != "eng":
+        order = ("aeneas",)
+    causes, results = [], []
+    for name in order:  # auto: the second aligner checks the first one's times, or replaces them
         try:
-            real_mfcc = AudioFileMFCC(audio_file=_audio_file(samples, sample_rate, rconf), rconf=rconf)
-            real_mfcc.set_head_middle_tail(TimeValue("0.000"), None, TimeValue("0.000"))
-            if synth_rate != sample_rate:
-                # The stock task converts the synthetic wav to the real audio's rate (ffmpeg).
-                synth = resample(synth, synth_rate, sample_rate)
-            synth_mfcc = AudioFileMFCC(audio_file=_audio_file(synth, sample_rate, rconf), rconf=rconf)
-            text_file = TextFile(rconf=rconf)
-            text_file.read_from_list(list(words))
-            text_file.set_language(language)
-            synth_anchors = [[TimeValue(f"{a:.3f}"), f.identifier, f.filtered_text]
-                             for a, f in zip(anchors, text_file.fragments)]
-            boundaries = DTWAligner(real_mfcc, synth_mfcc, rconf=rconf).compute_boundaries(synth_anchors)
-            fragments = AdjustBoundaryAlgorithm(rconf=rconf).adjust(
-                aba_parameters=TaskConfiguration().aba_parameters(), real_wave_mfcc=real_mfcc,
-                boundary_indices=boundaries, text_file=text_file, allow_arbitrary_shift=True)
-            spans = [(float(f.begin), float(f.end)) for f in fragments.fragments
-                     if f.fragment_type == SyncMapFragment.REGULAR]
-        except (ValueError, TypeError, RuntimeError, MemoryError) as e:
-            raise AlignmentError(f"aeneas failed: {type(e).__name__}: {e}") from None
-    if len(spans) != len(words):
-        raise AlignmentError(f"aeneas returned {len(spans)} intervals for {len(words)} words")
-    starts, ends = (np.asarray(v, dtype=np.float64) for v in zip(*spans))
-    if not (np.all(np.isfinite(starts)) and np.all(ends >= starts) and np.all(np.diff(starts) >= 0)):
-        raise AlignmentError("aeneas returned intervals out of order")
-    return starts + offset / sample_rate, ends + offset / sample_rate
+            results.append(_align_one(name, samples, words, language))
+        except NoPathError:
+            raise
+        except AlignmentError as e:
+            if not results:
+                causes.append(f"{name}: {e}")
+    if not results:
+        raise AlignmentError("; ".join(causes))
+    result = results[0]
+    if len(results) == 2:
+        disagreement = float(np.mean(np.abs(results[0].starts - results[1].starts)))
+        if result.fit is not None and result.fit < MIN_SPHINX_FIT:
+            causes.append(f"{result.aligner}: explained {result.fit:.0%} of the speech with the words")
+            result = dataclasses.replace(results[1], fit=result.fit)
+        result.disagreement_s = disagreement
+    result.fallback = "; ".join(causes)
+    return result

@@ -41,6 +41,7 @@ import tensorflow_datasets as tfds
 from hmaf.data import features as features_lib
 from hmaf.data import writer
 from hmaf.data.manifest import ManifestRow
+from hmaf.data.settings import PrepareSettings
 from hmaf.data.utterance import Utterance
 
 # TensorFlow is only the data side's tool: it must never hold an accelerator JAX needs.
@@ -220,8 +221,9 @@ def prepare_beam(manifest: str | os.PathLike, out_dir: str | os.PathLike, *, bea
         nor rejected.
     """
     t_start = time.perf_counter()
-    out_dir, name, rows, rejects = writer.read_inputs(manifest, out_dir, l_max=l_max,
-                                                      long_word_rule=long_word_rule, labels=labels, name=name)
+    settings = PrepareSettings(embeddings=embeddings, l_max=l_max, long_word_rule=long_word_rule,
+                               num_shards=num_shards, labels=labels, name=name, seed=seed, progress=progress)
+    out_dir, name, rows, rejects = writer.read_inputs(manifest, out_dir, settings)
     cache_dir = os.path.join(out_dir, "cache")
     tfds_dir = beam_data_dir or os.path.join(out_dir, "tfds")
     if tf.io.gfile.exists(tfds_dir):  # tfds would reuse an earlier build, of other rows
@@ -258,9 +260,8 @@ def prepare_beam(manifest: str | os.PathLike, out_dir: str | os.PathLike, *, bea
         raise ValueError(f"the Beam pipeline neither kept nor rejected {len(missing)} row(s): {missing[:5]}")
     counters = getattr(builder, "counters", {})
     info = writer.write_corpus(
-        manifest, out_dir, name, rows, [results[row.line] for row in rows], rejects, embeddings=embeddings,
-        l_max=l_max, long_word_rule=long_word_rule, num_shards=num_shards, labels=labels, seed=seed,
-        progress=progress, phase1_s=time.perf_counter() - t1, t_start=t_start,
+        manifest, out_dir, name, rows, [results[row.line] for row in rows], rejects, settings,
+        phase1_s=time.perf_counter() - t1, t_start=t_start,
         extra={"beam_counters": dict(sorted(counters.items())), "beam_options": beam_options or "",
                "beam_data_dir": tfds_dir})
     return info

@@ -8,7 +8,11 @@ with the same column names:
   string "" is kept and later rejected as ``empty_transcript``. CSV cannot tell null from
   "", so in CSV an empty cell means "missing" (transcribe);
 - ``label``, ``speaker`` (required, strings; JSON numbers are accepted and turned into text);
-- ``id`` (optional): default is the audio path relative to the manifest, without suffix;
+- ``id`` (optional, kept as given): default is the audio path relative to the manifest's
+  folder without its extension (``a/001.wav`` -> ``a/001``, so ``a/001`` and ``b/001``
+  differ); files that differ only by extension (``x.wav``, ``x.mp3``) keep it (``x.wav``,
+  ``x.mp3``). Two rows with the same id (or the same file twice without ids) are a
+  ``duplicate_id`` reject;
 - ``split`` (optional), ``group`` (optional; default = speaker);
 - ``word_timings`` (optional): list of [word, start_s, end_s]; in CSV a JSON string.
 
@@ -19,6 +23,7 @@ file and line; only an unreadable file raises :class:`ManifestError`.
 
 from __future__ import annotations
 
+import collections
 import csv
 import dataclasses
 import json
@@ -73,11 +78,13 @@ def _text(value: Any) -> str | None:
     raise TypeError(f"expected a string, got {type(value).__name__}")
 
 
-def _default_id(audio: str, folder: str) -> str:
+def _default_id(audio: str, folder: str, keep_extension: bool = False) -> str:
+    """The audio path relative to the manifest's folder ("a/001.wav" -> "a/001")."""
     if os.path.isabs(audio):
         rel = os.path.relpath(audio, folder)
         audio = audio if rel.startswith("..") else rel
-    return os.path.splitext(audio)[0].replace(os.sep, "/")
+    audio = os.path.normpath(audio)
+    return (audio if keep_extension else os.path.splitext(audio)[0]).replace(os.sep, "/")
 
 
 def _word_timings(value: Any) -> tuple[tuple[str, float, float], ...]:
@@ -181,7 +188,7 @@ def read_manifest(path: str | os.PathLike) -> tuple[list[ManifestRow], list[RowR
     folder = os.path.dirname(path)
     rows: list[ManifestRow] = []
     rejects: list[RowReject] = []
-    seen: dict[str, int] = {}
+    parsed: list[tuple[ManifestRow, str | None]] = []  # with the manifest's own audio string when id is default
     for line, raw, error in _raw_rows(path):
         where = f"{path}:{line}"
         raw_id = str(raw.get("id") or "") if raw else ""
@@ -194,10 +201,21 @@ def read_manifest(path: str | os.PathLike) -> tuple[list[ManifestRow], list[RowR
         except (ValueError, TypeError) as e:
             rejects.append(RowReject(line, raw_id, raw_audio, "bad_row", f"{where}: {e}"))
             continue
+        parsed.append((row, None if _text(raw.get("id")) else _text(raw["audio"])))
+    # Default ids of different files that differ only by extension keep the extension.
+    files_by_stem: dict[str, set[str]] = collections.defaultdict(set)
+    for row, audio in parsed:
+        if audio is not None:
+            files_by_stem[row.id].add(row.audio)
+    seen: dict[str, int] = {}
+    for row, audio in parsed:
+        if audio is not None and len(files_by_stem[row.id]) > 1:
+            row = dataclasses.replace(row, id=_default_id(audio, folder, keep_extension=True))
         if row.id in seen:
-            rejects.append(RowReject(line, row.id, row.audio, "duplicate_id",
-                                     f"{where}: id {row.id!r} already used on line {seen[row.id]}"))
+            rejects.append(RowReject(row.line, row.id, row.audio, "duplicate_id",
+                                     f"{path}:{row.line}: id {row.id!r} already used on line {seen[row.id]}"))
             continue
-        seen[row.id] = line
+        seen[row.id] = row.line
         rows.append(row)
+    rejects.sort(key=lambda r: r.line)
     return rows, rejects

@@ -27,7 +27,7 @@ from hmaf.data.text import normalize_words
 SILENCE_RMS = 10 ** (-70 / 20)
 
 REASONS = ("unreadable_audio", "empty_transcript", "no_words", "asr_failed", "alignment_failed",
-           "silent_audio", "non_finite", "bad_word_timings")
+           "alignment_mismatch", "silent_audio", "non_finite", "bad_word_timings")
 
 
 class PreprocessError(Exception):
@@ -56,6 +56,8 @@ class Utterance:
       long_words: how many words were longer than l_max frames.
       audio_seconds: duration of the decoded audio.
       timing: seconds spent per step: decode_s, asr_s, align_s, features_s.
+      aligner: what timed the words: "aeneas", "pocketsphinx" or "manifest" (given timings).
+      align_fallback: why "auto" fell back to its second aligner; "" when it did not.
     """
 
     words: list[str]
@@ -67,6 +69,8 @@ class Utterance:
     long_words: int
     audio_seconds: float
     timing: dict[str, float]
+    aligner: str = ""
+    align_fallback: str = ""
 
 
 def _given_timings(path: str, word_timings: Sequence[Sequence[object]]) -> tuple[list[str], np.ndarray, np.ndarray]:
@@ -102,7 +106,7 @@ def _given_timings(path: str, word_timings: Sequence[Sequence[object]]) -> tuple
 def preprocess_utterance(audio_path: str | os.PathLike, transcript: str | None, *, l_max: int = 100,
                          long_word_rule: str = "subsample",
                          word_timings: Sequence[Sequence[object]] | None = None,
-                         language: str = "eng") -> Utterance:
+                         language: str = "eng", aligner: str = "auto") -> Utterance:
     """Decodes, (transcribes,) aligns and featurizes one utterance.
 
     Args:
@@ -112,8 +116,10 @@ def preprocess_utterance(audio_path: str | os.PathLike, transcript: str | None, 
         given (then it is only stored; None becomes the given words joined).
       l_max: the most frames kept per word.
       long_word_rule: "subsample" or "truncate" (see :func:`hmaf.data.features.word_frames`).
-      word_timings: optional [word, start_s, end_s] triples; alignment is skipped.
-      language: aeneas language code for alignment.
+      word_timings: optional [word, start_s, end_s] triples; alignment (and the mismatch
+        check) is skipped.
+      language: ISO 639-3 language code for alignment.
+      aligner: "aeneas", "pocketsphinx" or "auto" (:mod:`hmaf.data.align`).
 
     Returns:
       The :class:`Utterance`.
@@ -121,12 +127,15 @@ def preprocess_utterance(audio_path: str | os.PathLike, transcript: str | None, 
     Raises:
       PreprocessError: (path, reason, detail) for a bad example.
     """
-    from hmaf.data.align import AlignmentError, align_words  # deferred: aeneas import
+    from hmaf.data.align import ALIGNERS, AlignmentError, NoPathError, align
+    from hmaf.data.mismatch import find_mismatch
 
     path = os.fspath(audio_path)
     timing = {"decode_s": 0.0, "asr_s": 0.0, "align_s": 0.0, "features_s": 0.0}
     if long_word_rule not in features_lib.LONG_WORD_RULES:
         raise ValueError(f"long_word_rule must be one of {features_lib.LONG_WORD_RULES}, got {long_word_rule!r}")
+    if aligner not in ALIGNERS:
+        raise ValueError(f"aligner must be one of {ALIGNERS}, got {aligner!r}")
     if transcript is not None and not transcript.strip():
         raise PreprocessError(path, "empty_transcript", "the transcript is an empty string")
 
@@ -144,6 +153,7 @@ def preprocess_utterance(audio_path: str | os.PathLike, transcript: str | None, 
         raise PreprocessError(path, "silent_audio", f"RMS {rms:.2e} is below {SILENCE_RMS:.2e} (-70 dBFS)")
 
     transcript_auto = False
+    used, fallback = "manifest", ""
     if word_timings is not None:
         words, starts, ends = _given_timings(path, word_timings)
         if transcript is None:
@@ -164,9 +174,17 @@ def preprocess_utterance(audio_path: str | os.PathLike, transcript: str | None, 
             raise PreprocessError(path, "no_words", f"no words after normalising {transcript[:80]!r}")
         t0 = time.perf_counter()
         try:
-            starts, ends = align_words(samples, words, language=language)
+            alignment = align(samples, words, aligner=aligner, language=language)
+        except NoPathError as e:  # the words cannot be said in this audio
+            raise PreprocessError(path, "alignment_failed" if transcript_auto else "alignment_mismatch",
+                                  str(e)) from None
         except AlignmentError as e:
             raise PreprocessError(path, "alignment_failed", str(e)) from None
+        # An automatic transcript is what the recogniser heard in this very audio: no check.
+        problem = None if transcript_auto else find_mismatch(samples, words, alignment)
+        if problem is not None:
+            raise PreprocessError(path, "alignment_mismatch", problem)
+        starts, ends, used, fallback = alignment.starts, alignment.ends, alignment.aligner, alignment.fallback
         timing["align_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -177,4 +195,4 @@ def preprocess_utterance(audio_path: str | os.PathLike, transcript: str | None, 
     timing["features_s"] = time.perf_counter() - t0
     return Utterance(words=words, frames=frames, word_start=starts, word_end=ends, transcript=transcript,
                      transcript_auto=transcript_auto, long_words=long_words, audio_seconds=audio_seconds,
-                     timing=timing)
+                     timing=timing, aligner=used, align_fallback=fallback)

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import collections
 import os
-import tempfile
 from typing import Iterable, Sequence
 
 import numpy as np
+
+from hmaf.io import atomic_write_text
 
 PAD = "<pad>"
 UNK = "<unk>"
@@ -70,17 +71,8 @@ class Vocab:
             raise VocabError(f"{path}: {e}") from None
 
     def save(self, path: str | os.PathLike) -> None:
-        """Writes ``vocab.txt`` atomically (a temp file in the same folder, then rename)."""
-        folder = os.path.dirname(os.path.abspath(path))
-        fd, tmp = tempfile.mkstemp(prefix=".vocab-", suffix=".tmp", dir=folder)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write("\n".join(self.words) + "\n")
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-            raise
+        """Writes ``vocab.txt`` atomically (:mod:`hmaf.io`)."""
+        atomic_write_text(path, "\n".join(self.words) + "\n")
 
     def __len__(self) -> int:
         return len(self.words)

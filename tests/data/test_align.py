@@ -1,7 +1,9 @@
 import numpy as np
 import pytest
 
-from hmaf.data.align import AlignmentError, align_words, speech_span
+from hmaf.data import align_sphinx
+from hmaf.data.align import Alignment, AlignmentError, align, pull_back_ends, speech_span
+from hmaf.data.align_aeneas import align_words
 from hmaf.data.audio import load_audio
 from speech_synth import say_words
 
@@ -88,3 +90,68 @@ def test_temporary_files_are_removed(spoken, tmp_path, monkeypatch):
     with pytest.raises(AlignmentError):
         align_words(samples, words, timeout_s=0.001)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("aligner", ["aeneas", "pocketsphinx", "auto"])
+def test_every_aligner_times_words_and_leaves_pauses_out(spoken, aligner):
+    """Onsets near the truth; a word's end is its sound's end, not the pause after it (gaps 50/150 ms)."""
+    onset_errors, offset_errors = [], []
+    for words, onsets, offsets, samples in spoken:
+        result = align(samples, words, aligner=aligner)
+        assert result.starts.shape == result.ends.shape == result.confidence.shape == (len(words),)
+        assert np.all(result.ends > result.starts) and np.all(np.diff(result.starts) >= 0)
+        assert np.all((0 <= result.confidence) & (result.confidence <= 1))
+        assert result.aligner == ("pocketsphinx" if aligner == "auto" else aligner) and result.fallback == ""
+        onset_errors.extend(np.abs(result.starts - onsets))
+        offset_errors.extend(np.abs(result.ends - offsets))
+    onset_ms, offset_ms = 1000 * np.median(onset_errors), 1000 * np.median(offset_errors)
+    print(f"\n{aligner}: median onset error {onset_ms:.1f} ms, offset {offset_ms:.1f} ms")
+    assert onset_ms < 30 and offset_ms < 40
+
+
+def test_pull_back_ends_stops_at_the_end_of_speech():
+    speech = np.zeros(100, bool)
+    speech[10:30] = speech[45:60] = speech[62:80] = True  # word 1, pause, word 2, 20 ms gap, word 3
+    starts, ends = np.array([0.10, 0.45, 0.62]), np.array([0.45, 0.62, 0.80])
+    np.testing.assert_allclose(pull_back_ends(starts, ends, speech), [0.30, 0.62, 0.80])
+
+
+def test_pocketsphinx_pronounces_words_outside_its_dictionary(spoken):
+    words, onsets, _, samples = spoken[0]
+    odd = ["xylobrax" if w == "fox" else w for w in words]  # no dictionary has it; espeak-ng says it
+    result = align_sphinx.align(samples, odd)
+    assert np.median(np.abs(result.starts - onsets)) < 0.03
+    result = align_sphinx.align(samples, ["café", "naïve", "42", "rock'n'roll", "über", "dog", "the", "lazy", "over"])
+    assert result.starts.shape == (9,) and 0 < result.fit <= 1
+
+
+def test_auto_falls_back_when_its_first_aligner_fails(spoken, monkeypatch):
+    words, onsets, _, samples = spoken[1]
+
+    def broken(samples, words):
+        raise AlignmentError("decoder exploded")
+
+    monkeypatch.setattr(align_sphinx, "align", broken)
+    result = align(samples, words, aligner="auto")
+    assert result.aligner == "aeneas" and "decoder exploded" in result.fallback
+    with pytest.raises(AlignmentError, match="pocketsphinx: decoder exploded"):
+        align(samples, words, aligner="pocketsphinx")
+    with pytest.raises(ValueError, match="aligner"):
+        align(samples, words, aligner="mfa")
+
+
+def test_ipa_to_arpabet():
+    from hmaf.data.g2p import ipa_to_arpabet, pronounce
+
+    assert ipa_to_arpabet("kæfˈeɪ") == ["K", "AE", "F", "EY"]
+    assert ipa_to_arpabet("dʒˈʌdʒ") == ["JH", "AH", "JH"]
+    assert ipa_to_arpabet("bˈʌʔn̩") == ["B", "AH", "T", "AH", "N"]
+    assert pronounce(["3"])["3"] == ["TH", "R", "IY"]
+
+
+def test_pocketsphinx_times_do_not_depend_on_earlier_utterances(spoken):
+    forward = [align_sphinx.align(s, w) for w, _, _, s in spoken]
+    backward = [align_sphinx.align(s, w) for w, _, _, s in reversed(spoken)][::-1]
+    for a, b in zip(forward, backward):
+        np.testing.assert_array_equal(a.starts, b.starts)
+        np.testing.assert_array_equal(a.ends, b.ends)

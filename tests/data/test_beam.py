@@ -12,7 +12,7 @@ import tensorflow_datasets as tfds
 from hmaf import prepare as prepare_cli
 from hmaf.corpora.synthetic import generate
 from hmaf.data import beam as beam_lib
-from hmaf.data import writer
+from hmaf.data import pool, writer
 from hmaf.data.manifest import read_manifest
 from hmaf.data.source import CorpusSource
 
@@ -110,7 +110,7 @@ def test_a_failing_row_becomes_an_internal_error_reject(manifest, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(writer, "preprocess_utterance", broken)
+    monkeypatch.setattr(pool, "preprocess_utterance", broken)
     rows, _ = read_manifest(manifest)
     outputs = list(beam_lib._Preprocess(100, "subsample", ["angry", "happy", "neutral", "sad"]).process(rows[0]))
     assert len(outputs) == 1 and isinstance(outputs[0], beam.pvalue.TaggedOutput)

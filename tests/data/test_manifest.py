@@ -74,3 +74,13 @@ def test_unreadable_manifests_raise(tmp_path):
     (tmp_path / "binary.jsonl").write_bytes(b"\xff\xfe\x00garbage\xff")
     with pytest.raises(ManifestError, match="binary.jsonl"):
         read_manifest(tmp_path / "binary.jsonl")
+
+
+def test_default_ids_are_unique_paths_and_real_duplicates_are_rejected(tmp_path):
+    rows = [{"audio": "a/001.wav"}, {"audio": "b/001.wav"}, {"audio": "x.wav"}, {"audio": "x.mp3"},
+            {"audio": "./a/001.wav"}, {"audio": "c.wav", "id": "a/001"}, {"audio": "y.wav", "id": "keep me"}]
+    m = _write(tmp_path / "m.jsonl", "\n".join(json.dumps({**r, "label": "l", "speaker": "s"}) for r in rows))
+    good, rejects = read_manifest(m)
+    assert [r.id for r in good] == ["a/001", "b/001", "x.wav", "x.mp3", "keep me"]
+    assert [(r.line, r.reason) for r in rejects] == [(5, "duplicate_id"), (6, "duplicate_id")]
+    assert "m.jsonl:5" in rejects[0].detail and "line 1" in rejects[0].detail

@@ -76,9 +76,13 @@ def test_given_word_timings_skip_alignment(wavs):
 
 
 def test_non_ascii_transcript(wavs):
-    utt = preprocess_utterance(wavs / "speech.wav", "Café au lait, s'il vous plaît — naïve Zoë!")
+    text = "Café au lait, s'il vous plaît — naïve Zoë!"
+    say(text, wavs / "french.wav", voice="en+m2")
+    utt = preprocess_utterance(wavs / "french.wav", text)
     assert utt.words == ["café", "au", "lait", "s'il", "vous", "plaît", "naïve", "zoë"]
     assert all(len(f) >= 1 for f in utt.frames)
+    with pytest.raises(PreprocessError, match="alignment_mismatch"):  # these words on other speech
+        preprocess_utterance(wavs / "speech.wav", text)
 
 
 def test_automatic_transcript(wavs):

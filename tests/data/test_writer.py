@@ -75,6 +75,7 @@ def test_dataset_json(prepared):
     assert 0 <= info["embeddings"]["unknown_share"] < 0.5
     assert set(info["timing"]) >= {"decode_s", "asr_s", "align_s", "features_s", "write_s"}
     assert info["audio_seconds"] > 8
+    assert info["aligner"] == "auto" and info["aligned_by"] == {"pocketsphinx": 8} and info["align_fallbacks"] == 0
     assert _temporaries(out) == []
 
 
@@ -120,9 +121,9 @@ def test_labels_order_and_unknown_labels(corpus, tmp_path):
 
 
 def test_a_dying_worker_rejects_rows_instead_of_stopping_the_run(corpus, tmp_path, monkeypatch):
-    from hmaf.data import writer
+    from hmaf.data import pool
 
-    monkeypatch.setattr(writer, "_process_row", dying_process_row)
+    monkeypatch.setattr(pool, "process_row", dying_process_row)
     with pytest.raises(ValueError, match="no usable example"):
         prepare(corpus / "manifest.jsonl", tmp_path / "dying", num_workers=2, progress=False)
     rejects = [json.loads(line) for line in (tmp_path / "dying" / "rejects.jsonl").read_text().splitlines()]
@@ -172,3 +173,56 @@ def test_killed_run_resumes_to_identical_output(corpus, prepared, tmp_path):
     assert again["skipped_shards"] == 2 and again["cached_utterances"] == 8
     assert (out / "records" / info["shards"][0]).read_bytes() == first_shard
     assert _temporaries(out) == []
+
+
+def _session_processes(session: int) -> list[int]:
+    """Pids of the live processes in a session (orphans keep their session when re-parented)."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            fields = stat[stat.rindex(")") + 2:].split()
+            if int(fields[3]) == session and fields[0] != "Z":
+                pids.append(int(entry))
+    return pids
+
+
+_BLOCKED_POOL = """
+import sys
+from hmaf.data import pool
+from hmaf.data.manifest import ManifestRow
+from hmaf.data.settings import PrepareSettings
+from crashing_worker import sleeping_process_row
+
+pool.process_row = sleeping_process_row
+rows = [ManifestRow(i, f"u{i}", f"/nonexistent/u{i}.wav", "hi", "l", "s", "s", "", None) for i in range(4)]
+pool.run_phase1(rows, sys.argv[1], PrepareSettings(progress=False), num_workers=2)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_busy_pool_workers_die_with_a_killed_parent(tmp_path):
+    """kill -9 of the parent while both workers are busy: no worker (or child of one) survives it."""
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests" / "data")]),
+           "HMAF_TEST_MARKS": str(marks)}
+    proc = subprocess.Popen([sys.executable, "-c", _BLOCKED_POOL, str(tmp_path)], cwd=REPO, env=env,
+                            start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and len(os.listdir(marks)) < 2:
+            time.sleep(0.01)
+        assert proc.poll() is None and len(os.listdir(marks)) == 2, "both workers should be busy"
+        os.kill(proc.pid, signal.SIGKILL)  # only the parent: its workers must follow on their own
+        proc.wait()
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and _session_processes(proc.pid):
+            time.sleep(0.05)
+        assert _session_processes(proc.pid) == []
+    finally:
+        for pid in _session_processes(proc.pid):
+            os.kill(pid, signal.SIGKILL)

@@ -1,0 +1,137 @@
+"""Forced word alignment with pocketsphinx (HMM, explicit silences): samples + words -> times.
+
+pocketsphinx's US English acoustic model and CMU dictionary ship in its wheel (offline).
+The transcript becomes a finite-state grammar of its words, with optional silences
+between them, and Viterbi search finds the best path through it; each word's start and
+end are the first and last 10 ms frame of its segment, so a pause is its own ``<sil>``
+segment and never part of a word.
+
+Words outside the dictionary (names, numbers, non-ASCII, "rock'n'roll") get a
+pronunciation from espeak-ng's letter-to-sound rules mapped to CMU phones
+(:mod:`hmaf.data.g2p`), under a private ASCII alias, so any normalised word can be
+aligned.
+
+pocketsphinx prunes its search with beams tuned for recognition; in forced alignment
+they can prune every path through the grammar, mostly at the last phone of a word
+(measured on isolated words joined by pauses and on emotional synthetic speech). Then the
+search is rerun with wide beams (:data:`WIDE_BEAMS`), and then at 200 frames/s: every
+phone's HMM has three states and takes at least one frame per state, so a phone shorter
+than 30 ms ("the" in 50 ms of fast speech) has no path at 100 frames/s. If no search
+finds a path: :class:`NoPathError` (``"auto"`` then falls back to aeneas).
+
+Confidence of a word: the geometric mean over its frames of pocketsphinx's acoustic
+score relative to the best-scoring state of each frame, in (0, 1]; about 0.995 on clean
+matching speech, and hardly lower for a wrong transcript (measured), so it is not used to
+judge a transcript. The utterance's ``fit`` is: the share of its speech frames (within
+:data:`FIT_TOP_DB` of the loudest) that fall inside words rather than in the silence and
+noise segments the search may insert. A wrong transcript leaves speech unexplained
+(measured in :mod:`hmaf.data.mismatch`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+
+import numpy as np
+
+from hmaf.data.align import SAMPLE_RATE, Alignment, AlignmentError, NoPathError, speech_frames
+
+# Frames within this of the loudest are speech the words must explain (``fit``); below it,
+# breath, noise floors and reverberation tails may go to silence segments.
+FIT_TOP_DB = 25.0
+WIDE_BEAMS = {"beam": 1e-200, "wbeam": 1e-150, "pbeam": 1e-200, "lpbeam": 1e-150, "lponlybeam": 1e-150}
+# The searches tried in order: (frames per second, wide beams).
+SEARCHES = ((100, False), (100, True), (200, True))
+_ALTERNATE = re.compile(r"\(\d+\)$")  # "to(3)": the third pronunciation of "to"
+
+_decoders: dict[tuple[int, bool], object] = {}  # search -> Decoder; loading the model takes ~1 s
+_aliases: dict[str, tuple[str, str]] = {}  # out-of-dictionary word -> (name it was added under, phones)
+
+
+def _decoder(frate: int, wide: bool):
+    if (frate, wide) not in _decoders:
+        from pocketsphinx import Decoder
+
+        # cmn="batch": the cepstral mean of the whole utterance, not a running estimate.
+        decoder = Decoder(samprate=SAMPLE_RATE, bestpath=False, loglevel="FATAL", frate=frate, cmn="batch",
+                          **(WIDE_BEAMS if wide else {}))
+        for alias, phones in _aliases.values():
+            decoder.add_word(alias, phones, True)
+        _decoders[frate, wide] = decoder
+    return _decoders[frate, wide]
+
+
+def _tokens(decoder, words: list[str]) -> list[str]:
+    """The dictionary name of each word, adding espeak-ng pronunciations for unknown words."""
+    from hmaf.data.g2p import G2PError, pronounce
+
+    unknown = [w for w in dict.fromkeys(words) if w not in _aliases and decoder.lookup_word(w) is None]
+    if unknown:
+        try:
+            phones = pronounce(unknown)
+        except G2PError as e:
+            raise AlignmentError(f"no pronunciation: {e}") from None
+        for word in unknown:
+            # The name depends on the word only, not on what this process aligned before.
+            _aliases[word] = (f"hmafoov{hashlib.sha1(word.encode()).hexdigest()[:12]}", " ".join(phones[word]))
+            for d in _decoders.values():  # every decoder knows every alias
+                d.add_word(*_aliases[word], True)
+    return [_aliases[w][0] if w in _aliases else w for w in words]
+
+
+def _search(decoder, pcm: bytes, tokens: list[str]):
+    # A fresh feature front end: its state from earlier utterances shifted boundaries by a
+    # frame, so the times depended on what the process had aligned before (measured).
+    decoder.reinit_feat()
+    decoder.set_align_text(" ".join(tokens))
+    decoder.start_utt()
+    decoder.process_raw(pcm, full_utt=True)
+    decoder.end_utt()
+    return decoder.seg()
+
+
+def align(samples: np.ndarray, words: list[str]) -> Alignment:
+    """Times each word in 16 kHz mono float ``samples`` ``[samples]``.
+
+    Returns:
+      :class:`hmaf.data.align.Alignment` with per-word starts, ends (seconds) and confidence.
+
+    Raises:
+      NoPathError: the words cannot be fitted to the audio (see the module docstring).
+      AlignmentError: any other failure (no pronunciation, decoder error, bad output).
+    """
+    pcm = (np.clip(np.asarray(samples, dtype=np.float32), -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
+    for frate, wide in SEARCHES:
+        decoder = _decoder(frate, wide)
+        try:
+            tokens = _tokens(decoder, list(words))
+            segments = _search(decoder, pcm, tokens)
+        except RuntimeError as e:  # pocketsphinx raises RuntimeError for its own failures
+            raise AlignmentError(f"pocketsphinx failed: {e}") from None
+        if segments is not None:
+            break
+    else:
+        raise NoPathError(f"pocketsphinx found no alignment of the {len(words)} words to "
+                          f"{len(samples) / SAMPLE_RATE:.2f} s of audio in any search")
+    expected = iter(tokens)
+    want = next(expected, None)
+    starts, ends, confidence = [], [], []
+    speech = speech_frames(samples, SAMPLE_RATE, FIT_TOP_DB)
+    unexplained = 0
+    for seg in segments:
+        if want is None or _ALTERNATE.sub("", seg.word) != want:
+            first, last = seg.start_frame * 100 // frate, (seg.end_frame + 1) * 100 // frate
+            unexplained += int(np.sum(speech[first:last]))
+        else:
+            frames = seg.end_frame - seg.start_frame + 1
+            starts.append(seg.start_frame / frate)
+            ends.append((seg.end_frame + 1) / frate)
+            confidence.append(math.exp(math.log(max(seg.ascore, 1e-300)) / max(frames, 1)))
+            want = next(expected, None)
+    if len(starts) != len(words):
+        raise AlignmentError(f"pocketsphinx returned {len(starts)} of {len(words)} words")
+    fit = 1.0 - unexplained / max(int(np.sum(speech)), 1)
+    return Alignment(starts=np.asarray(starts), ends=np.asarray(ends), confidence=np.asarray(confidence),
+                     aligner="pocketsphinx", fit=fit)
