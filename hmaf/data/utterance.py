@@ -5,8 +5,9 @@ inference on a new recording both call :func:`preprocess_utterance`.
 
 Steps (each timed): decode (:mod:`hmaf.data.audio`), asr when the transcript is missing
 (:mod:`hmaf.data.asr`), text normalisation (:mod:`hmaf.data.text`), align
-(:mod:`hmaf.data.align`, skipped when word timings are given), features
-(:mod:`hmaf.data.features`).
+(:mod:`hmaf.data.align`, skipped when word timings are given), augment (prepare-time copies
+only, :mod:`hmaf.data.augment`: applied to the waveform AFTER the clean audio is aligned),
+features (:mod:`hmaf.data.features`).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from hmaf.data.text import normalize_words
 SILENCE_RMS = 10 ** (-70 / 20)
 
 REASONS = ("unreadable_audio", "empty_transcript", "no_words", "asr_failed", "alignment_failed",
-           "silent_audio", "non_finite", "bad_word_timings")
+           "silent_audio", "non_finite", "bad_word_timings", "augment_failed")
 
 
 class PreprocessError(Exception):
@@ -55,7 +56,7 @@ class Utterance:
       transcript_auto: True when the transcript came from speech recognition.
       long_words: how many words were longer than l_max frames.
       audio_seconds: duration of the decoded audio.
-      timing: seconds spent per step: decode_s, asr_s, align_s, features_s.
+      timing: seconds spent per step: decode_s, asr_s, align_s, augment_s, features_s.
     """
 
     words: list[str]
@@ -102,7 +103,7 @@ def _given_timings(path: str, word_timings: Sequence[Sequence[object]]) -> tuple
 def preprocess_utterance(audio_path: str | os.PathLike, transcript: str | None, *, l_max: int = 100,
                          long_word_rule: str = "subsample",
                          word_timings: Sequence[Sequence[object]] | None = None,
-                         language: str = "eng") -> Utterance:
+                         language: str = "eng", augment: str = "") -> Utterance:
     """Decodes, (transcribes,) aligns and featurizes one utterance.
 
     Args:
@@ -114,6 +115,10 @@ def preprocess_utterance(audio_path: str | os.PathLike, transcript: str | None, 
       long_word_rule: "subsample" or "truncate" (see :func:`hmaf.data.features.word_frames`).
       word_timings: optional [word, start_s, end_s] triples; alignment is skipped.
       language: aeneas language code for alignment.
+      augment: a resolved augmentation spec (:func:`hmaf.data.augment.resolve`), "" for none.
+        The words are aligned on the clean audio (or taken from ``word_timings``), then the
+        waveform is augmented, the timings scaled (speed) and the features computed from the
+        augmented waveform. Babble source paths are relative to ``audio_path``'s folder.
 
     Returns:
       The :class:`Utterance`.
@@ -124,7 +129,7 @@ def preprocess_utterance(audio_path: str | os.PathLike, transcript: str | None, 
     from hmaf.data.align import AlignmentError, align_words  # deferred: aeneas import
 
     path = os.fspath(audio_path)
-    timing = {"decode_s": 0.0, "asr_s": 0.0, "align_s": 0.0, "features_s": 0.0}
+    timing = {"decode_s": 0.0, "asr_s": 0.0, "align_s": 0.0, "augment_s": 0.0, "features_s": 0.0}
     if long_word_rule not in features_lib.LONG_WORD_RULES:
         raise ValueError(f"long_word_rule must be one of {features_lib.LONG_WORD_RULES}, got {long_word_rule!r}")
     if transcript is not None and not transcript.strip():
@@ -168,6 +173,18 @@ def preprocess_utterance(audio_path: str | os.PathLike, transcript: str | None, 
         except AlignmentError as e:
             raise PreprocessError(path, "alignment_failed", str(e)) from None
         timing["align_s"] = time.perf_counter() - t0
+
+    if augment:
+        from hmaf.data.augment import AugmentError, AugmentSpecError, apply_augment
+
+        t0 = time.perf_counter()
+        try:
+            samples, time_scale = apply_augment(samples, augment, os.path.dirname(path))
+        except (AugmentError, AugmentSpecError) as e:
+            raise PreprocessError(path, "augment_failed", f"{augment!r}: {e}") from None
+        starts, ends = starts * time_scale, ends * time_scale
+        audio_seconds = samples.size / SAMPLE_RATE
+        timing["augment_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
     mfsc = features_lib.mfsc(samples)
