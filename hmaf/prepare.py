@@ -31,6 +31,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--labels", default=None, help="comma-separated label names in class-index order")
     p.add_argument("--name", default=None, help="corpus name (default: the output folder's name)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--augment", default="",
+                   help='waveform augmentation, one copy per item, e.g. "noise:white:snr=5-20,reverb:rt60=0.2-0.8,'
+                        'telephone,gain:db=-6-6,speed:0.9,speed:1.1" (see hmaf.data.augment; default none, the paper)')
     p.add_argument("--no_progress", action="store_true", help="hide progress bars")
     p.add_argument("--beam", action="store_true",
                    help="preprocess with Apache Beam via tensorflow-datasets (pip install 'hmaf[beam]')")
@@ -73,6 +76,9 @@ def main(argv: list[str] | None = None) -> int:
     common = dict(embeddings=args.embeddings, l_max=args.l_max, long_word_rule=args.long_word_rule,
                   num_shards=args.num_shards, labels=labels, name=args.name, seed=args.seed,
                   progress=not args.no_progress)
+    if args.augment and args.beam:
+        print("error: --augment is not available with --beam yet", file=sys.stderr)
+        return 1
     if (args.beam_options is not None or args.beam_data_dir is not None) and not args.beam:
         print("error: --beam_options and --beam_data_dir need --beam", file=sys.stderr)
         return 1
@@ -90,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             from hmaf.data.writer import prepare
 
-            info = prepare(args.manifest, args.out, num_workers=args.workers, **common)
+            info = prepare(args.manifest, args.out, num_workers=args.workers, augment=args.augment, **common)
     except (ManifestError, ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -118,6 +118,10 @@ def cache_key(row: ManifestRow, l_max: int, long_word_rule: str) -> str | None:
         return None
     spec = {"version": PREPROCESS_VERSION, "audio": audio_hash, "transcript": row.transcript,
             "word_timings": row.word_timings, "l_max": l_max, "long_word_rule": long_word_rule}
+    if row.augment:  # augmented copy: its spec and its babble sources' bytes (originals keep their keys)
+        from hmaf.data.augment import cache_fields
+
+        spec.update(cache_fields(row))
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:32]
 
 
@@ -174,7 +178,7 @@ def preprocess_row(row: ManifestRow, l_max: int, long_word_rule: str) -> Utteran
     """
     try:
         return preprocess_utterance(row.audio, row.transcript, l_max=l_max, long_word_rule=long_word_rule,
-                                    word_timings=row.word_timings)
+                                    word_timings=row.word_timings, augment=row.augment)
     except PreprocessError as e:
         return {"reason": e.reason, "detail": str(e)}
     except Exception as e:  # a bug must not cost the other examples
@@ -279,13 +283,13 @@ def _example_fields(row: ManifestRow, utt: dict[str, Any], label: int) -> dict[s
     return {"utt_id": row.id, "speaker": row.speaker, "group": row.group, "split": row.split,
             "label": label, "label_name": row.label, "words": utt["words"], "frames": utt["frames"],
             "word_start": utt["word_start"], "word_end": utt["word_end"], "transcript": utt["transcript"],
-            "transcript_auto": utt["transcript_auto"]}
+            "transcript_auto": utt["transcript_auto"], "augment": row.augment}
 
 
 def _example_digest(ex: dict[str, Any]) -> bytes:
     h = hashlib.sha256()
     meta = {k: ex[k] for k in ("utt_id", "speaker", "group", "split", "label", "label_name", "words",
-                               "transcript", "transcript_auto")}
+                               "transcript", "transcript_auto", "augment")}
     h.update(json.dumps(meta, sort_keys=True, ensure_ascii=False).encode())
     h.update(np.asarray([len(f) for f in ex["frames"]], dtype="<i8").tobytes())
     h.update(np.concatenate(ex["frames"]).astype("<f4").tobytes())
@@ -340,7 +344,7 @@ def _hmaf_version() -> str:
 def prepare(manifest: str | os.PathLike, out_dir: str | os.PathLike, *, embeddings: str = "glove6b50",
             l_max: int = 100, long_word_rule: str = "subsample", num_shards: int | None = None,
             num_workers: int | None = None, labels: Sequence[str] | None = None, name: str | None = None,
-            seed: int = 0, progress: bool = True) -> dict[str, Any]:
+            seed: int = 0, progress: bool = True, augment: str = "") -> dict[str, Any]:
     """Prepares a corpus directory from a manifest (resumable; see the module docstring).
 
     Args:
@@ -356,6 +360,8 @@ def prepare(manifest: str | os.PathLike, out_dir: str | os.PathLike, *, embeddin
       name: the corpus name (shard file prefix); default the folder name of ``out_dir``.
       seed: seeds the embeddings of unknown words (and "train" embeddings).
       progress: show progress bars.
+      augment: waveform augmentation spec (:mod:`hmaf.data.augment`): extra rows
+        ``<id>~<name>`` per original; "" (default, the paper's setting) for none.
 
     Returns:
       The content of ``dataset.json``.
@@ -367,13 +373,18 @@ def prepare(manifest: str | os.PathLike, out_dir: str | os.PathLike, *, embeddin
     t_start = time.perf_counter()
     out_dir, name, rows, rejects = read_inputs(manifest, out_dir, l_max=l_max, long_word_rule=long_word_rule,
                                                labels=labels, name=name)
+    if augment:
+        from hmaf.data.augment import expand_rows
+
+        rows = list(rows) + expand_rows(rows, augment)
     # Phase 1: preprocess (parallel, cached).
     t1 = time.perf_counter()
     results = _run_phase1(rows, os.path.join(out_dir, "cache"), l_max, long_word_rule,
                           num_workers or os.cpu_count() or 1, progress)
     return write_corpus(manifest, out_dir, name, rows, results, rejects, embeddings=embeddings, l_max=l_max,
                         long_word_rule=long_word_rule, num_shards=num_shards, labels=labels, seed=seed,
-                        progress=progress, phase1_s=time.perf_counter() - t1, t_start=t_start)
+                        progress=progress, phase1_s=time.perf_counter() - t1, t_start=t_start,
+                        extra={"augment": augment} if augment else None)
 
 
 def read_inputs(manifest: str | os.PathLike, out_dir: str | os.PathLike, *, l_max: int, long_word_rule: str,
@@ -541,6 +552,9 @@ def write_corpus(manifest: str | os.PathLike, out_dir: str, name: str, rows: Seq
         "hmaf_version": _hmaf_version(),
         **(extra or {}),
     }
+    from hmaf.data.normalize import write_speaker_stats
+
+    write_speaker_stats(out_dir, [os.path.join(records_dir, s) for s in shard_names])
     _write_json(os.path.join(out_dir, "dataset.json"), info)
     log.info("%d examples, %d rejected; unknown words: %.1f%% of the vocabulary; "
              "long words (> %d frames, %s): %d of %d (%.2f%%)", len(good), len(rejects),
