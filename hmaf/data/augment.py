@@ -258,13 +258,21 @@ def _usable_source(rel: str) -> bool:
     return not (_RESERVED & set(rel) or _COPIES.search(rel))
 
 
-def expand_rows(rows: Sequence, spec: str) -> list:
+def expand_rows(rows: Sequence, spec: str, timings: Sequence | None = None) -> list:
     """The augmented copies of manifest rows (:class:`hmaf.data.manifest.ManifestRow`).
 
     Copy ``k`` of an item for row ``r`` is ``r`` with id ``<r.id>~<name>`` and ``augment``
     its resolved spec. Rows in a validation or test split get no copies. Babble sources of
     ``r`` are rows of other speakers (train-split or split-less rows), paths relative to
     ``r``'s folder.
+
+    Args:
+      rows: the original rows.
+      spec: the ``--augment`` spec.
+      timings: optional, per row: its clean ``((word, start_s, end_s), ...)`` (from the
+        original's preprocessing), given to its copies as ``word_timings`` so that a copy is
+        not aligned again; None for a row that failed, which then gets no copies and is no
+        babble source.
 
     Returns:
       The copies, grouped by original row, in row order.
@@ -274,11 +282,13 @@ def expand_rows(rows: Sequence, spec: str) -> list:
     """
     items = parse_augment(spec)
     wants_babble = any(step.variant == "babble" for item in items for step in item.steps)
-    pool = [r for r in rows if r.split not in EVAL_SPLITS and not r.augment]
+    failed = [False] * len(rows) if timings is None else [words is None for words in timings]
+    timings = [row.word_timings for row in rows] if timings is None else list(timings)
+    usable = [(row, words) for row, words, bad in zip(rows, timings, failed, strict=True)
+              if not bad and row.split not in EVAL_SPLITS and not row.augment]
+    pool = [row for row, _ in usable]
     copies = []
-    for row in rows:
-        if row.split in EVAL_SPLITS or row.augment:
-            continue
+    for row, words in usable:
         babble_pool: list[str] = []
         if wants_babble:
             folder = os.path.dirname(row.audio)
@@ -289,7 +299,7 @@ def expand_rows(rows: Sequence, spec: str) -> list:
                                        f"(speaker {row.speaker!r} is the only one)")
         for item in items:
             for k, name in enumerate(item.names()):
-                copies.append(dataclasses.replace(row, id=f"{row.id}~{name}",
+                copies.append(dataclasses.replace(row, id=f"{row.id}~{name}", word_timings=words,
                                                   augment=resolve(item, k, row.id, babble_pool)))
     return copies
 
@@ -324,13 +334,17 @@ def white_noise(n: int, rng: np.random.Generator) -> np.ndarray:
 def pink_noise(n: int, rng: np.random.Generator) -> np.ndarray:
     """1/f noise, float64 ``[n]``: white noise shaped in the frequency domain.
 
-    Power falls as 1/f (-3 dB per octave); the DC bin is zeroed.
+    Power falls as 1/f (-3 dB per octave); the DC bin is zeroed. Made at an FFT-friendly
+    length and cut to ``n`` (an FFT of a length with large prime factors is ~10x slower).
     """
-    spectrum = np.fft.rfft(rng.standard_normal(n))
-    freqs = np.fft.rfftfreq(n)
+    from scipy.fft import irfft, next_fast_len, rfft, rfftfreq
+
+    m = next_fast_len(n, real=True)
+    spectrum = rfft(rng.standard_normal(m))
+    freqs = rfftfreq(m)
     scale = np.zeros_like(freqs)
     scale[1:] = 1.0 / np.sqrt(freqs[1:])
-    return np.fft.irfft(spectrum * scale, n)
+    return irfft(spectrum * scale, m)[:n]
 
 
 def babble_noise(sources: Sequence[np.ndarray], n: int, rng: np.random.Generator) -> np.ndarray:

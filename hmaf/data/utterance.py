@@ -56,7 +56,8 @@ class Utterance:
       transcript_auto: True when the transcript came from speech recognition.
       long_words: how many words were longer than l_max frames.
       audio_seconds: duration of the decoded audio.
-      timing: seconds spent per step: decode_s, asr_s, align_s, augment_s, features_s.
+      timing: seconds spent per step: decode_s, asr_s, align_s, features_s (and augment_s
+        for an augmented copy).
     """
 
     words: list[str]
@@ -129,7 +130,7 @@ def preprocess_utterance(audio_path: str | os.PathLike, transcript: str | None, 
     from hmaf.data.align import AlignmentError, align_words  # deferred: aeneas import
 
     path = os.fspath(audio_path)
-    timing = {"decode_s": 0.0, "asr_s": 0.0, "align_s": 0.0, "augment_s": 0.0, "features_s": 0.0}
+    timing = {"decode_s": 0.0, "asr_s": 0.0, "align_s": 0.0, "features_s": 0.0}
     if long_word_rule not in features_lib.LONG_WORD_RULES:
         raise ValueError(f"long_word_rule must be one of {features_lib.LONG_WORD_RULES}, got {long_word_rule!r}")
     if transcript is not None and not transcript.strip():

@@ -341,6 +341,19 @@ def _hmaf_version() -> str:
         return "unknown"
 
 
+def _clean_timings(results: Sequence[dict[str, Any]], cache_dir: str) -> list[tuple | None]:
+    """Per phase-1 result: the utterance's ((word, start_s, end_s), ...) from the cache; None if rejected."""
+    timings: list[tuple | None] = []
+    for result in results:
+        if result["status"] != "ok":
+            timings.append(None)
+            continue
+        utt = _load_utterance(os.path.join(cache_dir, f"{result['key']}.npz"))
+        spans = zip(utt["words"], utt["word_start"], utt["word_end"])
+        timings.append(tuple((word, float(start), float(end)) for word, start, end in spans))
+    return timings
+
+
 def prepare(manifest: str | os.PathLike, out_dir: str | os.PathLike, *, embeddings: str = "glove6b50",
             l_max: int = 100, long_word_rule: str = "subsample", num_shards: int | None = None,
             num_workers: int | None = None, labels: Sequence[str] | None = None, name: str | None = None,
@@ -374,13 +387,17 @@ def prepare(manifest: str | os.PathLike, out_dir: str | os.PathLike, *, embeddin
     out_dir, name, rows, rejects = read_inputs(manifest, out_dir, l_max=l_max, long_word_rule=long_word_rule,
                                                labels=labels, name=name)
     if augment:
-        from hmaf.data.augment import expand_rows
+        from hmaf.data.augment import expand_rows, parse_augment
 
-        rows = list(rows) + expand_rows(rows, augment)
+        parse_augment(augment)  # a bad spec fails before any work
     # Phase 1: preprocess (parallel, cached).
     t1 = time.perf_counter()
     results = _run_phase1(rows, os.path.join(out_dir, "cache"), l_max, long_word_rule,
                           num_workers or os.cpu_count() or 1, progress)
+    if augment:  # copies of the good rows, given their originals' clean word timings (aligned once)
+        copies = expand_rows(rows, augment, _clean_timings(results, os.path.join(out_dir, "cache")))
+        rows, results = list(rows) + copies, results + _run_phase1(
+            copies, os.path.join(out_dir, "cache"), l_max, long_word_rule, num_workers or os.cpu_count() or 1, progress)
     return write_corpus(manifest, out_dir, name, rows, results, rejects, embeddings=embeddings, l_max=l_max,
                         long_word_rule=long_word_rule, num_shards=num_shards, labels=labels, seed=seed,
                         progress=progress, phase1_s=time.perf_counter() - t1, t_start=t_start,

@@ -185,6 +185,16 @@ def test_expand_rows_makes_named_copies_with_the_originals_fields():
     assert aug.expand_rows(rows, "gain") == aug.expand_rows(rows, "gain")
 
 
+def test_copies_reuse_the_originals_clean_timings_and_skip_failed_rows():
+    rows = [_row(0, "s0"), _row(1, "s1"), _row(2, "s2")]
+    clean = (("hello", 0.1, 0.4), ("there", 0.5, 0.9))
+    copies = aug.expand_rows(rows, "noise:babble:snr=10", timings=[clean, None, clean])
+    assert [c.id for c in copies] == ["s0/000~noise-babble", "s2/002~noise-babble"]
+    assert all(c.word_timings == clean for c in copies)
+    for copy in copies:  # the failed row is no babble source either
+        assert all("/s1/" not in source for source in aug.parse_augment(copy.augment)[0].steps[0].sources)
+
+
 def test_babble_with_one_speaker_is_refused():
     with pytest.raises(aug.AugmentSpecError, match="only one"):
         aug.expand_rows([_row(0, "s0"), _row(1, "s0")], "noise:babble")

@@ -22,7 +22,8 @@ def _voice(seconds: float, pitch: float, seed: int) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def augmented_corpus(tmp_path_factory):
-    """3 speakers x 2 utterances with given word timings (no aligner), prepared with 2 augmentations."""
+    """3 speakers x 2 utterances with given word timings (no aligner) and a silent one, prepared with
+    2 augmentations."""
     folder = tmp_path_factory.mktemp("aug_corpus")
     (folder / "wav").mkdir()
     lines = []
@@ -32,6 +33,9 @@ def augmented_corpus(tmp_path_factory):
             lines.append({"audio": f"wav/s{s}_{u}.wav", "transcript": "good morning", "id": f"s{s}/{u}",
                           "label": ["pos", "neg"][u], "speaker": f"s{s}",
                           "word_timings": [["good", 0.1, 0.5], ["morning", 0.6, 1.1]]})
+    soundfile.write(folder / "wav" / "silent.wav", np.zeros(SR, np.float32), SR)  # rejected: no copies
+    lines.append({"audio": "wav/silent.wav", "transcript": "hush", "id": "s0/silent", "label": "pos",
+                  "speaker": "s0"})
     (folder / "manifest.jsonl").write_text("\n".join(json.dumps(line) for line in lines) + "\n")
     out = folder / "prepared"
     info = prepare(folder / "manifest.jsonl", out, embeddings="train:dim=8", num_shards=2, num_workers=1,
@@ -50,7 +54,7 @@ def _examples(out):
 
 def test_prepare_writes_augmented_copies_with_the_originals_fields(augmented_corpus):
     out, info = augmented_corpus
-    assert info["num_examples"] == 18 and info["num_rejects"] == 0
+    assert info["num_examples"] == 18 and info["reject_reasons"] == {"silent_audio": 1}
     assert info["augment"] == "gain:db=-6-6,speed:1.1+noise:babble:snr=10-20"
     examples = {ex["utt_id"]: ex for ex in _examples(out)}
     assert set(examples) == {f"s{s}/{u}{suffix}" for s in range(3) for u in range(2)
