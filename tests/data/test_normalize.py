@@ -38,9 +38,12 @@ def augmented_corpus(tmp_path_factory):
                   "speaker": "s0"})
     (folder / "manifest.jsonl").write_text("\n".join(json.dumps(line) for line in lines) + "\n")
     out = folder / "prepared"
-    info = prepare(folder / "manifest.jsonl", out, embeddings="train:dim=8", num_shards=2, num_workers=1,
-                   progress=False, augment="gain:db=-6-6,speed:1.1+noise:babble:snr=10-20")
+    info = prepare(folder / "manifest.jsonl", out, **PREPARE)
     return out, info
+
+
+PREPARE = dict(embeddings="train:dim=8", num_shards=2, num_workers=1, progress=False,
+               augment="gain:db=-6-6,speed:1.1+noise:babble:snr=10-20")
 
 
 def _examples(out):
@@ -71,6 +74,13 @@ def test_prepare_writes_augmented_copies_with_the_originals_fields(augmented_cor
         else:
             assert ex["augment"].startswith("speed:1.1+noise:babble:snr=") and "sources=" in ex["augment"]
             np.testing.assert_allclose(ex["word_start"], original["word_start"] / 1.1, rtol=1e-6)
+
+
+def test_a_fresh_prepare_gives_the_same_bytes(augmented_corpus):
+    out, info = augmented_corpus
+    again = prepare(out.parent / "manifest.jsonl", out.parent / "again", **PREPARE)
+    assert again["cached_utterances"] == 0 and again["content_hash"] == info["content_hash"]
+    assert (out.parent / "again" / "speaker_stats.json").read_bytes() == (out / "speaker_stats.json").read_bytes()
 
 
 def test_speaker_stats_equal_numpy_over_original_frames_only(augmented_corpus):
