@@ -228,7 +228,8 @@ def resolve(item: Item, copy: int, utt_id: str, babble_pool: Sequence[str] = ())
 
     Draws every range (rounded: 0.01 dB, 1 ms of RT60, so the text is exact), gives each
     step its seed and picks babble sources from ``babble_pool`` (paths already relative to
-    the utterance's folder), all from seeds of (utt_id, copy name, step index).
+    the utterance's folder), all from seeds of (utt_id, copy name, step index). A seed or
+    sources the spec gives are kept, so resolving a resolved spec changes nothing.
 
     Raises:
       AugmentError: babble needs sources and the pool is empty.
@@ -236,13 +237,13 @@ def resolve(item: Item, copy: int, utt_id: str, babble_pool: Sequence[str] = ())
     name = item.names()[copy]
     texts = []
     for index, step in enumerate(item.steps):
-        seed = _seed(utt_id, name, index)
+        seed = step.seed if step.seed is not None else _seed(utt_id, name, index)
         rng = np.random.default_rng(seed)
         digits = {"rt60": 3}
         ranges = tuple((key, (v, v)) for key, (low, high) in step.ranges
                        for v in [round(float(rng.uniform(low, high)), digits.get(key, 2))])
-        sources: tuple[str, ...] = ()
-        if step.variant == "babble":
+        sources = step.sources
+        if step.variant == "babble" and not sources:
             if not babble_pool:
                 raise AugmentError(f"{utt_id}: babble needs utterances of other speakers, and there are none")
             picks = rng.choice(len(babble_pool), size=min(step.voices, len(babble_pool)), replace=False)

@@ -71,6 +71,7 @@ def test_resolve_draws_inside_the_range_deterministically_and_parses_back():
         low, high = step.value("snr")
         assert low == high and 5 <= low <= 20 and step.seed is not None
         assert aug.format_step(step) == spec
+        assert aug.resolve(aug.parse_augment(spec)[0], 0, "other/id") == spec  # resolving is idempotent
 
 
 # ---------------------------------------------------------------------------- signals

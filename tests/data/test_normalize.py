@@ -81,6 +81,8 @@ def test_a_fresh_prepare_gives_the_same_bytes(augmented_corpus):
     again = prepare(out.parent / "manifest.jsonl", out.parent / "again", **PREPARE)
     assert again["cached_utterances"] == 0 and again["content_hash"] == info["content_hash"]
     assert (out.parent / "again" / "speaker_stats.json").read_bytes() == (out / "speaker_stats.json").read_bytes()
+    rerun = prepare(out.parent / "manifest.jsonl", out.parent / "again", **PREPARE)
+    assert rerun["cached_utterances"] == 18 and rerun["content_hash"] == info["content_hash"]
 
 
 def test_speaker_stats_equal_numpy_over_original_frames_only(augmented_corpus):
