@@ -51,6 +51,8 @@ from typing import Sequence
 import numpy as np
 
 from hmaf.data.audio import SAMPLE_RATE, AudioError, load_audio, resample
+from hmaf.data.folds import SPLITS
+from hmaf.data.manifest import ManifestRow
 
 NOISE_TYPES = ("white", "pink", "babble")
 KINDS = ("noise", "reverb", "telephone", "gain", "speed")
@@ -60,7 +62,7 @@ BABBLE_VOICES = 4
 TELEPHONE_BAND_HZ = (300.0, 3400.0)
 TELEPHONE_RATE = 8000
 # The splits whose rows never get copies (their copies could never be trained on).
-EVAL_SPLITS = ("validation", "test")
+EVAL_SPLITS = tuple(split for split in SPLITS if split != "train")
 # Characters the spec language uses; babble source paths holding them are not chosen.
 _RESERVED = set(",+:|=")
 
@@ -259,8 +261,9 @@ def _usable_source(rel: str) -> bool:
     return not (_RESERVED & set(rel) or _COPIES.search(rel))
 
 
-def expand_rows(rows: Sequence, spec: str, timings: Sequence | None = None) -> list:
-    """The augmented copies of manifest rows (:class:`hmaf.data.manifest.ManifestRow`).
+def expand_rows(rows: Sequence[ManifestRow], spec: str,
+                timings: Sequence[tuple[tuple[str, float, float], ...] | None] | None = None) -> list[ManifestRow]:
+    """The augmented copies of manifest rows.
 
     Copy ``k`` of an item for row ``r`` is ``r`` with id ``<r.id>~<name>`` and ``augment``
     its resolved spec. Rows in a validation or test split get no copies. Babble sources of
@@ -305,7 +308,7 @@ def expand_rows(rows: Sequence, spec: str, timings: Sequence | None = None) -> l
     return copies
 
 
-def cache_fields(row) -> dict[str, object]:
+def cache_fields(row: ManifestRow) -> dict[str, object]:
     """What a copy's preprocessing depends on beyond its own audio: its spec and the babble
     sources' bytes (sha256; None for one that cannot be read, which the copy then rejects)."""
     folder = os.path.dirname(row.audio)

@@ -35,7 +35,8 @@ from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
-N_MELS = 64
+from hmaf.data.features import N_MELS
+
 STATS_FILE = "speaker_stats.json"
 
 
