@@ -4,7 +4,8 @@ Reads a manifest (JSONL or CSV, see :mod:`hmaf.data.manifest`), aligns and featu
 every utterance and writes the corpus directory (see :mod:`hmaf.data.writer`). Rerunning
 the same command resumes an interrupted run. With ``--beam`` the per-utterance work runs as
 an Apache Beam pipeline through tensorflow-datasets (:mod:`hmaf.data.beam`, docs/scaling.md)
-on the runner ``--beam_options`` names; the corpus written is the same. Prints a summary;
+on the runner ``--beam_options`` names; the corpus written is the same. ``--augment SPEC`` adds
+augmented copies of every utterance (:mod:`hmaf.data.augment`, docs/augmentation.md). Prints a summary;
 exit status 1 when the manifest is unreadable or no example is usable.
 """
 
