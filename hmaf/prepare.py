@@ -4,7 +4,8 @@ Reads a manifest (JSONL or CSV, see :mod:`hmaf.data.manifest`), aligns and featu
 every utterance and writes the corpus directory (see :mod:`hmaf.data.writer`). Rerunning
 the same command resumes an interrupted run. With ``--beam`` the per-utterance work runs as
 an Apache Beam pipeline through tensorflow-datasets (:mod:`hmaf.data.beam`, docs/scaling.md)
-on the runner ``--beam_options`` names; the corpus written is the same. Prints a summary;
+on the runner ``--beam_options`` names; the corpus written is the same. ``--augment SPEC`` adds
+augmented copies of every utterance (:mod:`hmaf.data.augment`, docs/augmentation.md). Prints a summary;
 exit status 1 when the manifest is unreadable or no example is usable.
 """
 
@@ -35,6 +36,9 @@ def _parser() -> cli.ArgumentParser:
                    help="word aligner: aeneas (the paper's), pocketsphinx, or auto (the better by measurement, "
                         "falling back to the other when it fails on an utterance); see docs/alignment.md")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--augment", default="",
+                   help='waveform augmentation, one copy per item, e.g. "noise:white:snr=5-20,reverb:rt60=0.2-0.8,'
+                        'telephone,gain:db=-6-6,speed:0.9,speed:1.1" (see hmaf.data.augment; default none, the paper)')
     p.add_argument("--no_progress", action="store_true", help="hide progress bars")
     p.add_argument("--beam", action="store_true",
                    help="preprocess with Apache Beam via tensorflow-datasets (pip install 'hmaf[beam]')")
@@ -78,6 +82,9 @@ def main(argv: list[str] | None = None) -> int:
     common = dict(embeddings=args.embeddings, l_max=args.l_max, long_word_rule=args.long_word_rule,
                   num_shards=args.num_shards, labels=labels, name=args.name, seed=args.seed,
                   progress=not args.no_progress)
+    if args.augment and args.beam:
+        print("error: --augment is not available with --beam yet", file=sys.stderr)
+        return 1
     if (args.beam_options is not None or args.beam_data_dir is not None) and not args.beam:
         print("error: --beam_options and --beam_data_dir need --beam", file=sys.stderr)
         return 1
@@ -98,7 +105,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             from hmaf.data.writer import prepare
 
-            info = prepare(args.manifest, args.out, num_workers=args.workers, aligner=args.aligner, **common)
+            info = prepare(args.manifest, args.out, num_workers=args.workers, aligner=args.aligner,
+                           augment=args.augment, **common)
     except (ManifestError, ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

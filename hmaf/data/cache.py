@@ -41,6 +41,10 @@ def cache_key(row: ManifestRow, l_max: int, long_word_rule: str, aligner: str = 
             "word_timings": row.word_timings, "l_max": l_max, "long_word_rule": long_word_rule}
     if row.word_timings is None:  # given timings bypass the aligner: same key whatever it is
         spec["aligner"] = aligner
+    if row.augment:  # augmented copy: its spec and its babble sources' bytes (originals keep their keys)
+        from hmaf.data.augment import cache_fields
+
+        spec.update(cache_fields(row))
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:32]
 
 

@@ -51,6 +51,8 @@ class ManifestRow:
     group: str
     split: str
     word_timings: tuple[tuple[str, float, float], ...] | None
+    # The resolved waveform augmentation of a prepare-time copy (hmaf.data.augment); "" = original.
+    augment: str = ""
 
 
 @dataclasses.dataclass(frozen=True)

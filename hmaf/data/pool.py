@@ -46,7 +46,8 @@ def preprocess_row(row: ManifestRow, l_max: int, long_word_rule: str,
     """
     try:
         return preprocess_utterance(row.audio, row.transcript, l_max=l_max, long_word_rule=long_word_rule,
-                                    word_timings=row.word_timings, aligner=aligner)
+                                    word_timings=row.word_timings, aligner=aligner,
+                                    augment=row.augment)
     except PreprocessError as e:
         return {"reason": e.reason, "detail": str(e)}
     except Exception as e:  # a bug must not cost the other examples

@@ -7,8 +7,10 @@ key                type           meaning
 =================  =============  ===================================================
 utt_id, speaker,   bytes          identifiers; ``group`` is the unit of speaker-
 group, split,                     independent folds, ``split`` the manifest's split
-label_name,                       (may be empty)
-transcript
+label_name,                       (may be empty); ``augment`` is "" for an original,
+transcript,                       else the resolved waveform augmentation of a
+augment                           prepare-time copy (:mod:`hmaf.data.augment`,
+                                  e.g. "gain:db=-3.2")
 label              int64          class index into ``dataset.json`` label_names
 transcript_auto    int64 (0/1)    1 when the transcript came from speech recognition
 words              bytes [N]      normalised words (the model's tokens)
@@ -39,7 +41,7 @@ except RuntimeError:  # devices already initialised by an earlier import: nothin
 
 N_MELS = 64
 
-_STRING_FIELDS = ("utt_id", "speaker", "group", "split", "label_name", "transcript")
+_STRING_FIELDS = ("utt_id", "speaker", "group", "split", "label_name", "transcript", "augment")
 
 FEATURE_SPEC = {
     **{name: tf.io.FixedLenFeature([], tf.string, default_value="") for name in _STRING_FIELDS},
@@ -57,6 +59,7 @@ HEADER_SPEC = {
     "utt_id": FEATURE_SPEC["utt_id"],
     "group": FEATURE_SPEC["group"],
     "split": FEATURE_SPEC["split"],
+    "augment": FEATURE_SPEC["augment"],
     "label": FEATURE_SPEC["label"],
     "num_frames": FEATURE_SPEC["num_frames"],
 }
@@ -82,7 +85,7 @@ def serialize_example(*, utt_id: str, speaker: str, label: int, label_name: str,
                       words: Sequence[str], frames: Sequence[np.ndarray],
                       word_start: Sequence[float], word_end: Sequence[float],
                       group: str | None = None, split: str | None = "", transcript: str | None = None,
-                      transcript_auto: bool = False) -> bytes:
+                      transcript_auto: bool = False, augment: str = "") -> bytes:
     """Serializes one utterance to ``tf.train.Example`` bytes.
 
     Args:
@@ -94,6 +97,7 @@ def serialize_example(*, utt_id: str, speaker: str, label: int, label_name: str,
         split: the manifest's split name; "" or None when the manifest gave none.
         transcript: the full transcript; defaults to the words joined by spaces.
         transcript_auto: whether the transcript came from speech recognition.
+        augment: the resolved augmentation of a prepare-time copy; "" for an original.
 
     Raises:
         RecordError: naming ``utt_id`` and the problem, for inconsistent or non-finite input.
@@ -125,6 +129,7 @@ def serialize_example(*, utt_id: str, speaker: str, label: int, label_name: str,
         "split": _bytes([(split or "").encode()]),
         "label_name": _bytes([label_name.encode()]),
         "transcript": _bytes([(" ".join(words) if transcript is None else transcript).encode()]),
+        "augment": _bytes([augment.encode()]),
         "label": _ints([label]),
         "transcript_auto": _ints([int(bool(transcript_auto))]),
         "words": _bytes([w.encode() for w in words]),
@@ -139,7 +144,7 @@ def serialize_example(*, utt_id: str, speaker: str, label: int, label_name: str,
 
 
 def parse_header(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
-    """Parses only utt_id, group, split, label and num_frames (no frame decoding).
+    """Parses only utt_id, group, split, augment, label and num_frames (no frame decoding).
 
     Usable inside ``tf.data.Dataset.map``; ``label`` comes back int32.
     """

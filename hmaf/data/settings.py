@@ -21,6 +21,8 @@ class PrepareSettings:
       seed: seeds the embeddings of unknown words (and "train" embeddings).
       progress: show progress bars.
       aligner: "aeneas" (the paper's), "pocketsphinx" or "auto" (:mod:`hmaf.data.align`).
+      augment: waveform augmentation spec (:mod:`hmaf.data.augment`): extra rows
+        ``<id>~<name>`` per original; "" (default, the paper's setting) for none.
     """
 
     embeddings: str = "glove6b50"
@@ -32,6 +34,7 @@ class PrepareSettings:
     seed: int = 0
     progress: bool = True
     aligner: str = "auto"
+    augment: str = ""
 
     def __post_init__(self) -> None:
         if self.labels is not None and not isinstance(self.labels, tuple):
@@ -46,6 +49,10 @@ class PrepareSettings:
 
         if self.aligner not in ALIGNERS:
             raise ValueError(f"aligner must be one of {ALIGNERS}, got {self.aligner!r}")
+        if self.augment:
+            from hmaf.data.augment import parse_augment
+
+            parse_augment(self.augment)  # a bad spec fails before any work
         if self.l_max < 1:
             raise ValueError(f"l_max must be >= 1, got {self.l_max}")
         if self.num_shards is not None and self.num_shards < 1:

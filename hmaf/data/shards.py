@@ -38,13 +38,13 @@ def _example_fields(row: ManifestRow, utt: dict[str, Any], label: int) -> dict[s
     return {"utt_id": row.id, "speaker": row.speaker, "group": row.group, "split": row.split,
             "label": label, "label_name": row.label, "words": utt["words"], "frames": utt["frames"],
             "word_start": utt["word_start"], "word_end": utt["word_end"], "transcript": utt["transcript"],
-            "transcript_auto": utt["transcript_auto"]}
+            "transcript_auto": utt["transcript_auto"], "augment": row.augment}
 
 
 def _example_digest(ex: dict[str, Any]) -> bytes:
     h = hashlib.sha256()
     meta = {k: ex[k] for k in ("utt_id", "speaker", "group", "split", "label", "label_name", "words",
-                               "transcript", "transcript_auto")}
+                               "transcript", "transcript_auto", "augment")}
     h.update(json.dumps(meta, sort_keys=True, ensure_ascii=False).encode())
     h.update(np.asarray([len(f) for f in ex["frames"]], dtype="<i8").tobytes())
     h.update(np.concatenate(ex["frames"]).astype("<f4").tobytes())

@@ -5,8 +5,9 @@ inference on a new recording both call :func:`preprocess_utterance`.
 
 Steps (each timed): decode (:mod:`hmaf.data.audio`), asr when the transcript is missing
 (:mod:`hmaf.data.asr`), text normalisation (:mod:`hmaf.data.text`), align
-(:mod:`hmaf.data.align`, skipped when word timings are given), features
-(:mod:`hmaf.data.features`).
+(:mod:`hmaf.data.align`, skipped when word timings are given), augment (prepare-time copies
+only, :mod:`hmaf.data.augment`: applied to the waveform AFTER the clean audio is aligned),
+features (:mod:`hmaf.data.features`).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from hmaf.data.text import normalize_words
 SILENCE_RMS = 10 ** (-70 / 20)
 
 REASONS = ("unreadable_audio", "empty_transcript", "no_words", "asr_failed", "alignment_failed",
-           "alignment_mismatch", "silent_audio", "non_finite", "bad_word_timings")
+           "alignment_mismatch", "silent_audio", "non_finite", "bad_word_timings", "augment_failed")
 
 
 class PreprocessError(Exception):
@@ -55,7 +56,8 @@ class Utterance:
       transcript_auto: True when the transcript came from speech recognition.
       long_words: how many words were longer than l_max frames.
       audio_seconds: duration of the decoded audio.
-      timing: seconds spent per step: decode_s, asr_s, align_s, features_s.
+      timing: seconds spent per step: decode_s, asr_s, align_s, features_s (and augment_s
+        for an augmented copy).
       aligner: what timed the words: "aeneas", "pocketsphinx" or "manifest" (given timings).
       align_fallback: why "auto" fell back to its second aligner; "" when it did not.
     """
@@ -106,7 +108,7 @@ def _given_timings(path: str, word_timings: Sequence[Sequence[object]]) -> tuple
 def preprocess_utterance(audio_path: str | os.PathLike, transcript: str | None, *, l_max: int = 100,
                          long_word_rule: str = "subsample",
                          word_timings: Sequence[Sequence[object]] | None = None,
-                         language: str = "eng", aligner: str = "auto") -> Utterance:
+                         language: str = "eng", aligner: str = "auto", augment: str = "") -> Utterance:
     """Decodes, (transcribes,) aligns and featurizes one utterance.
 
     Args:
@@ -120,6 +122,10 @@ def preprocess_utterance(audio_path: str | os.PathLike, transcript: str | None, 
         check) is skipped.
       language: ISO 639-3 language code for alignment.
       aligner: "aeneas", "pocketsphinx" or "auto" (:mod:`hmaf.data.align`).
+      augment: a resolved augmentation spec (:func:`hmaf.data.augment.resolve`), "" for none.
+        The words are aligned on the clean audio (or taken from ``word_timings``), then the
+        waveform is augmented, the timings scaled (speed) and the features computed from the
+        augmented waveform. Babble source paths are relative to ``audio_path``'s folder.
 
     Returns:
       The :class:`Utterance`.
@@ -186,6 +192,18 @@ def preprocess_utterance(audio_path: str | os.PathLike, transcript: str | None, 
             raise PreprocessError(path, "alignment_mismatch", problem)
         starts, ends, used, fallback = alignment.starts, alignment.ends, alignment.aligner, alignment.fallback
         timing["align_s"] = time.perf_counter() - t0
+
+    if augment:
+        from hmaf.data.augment import AugmentError, AugmentSpecError, apply_augment
+
+        t0 = time.perf_counter()
+        try:
+            samples, time_scale = apply_augment(samples, augment, os.path.dirname(path))
+        except (AugmentError, AugmentSpecError) as e:
+            raise PreprocessError(path, "augment_failed", f"{augment!r}: {e}") from None
+        starts, ends = starts * time_scale, ends * time_scale
+        audio_seconds = samples.size / SAMPLE_RATE
+        timing["augment_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
     mfsc = features_lib.mfsc(samples)

@@ -31,7 +31,7 @@ import numpy as np
 
 from hmaf.data import features as features_lib
 from hmaf.data import shards as shards_lib
-from hmaf.data.cache import cache_key, cache_utterance  # noqa: F401  (phase-1 names the Beam path uses)
+from hmaf.data.cache import cache_key, cache_utterance, load_utterance, utterance_path  # noqa: F401  (cache_key, cache_utterance: phase-1 names the Beam path uses)
 from hmaf.data.manifest import ManifestRow, RowReject, read_manifest
 from hmaf.data.pool import preprocess_row, run_phase1  # noqa: F401
 from hmaf.data.settings import PrepareSettings
@@ -67,9 +67,29 @@ def prepare(manifest: str | os.PathLike, out_dir: str | os.PathLike, settings: P
     t_start = time.perf_counter()
     out_dir, name, rows, rejects = read_inputs(manifest, out_dir, settings)
     t1 = time.perf_counter()
-    results = run_phase1(rows, os.path.join(out_dir, "cache"), settings, num_workers or os.cpu_count() or 1)
+    cache_dir, workers = os.path.join(out_dir, "cache"), num_workers or os.cpu_count() or 1
+    results = run_phase1(rows, cache_dir, settings, workers)
+    if settings.augment:  # copies of the good rows, given their originals' clean word timings (aligned once)
+        from hmaf.data.augment import expand_rows
+
+        copies = expand_rows(rows, settings.augment, _clean_timings(results, cache_dir))
+        rows, results = list(rows) + copies, results + run_phase1(copies, cache_dir, settings, workers)
     return write_corpus(manifest, out_dir, name, rows, results, rejects, settings,
-                        phase1_s=time.perf_counter() - t1, t_start=t_start)
+                        phase1_s=time.perf_counter() - t1, t_start=t_start,
+                        extra={"augment": settings.augment} if settings.augment else None)
+
+
+def _clean_timings(results: Sequence[dict[str, Any]], cache_dir: str) -> list[tuple | None]:
+    """Per phase-1 result: the utterance's ((word, start_s, end_s), ...) from the cache; None if rejected."""
+    timings: list[tuple | None] = []
+    for result in results:
+        if result["status"] != "ok":
+            timings.append(None)
+            continue
+        utt = load_utterance(utterance_path(cache_dir, result["key"]))
+        spans = zip(utt["words"], utt["word_start"], utt["word_end"])
+        timings.append(tuple((word, float(start), float(end)) for word, start, end in spans))
+    return timings
 
 
 def read_inputs(manifest: str | os.PathLike, out_dir: str | os.PathLike, settings: PrepareSettings
@@ -210,6 +230,9 @@ def write_corpus(manifest: str | os.PathLike, out_dir: str, name: str, rows: Seq
         "hmaf_version": _hmaf_version(),
         **(extra or {}),
     }
+    from hmaf.data.normalize import write_speaker_stats
+
+    write_speaker_stats(out_dir, [os.path.join(out_dir, "records", shard) for shard in written.names])
     atomic_write_json(os.path.join(out_dir, "dataset.json"), info)
     log.info("%d examples, %d rejected; unknown words: %.1f%% of the vocabulary; "
              "long words (> %d frames, %s): %d of %d (%.2f%%)", len(good), len(rejects),
