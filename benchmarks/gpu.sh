@@ -38,4 +38,12 @@ run 60 gpu_bf16 --dtype bfloat16 --sections nested,train --models faf --variants
   --shapes 32x24x64,8x48x128
 # 4. inference throughput and single-utterance latency, float32               ~30 s
 run 45 gpu_infer_f32 --sections infer,latency --shapes 32x24x64
+# 5. the frame BiGRU alone: two scans against both directions fused, unroll 1/4  ~30 s
+run 45 gpu_rnn_f32 --sections rnn --shapes 8x24x64,32x24x64
+# 6. FAF train/eval against PyTorch with cuDNN (needs torch with CUDA; without it the
+#    script records why it skipped)                                              ~60 s
+echo "== gpu_torch_faf (limit 120s)"
+timeout 120 $PY -m benchmarks.torch_faf --device cuda --shapes 8x24x64,32x24x64,8x48x128 \
+  --out "$OUT/gpu_torch_faf.jsonl" >> "$OUT/gpu_logs.txt" 2>&1
+echo "   exit $?"
 tail -n 20 "$OUT/gpu_logs.txt"
