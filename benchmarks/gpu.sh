@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Benchmark harness on one GPU (H100/H200), float32 and bfloat16, in under 5 minutes.
+# Benchmark harness on one GPU (H100/H200), float32 and bfloat16, in about 7 minutes.
 #
 #   OUT=/path/to/dir bash benchmarks/gpu.sh        (default OUT: benchmarks/results/gpu)
 #
 # Needs jax (CUDA), flax, optax, numpy; nothing else of hmaf's dependencies (no TF,
-# clu, ml_collections, librosa). Runs from the repository root without installing.
+# clu, ml_collections, librosa); step 6 also needs torch with CUDA (it skips without).
+# Runs from the repository root without installing.
 # Each step has its own time limit and appends JSON lines as it goes, so a step cut
 # short still leaves its finished measurements in $OUT.
 set -u
