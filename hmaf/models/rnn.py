@@ -19,6 +19,10 @@ Optional ``resets`` zero the state before a step. They let one row hold several
 sequences end to end (frame packing, :mod:`hmaf.models.packing`): the forward
 direction resets at each sequence's first step, the backward one at its last, so
 every sequence sees exactly the states it would see alone.
+
+:class:`BiGRU` runs its two directions as two scans, or with ``fused=True`` as one
+scan that carries both states (same parameters, same results; see its docstring
+for when each is faster).
 """
 
 from __future__ import annotations
