@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Benchmark harness on one GPU (H100/H200), float32 and bfloat16, in under 5 minutes.
+# Benchmark harness on one GPU (H100/H200), float32 and bfloat16, in about 7 minutes.
 #
 #   OUT=/path/to/dir bash benchmarks/gpu.sh        (default OUT: benchmarks/results/gpu)
 #
 # Needs jax (CUDA), flax, optax, numpy; nothing else of hmaf's dependencies (no TF,
-# clu, ml_collections, librosa). Runs from the repository root without installing.
+# clu, ml_collections, librosa); step 6 also needs torch with CUDA (it skips without).
+# Runs from the repository root without installing.
 # Each step has its own time limit and appends JSON lines as it goes, so a step cut
 # short still leaves its finished measurements in $OUT.
 set -u
@@ -38,4 +39,12 @@ run 60 gpu_bf16 --dtype bfloat16 --sections nested,train --models faf --variants
   --shapes 32x24x64,8x48x128
 # 4. inference throughput and single-utterance latency, float32               ~30 s
 run 45 gpu_infer_f32 --sections infer,latency --shapes 32x24x64
+# 5. the frame BiGRU alone: two scans against both directions fused, unroll 1/4  ~30 s
+run 45 gpu_rnn_f32 --sections rnn --shapes 8x24x64,32x24x64
+# 6. FAF train/eval against PyTorch with cuDNN (needs torch with CUDA; without it the
+#    script records why it skipped)                                              ~60 s
+echo "== gpu_torch_faf (limit 120s)"
+timeout 120 $PY -m benchmarks.torch_faf --device cuda --shapes 8x24x64,32x24x64,8x48x128 \
+  --out "$OUT/gpu_torch_faf.jsonl" >> "$OUT/gpu_logs.txt" 2>&1
+echo "   exit $?"
 tail -n 20 "$OUT/gpu_logs.txt"

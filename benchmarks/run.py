@@ -2,6 +2,7 @@
 
     python -m benchmarks.run [--quick] [--sections nested,train,infer,latency]
                              [--shapes 8x24x64,...] [--dtype float32|bfloat16]
+                             (sections: nested, train, infer, latency, rnn)
                              [--profile DIR] [--out FILE.jsonl]
 
 Every measurement is one JSON line (stdout, and appended to ``--out``) naming the
@@ -17,6 +18,9 @@ Sections:
   train    full train step (loss, gradients, Adam) of HF, VF, FAF
   infer    eval step (forward only) of HF, VF, FAF
   latency  one utterance of 12 words, warm forward pass (features excluded)
+  rnn      the frame-level BiGRU alone on the packed rows (forward, and forward +
+           backward), both directions in two scans or fused into one
+           (:data:`RNN_VARIANTS`); not in the default sections
 
 Fields: ``examples_per_s``, ``step_ms`` (median), ``lower_s``/``compile_s`` (jit
 lowering and XLA compilation, timed separately), ``flops`` (XLA cost analysis of
@@ -51,6 +55,7 @@ from hmaf.data.toy import random_batch
 from hmaf.models import build_model
 from hmaf.models.encoders import AudioAttention
 from hmaf.models.packing import pack_batch, real_frame_share, rows_for
+from hmaf.models.rnn import BiGRU
 from hmaf.training.steps import create_train_state, make_eval_step, make_train_step
 
 SHAPES = ((8, 24, 64), (32, 24, 64), (8, 48, 128))
@@ -70,6 +75,10 @@ NESTED_VARIANTS = {
     "packed_unroll4": (True, True, 4),
 }
 QUICK_NESTED = ("packed",)
+# name -> (fused directions, unroll): hmaf.models.rnn.BiGRU on the packed frame rows
+RNN_VARIANTS = {"two_scans": (False, 1), "fused": (True, 1), "two_scans_unroll4": (False, 4),
+                "fused_unroll4": (True, 4)}
+SECTIONS = ("nested", "train", "infer", "latency", "rnn")
 
 
 def environment() -> dict[str, Any]:
@@ -199,6 +208,24 @@ class Harness:
             self.emit(self._record("nested", "audio_branch", variant, shape, batch, compiled, lower_s,
                                    compile_s, times, unrolled_flops(make(flops_module), params, inputs)))
 
+    def rnn(self, shape: tuple[int, int, int]) -> None:
+        """The frame BiGRU alone: ``[P, R, 64]`` packed rows with word resets."""
+        batch = self.batches(shape)["packed"]
+        rows = jnp.asarray(batch["frames"].reshape(-1, batch["frames"].shape[-1])[batch["pack_src"]])
+        args = (rows, batch["pack_mask"], batch["pack_start"], batch["pack_end"])
+        dtype = jnp.dtype(self.args.dtype)
+        for variant in ("two_scans", "fused") if self.args.quick else tuple(RNN_VARIANTS):
+            fused, unroll = RNN_VARIANTS[variant]
+            module = BiGRU(self.sizes["hidden"], unroll=unroll, dtype=dtype, fused=fused)
+            params = jax.jit(module.init)(jax.random.key(0), *args)
+            forward = jax.jit(module.apply)
+            backward = jax.jit(jax.grad(lambda p, *a: (module.apply(p, *a).astype(jnp.float32) ** 2).mean()))
+            for name, fn in (("forward", forward), ("forward_backward", backward)):
+                compiled, lower_s, compile_s = compile_timed(fn, params, *args)
+                times = time_calls(lambda: compiled(params, *args), self.warmup, self.repeats)
+                self.emit(self._record("rnn", name, variant, shape, batch, compiled, lower_s, compile_s, times,
+                                       None))
+
     def train(self, shape: tuple[int, int, int]) -> None:
         batches = self.batches(shape)
         layouts = ("packed", "padded") if not self.args.quick else ("packed",)
@@ -325,7 +352,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.quick and "--models" not in " ".join(argv if argv is not None else sys.argv):
         args.models = ["faf"]
-    unknown = set(args.sections) - {"nested", "train", "infer", "latency"}
+    unknown = set(args.sections) - set(SECTIONS)
     if unknown:
         parser.error(f"unknown sections {sorted(unknown)}")
     if args.variants and set(args.variants) - set(NESTED_VARIANTS):
