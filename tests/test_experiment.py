@@ -3,6 +3,7 @@ rerun and resumes an interrupted one from the shared branches."""
 
 import json
 
+import numpy as np
 import pytest
 
 from configs.experiments import base
@@ -11,15 +12,17 @@ from hmaf.analysis import paper, tables
 
 
 def test_summary_and_tables_by_hand():
-    s = tables.summarize({0: {"wa": 0.5, "ua": 0.4, "weighted_f1": 0.3}, 1: {"wa": 0.7, "ua": 0.6, "weighted_f1": 0.5}})
+    s = tables.summarize({"fold0-seed0": {"wa": 0.5, "ua": 0.4, "weighted_f1": 0.3},
+                          "fold1-seed0": {"wa": 0.7, "ua": 0.6, "weighted_f1": 0.5}})
+    assert s["n"] == 2 and s["runs"] == ["fold0-seed0", "fold1-seed0"]
     assert s["mean"]["wa"] == pytest.approx(0.6) and s["std"]["wa"] == pytest.approx(0.1414213, abs=1e-6)
     table = tables.fusion_table({"faf": s, "ul_fusion": s}, paper.reference("iemocap4"))
     lines = table.splitlines()
-    assert lines[0].startswith("| Approach | WA (%) | UA (%) | Weighted-F1 | paper WA")
-    assert lines[2] == "| Ours-FAF | 60.0 ± 14.1 | 50.0 ± 14.1 | 0.400 ± 0.141 | 72.7 | 72.7 | 0.726 |"
+    assert lines[0].startswith("| Approach | n | WA (%) | UA (%) | Weighted-F1 | paper WA")
+    assert lines[2] == "| Ours-FAF | 2 | 60.0 ± 14.1 | 50.0 ± 14.1 | 0.400 ± 0.141 | 72.7 | 72.7 | 0.726 |"
     assert lines[3].startswith("| UL-Fusion") and lines[3].endswith("| 66.5 | 66.8 | 0.663 |")
     modality = tables.modality_table({"faf": s, "text_only": s}, paper.reference("mosi"))
-    assert "| T | 60.0 ± 14.1 | 0.400 ± 0.141 | 75.0 | 0.748 |" in modality
+    assert "| T | 2 | 60.0 ± 14.1 | 0.400 ± 0.141 | 75.0 | 0.748 |" in modality
     with pytest.raises(ValueError, match="no paper numbers"):
         paper.reference("nope")
 
@@ -57,13 +60,33 @@ def test_missing_corpus_names_the_build_command(tmp_path):
         experiment.run_experiment(config, tmp_path / "w")
 
 
+def test_seeds_parse():
+    config = base.experiment("x", "d")
+    assert experiment.seeds(config) == [0]
+    config.seeds = "0, 2"
+    assert experiment.seeds(config) == [0, 2]
+    config.seeds = ""
+    config.train.seed = 5
+    assert experiment.seeds(config) == [5]
+    config.seeds = "a"
+    with pytest.raises(ValueError, match="config.seeds"):
+        experiment.seeds(config)
+    config.seeds = "3"
+    runs = experiment.in_split_runs(config, experiment.Path("W"))
+    assert [(r.name, str(r.directory)) for r in runs] == [(f"fold{k}-seed3", f"W/fold{k}/seed3") for k in range(5)]
+    train = experiment.model_config(config, "faf", runs[1])
+    assert (train.seed, train.data.fold, train.branches_dir) == (3, 1, "W/fold1/seed3/branches")
+
+
 def test_tiny_experiment_runs_skips_and_resumes(tmp_path):
     from hmaf.data.fake_corpus import write_fake_corpus
+    from hmaf.data.folds import speaker_folds
 
     data = tmp_path / "fake"
     write_fake_corpus(data, num_speakers=4, per_speaker=6, max_frames=12)
     config = base.experiment("tiny", str(data), models=("hf", "text_only"), num_folds=2, paper="iemocap4")
     config.folds = "0"
+    config.seeds = "0,1"
     config.train.model.update(hidden=4, attention_dim=4, fusion_dim=4, filters=4, widths=(2,))
     config.train.batch_size = 2  # eval batch sizes {2, 1}: few compilations
     config.branch_train_steps = 4
@@ -73,29 +96,52 @@ def test_tiny_experiment_runs_skips_and_resumes(tmp_path):
     config.source.update(bucket=False, pad_words_to=16, pad_frames_to=16)
     config.compilation_cache = str(tmp_path / "cache")
     config.cross.data = str(data)  # Table 3 path: evaluate every model on all of a corpus
+    config.comparisons = "hf:text_only,hf:best_branch"
+    config.bootstrap.resamples = 200
     workdir = tmp_path / "run"
     summary = experiment.run_experiment(config, workdir)
 
     fold = workdir / "fold0"
-    assert set(summary["models"]) == {"hf", "text_only"}
-    assert (fold / "branches" / "text").resolve() == (fold / "text_only" / "text").resolve()
-    assert (fold / "audio_only" / "audio" / "metrics.json").exists()  # branch trained for hf, not reported
-    hf_metrics = json.loads((fold / "hf" / "metrics.json").read_text())
-    assert summary["models"]["hf"]["per_fold"][0]["wa"] == \
-        hf_metrics["fusion"]["test"]["wa"]
-    assert summary["cross"]["hf"]["per_fold"][0]["wa"] == json.loads((fold / "hf" / "cross_eval.json").read_text())["wa"]
+    runs = ["fold0-seed0", "fold0-seed1"]
+    assert set(summary["models"]) == {"hf", "text_only"} and summary["runs"] == runs
+    assert summary["models"]["hf"]["n"] == 2
+    for seed in (0, 1):
+        run = fold / f"seed{seed}"
+        assert (run / "branches" / "text").resolve() == (run / "text_only" / "text").resolve()
+        assert (run / "audio_only" / "audio" / "metrics.json").exists()  # branch trained for hf, not reported
+        assert json.loads((run / "hf" / "config.json").read_text())["seed"] == seed
+        hf_metrics = json.loads((run / "hf" / "metrics.json").read_text())
+        assert summary["models"]["hf"]["per_run"][f"fold0-seed{seed}"]["wa"] == hf_metrics["fusion"]["test"]["wa"]
+        # predictions.jsonl: the best checkpoint on the test split, the same accuracy as metrics.json
+        rows = [json.loads(line) for line in (run / "hf" / "predictions.jsonl").read_text().splitlines()]
+        test_speakers = speaker_folds([f"s{k}" for k in range(4)], 2)[0].test
+        assert {r["id"].split("-")[0] for r in rows} == set(test_speakers)
+        assert len(rows) == hf_metrics["fusion"]["test"]["num_examples"]
+        assert np.mean([r["label"] == r["predicted"] for r in rows]) == pytest.approx(hf_metrics["fusion"]["test"]["wa"])
+        assert all(sum(r["probabilities"].values()) == pytest.approx(1, abs=1e-4) for r in rows)
+    assert summary["cross"]["hf"]["per_run"]["fold0-seed0"]["wa"] == \
+        json.loads((fold / "seed0" / "hf" / "cross_eval.json").read_text())["wa"]
+    comparisons = summary["comparisons"]["2 speaker folds"]
+    assert [c["model_b"] for c in comparisons] == ["text_only", "best_branch"]
+    assert comparisons[0]["runs"] == 2 and set(comparisons[1]["chosen"]) == set(runs)
     report = (workdir / "results.md").read_text()
-    assert "| Ours-HF |" in report and "| 70.0 | 69.7 | 0.695 |" in report and "Table 3" in report
+    assert "| Ours-HF | 2 |" in report and "| 70.0 | 69.7 | 0.695 |" in report and "Table 3" in report
+    assert "Ours-HF vs Text only (T)" in report and "### In-split test" in report
+    general = json.loads((workdir / "generalisation.json").read_text())
+    assert set(general["results"]["in_split"]["2 speaker folds"]) == set(runs)
 
-    stamps = {m: (fold / m / "experiment.json").stat().st_mtime_ns for m in ("text_only", "audio_only", "hf")}
+    models = ("text_only", "audio_only", "hf")
+    stamps = {(s, m): (fold / f"seed{s}" / m / "experiment.json").stat().st_mtime_ns for s in (0, 1) for m in models}
     again = experiment.run_experiment(config, workdir)  # everything finished: nothing retrains
     assert again["models"]["hf"]["mean"] == summary["models"]["hf"]["mean"]
-    assert {m: (fold / m / "experiment.json").stat().st_mtime_ns for m in stamps} == stamps
+    assert {k: (fold / f"seed{k[0]}" / k[1] / "experiment.json").stat().st_mtime_ns for k in stamps} == stamps
 
-    # An interrupted fusion model (no final metrics) trains again on the same branches.
-    (fold / "hf" / "metrics.json").unlink()
-    (fold / "hf" / "fusion" / "metrics.json").unlink()
+    # An interrupted fusion model (no final metrics) of one seed trains again on the same branches.
+    (fold / "seed1" / "hf" / "metrics.json").unlink()
+    (fold / "seed1" / "hf" / "fusion" / "metrics.json").unlink()
+    (fold / "seed1" / "hf" / "predictions.jsonl").unlink()
     experiment.run_experiment(config, workdir)
-    assert (fold / "hf" / "metrics.json").exists()
-    assert (fold / "hf" / "experiment.json").stat().st_mtime_ns > stamps["hf"]
-    assert (fold / "text_only" / "experiment.json").stat().st_mtime_ns == stamps["text_only"]
+    assert (fold / "seed1" / "hf" / "predictions.jsonl").exists()
+    after = {k: (fold / f"seed{k[0]}" / k[1] / "experiment.json").stat().st_mtime_ns for k in stamps}
+    assert after[(1, "hf")] > stamps[(1, "hf")]
+    assert {k: v for k, v in after.items() if k != (1, "hf")} == {k: v for k, v in stamps.items() if k != (1, "hf")}
