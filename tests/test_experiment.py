@@ -145,3 +145,56 @@ def test_tiny_experiment_runs_skips_and_resumes(tmp_path):
     after = {k: (fold / f"seed{k[0]}" / k[1] / "experiment.json").stat().st_mtime_ns for k in stamps}
     assert after[(1, "hf")] > stamps[(1, "hf")]
     assert {k: v for k, v in after.items() if k != (1, "hf")} == {k: v for k, v in stamps.items() if k != (1, "hf")}
+
+
+def _ids_split_mode_available() -> bool:
+    """H1's ``data.split_mode="ids"`` (the seam the held-out views train through)."""
+    import inspect
+
+    from hmaf.data import source
+
+    return '"ids"' in inspect.getsource(source)
+
+
+@pytest.mark.skipif(not _ids_split_mode_available(), reason="needs data.split_mode='ids' (H1's split files)")
+def test_generalisation_views_end_to_end(tmp_path):
+    from experiment_helpers import fake_corpus_with_utterances
+
+    data = fake_corpus_with_utterances(tmp_path)
+    config = base.experiment("views", str(data), models=("text_only", "audio_only"), num_folds=3)
+    config.folds = "0"
+    config.train.model.update(hidden=4, attention_dim=4, fusion_dim=4, filters=4, widths=(2,))
+    config.train.batch_size = 2
+    config.branch_train_steps = 2
+    config.train.eval_every = 2
+    config.train.log_every = 2
+    config.source.update(bucket=False, pad_words_to=16, pad_frames_to=16)
+    config.compilation_cache = str(tmp_path / "cache")
+    config.comparisons = "text_only:audio_only"
+    config.bootstrap.resamples = 200
+    config.generalisation.update(views="in_split,loeo,heldout_sentences,by_kind", folds="0",
+                                 disjoint_speakers=False)
+    workdir = tmp_path / "run"
+    experiment.run_experiment(config, workdir)
+
+    general = json.loads((workdir / "generalisation.json").read_text())
+    rows = {r["id"]: r for r in map(json.loads, (data / "utterances.jsonl").read_text().splitlines())}
+    assert set(general["views"]["loeo"]["settings"]) == {"e0 → e1", "e1 → e0"}
+    for direction, (train_engine, test_engine) in (("e0_to_e1", ("e0", "e1")), ("e1_to_e0", ("e1", "e0"))):
+        split = json.loads((workdir / "splits" / f"loeo-{direction}.json").read_text())
+        predicted = [json.loads(line)["id"] for line in
+                     (workdir / "loeo" / direction / "seed0" / "audio_only" / "predictions.jsonl").read_text().splitlines()]
+        assert sorted(predicted) == sorted(split["test"])  # training used the split file
+        assert {rows[i]["engine"] for i in predicted} == {test_engine}
+        assert {rows[i]["engine"] for i in split["train"]} == {train_engine}
+    split = json.loads((workdir / "splits" / "heldout_sentences-fold0.json").read_text())
+    predicted = [json.loads(line)["id"] for line in
+                 (workdir / "heldout_sentences" / "fold0" / "seed0" / "text_only" / "predictions.jsonl")
+                 .read_text().splitlines()]
+    assert sorted(predicted) == sorted(split["test"])
+    assert not {rows[i]["sentence"] for i in predicted} & {rows[i]["sentence"] for i in split["train"]}
+    assert set(general["views"]["by_kind"]["settings"]) == {"ambiguous", "delivery", "text", "both"}
+    assert general["views"]["heldout_sentences"]["comparisons"]["new sentences"][0]["model_a"] == "text_only"
+    report = (workdir / "results.md").read_text()
+    for title in ("### In-split test", "### Leave one engine out", "### Held-out sentences", "### In-split test by kind"):
+        assert title in report
