@@ -23,6 +23,8 @@ def test_summary_and_tables_by_hand():
     assert lines[3].startswith("| UL-Fusion") and lines[3].endswith("| 66.5 | 66.8 | 0.663 |")
     modality = tables.modality_table({"faf": s, "text_only": s}, paper.reference("mosi"))
     assert "| T | 2 | 60.0 ± 14.1 | 0.400 ± 0.141 | 75.0 | 0.748 |" in modality
+    one = tables.summarize({"fold0-seed0": {"wa": 0.5, "ua": 0.4, "weighted_f1": 0.3}})
+    assert tables.cell(one, "wa") == "50.0" and tables.cell(one, "weighted_f1") == "0.300"  # no spread from one run
     with pytest.raises(ValueError, match="no paper numbers"):
         paper.reference("nope")
 

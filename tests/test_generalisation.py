@@ -116,7 +116,8 @@ def _run(rng, ids, labels, accuracy, validation):
         right = rng.random(len(ids)) < acc
         out[model] = {"test": {"wa": right.mean(), "ua": right.mean(), "weighted_f1": right.mean()},
                       "validation": {"wa": validation[model], "ua": validation[model], "weighted_f1": 0.0},
-                      "stages": {STAGE.get(model, "fusion"): {"epochs_trained": 3.5, "stopped_by": "early_stopping"}},
+                      "stages": {STAGE.get(model, "fusion"): {"epochs_trained": 3.5, "stopped_by": "early_stopping",
+                                                               "best_step": 20, "steps_trained": 40}},
                       "predictions": _predictions(ids, labels, right)}
     return out
 
@@ -147,22 +148,24 @@ def test_assemble_and_report():
     assert set(general["views"]["by_kind"]["settings"]) == {"ambiguous", "text", "delivery", "both"}
     assert general["views"]["by_kind"]["settings"]["text"]["faf"]["n"] == 3
     assert in_split["training"]["5 speaker folds"]["faf"]["fusion"] == {
-        "epochs": [3.5] * 3, "stopped_by": {"early_stopping": 3}, "runs": 3}
+        "epochs": [3.5] * 3, "stopped_by": {"early_stopping": 3}, "runs": 3, "best_share": [0.5] * 3}
     text = generalisation.report(general)
     assert "### Leave one engine out" in text and "- leave-one-engine-out needs two or more engines" in text
     assert "| 5 speaker folds | Ours-FAF | 3 |" in text
     assert "vs better branch (Text only (T) 1, Audio only (A) 2)" in text
-    assert "| 5 speaker folds | Ours-FAF | fusion | 3.5 ± 0.0 (n=3) | early stopping 3/3 |" in text
+    assert "| 5 speaker folds | Ours-FAF | fusion | 3.5 ± 0.0 (n=3) | early stopping 3/3 | 50% |" in text
+    assert list(general["views"]["by_kind"]["settings"]) == ["ambiguous", "delivery", "text", "both"]
     assert json.loads(json.dumps(general)) == general  # JSON-able
 
 
 def test_stage_info_and_missing_fields():
     metrics = {"text": {"epochs_trained": 2.0, "stopped_by": "budget"}, "fusion": {"test": {}}, "final": {}}
-    assert generalisation.stage_info(metrics) == {"text": {"epochs_trained": 2.0, "stopped_by": "budget"},
-                                                   "fusion": {"epochs_trained": None, "stopped_by": None}}
-    runs = {"r": {"faf": {"stages": {"fusion": {"epochs_trained": None, "stopped_by": None}}}}}
+    nothing = dict.fromkeys(generalisation.STAGE_FIELDS)
+    assert generalisation.stage_info(metrics) == {"text": nothing | {"epochs_trained": 2.0, "stopped_by": "budget"},
+                                                   "fusion": nothing}
+    runs = {"r": {"faf": {"stages": {"fusion": nothing}}}}
     table = generalisation.training_table({"s": generalisation.training_summary(runs, ["faf"])})
-    assert table.splitlines()[-1] == "| s | Ours-FAF | fusion | n/a | n/a |"
+    assert table.splitlines()[-1] == "| s | Ours-FAF | fusion | n/a | n/a | n/a |"
     with pytest.raises(ValueError, match="unknown generalisation views"):
         generalisation.parse_views("in_split,loso")
     with pytest.raises(ValueError, match="unknown model"):

@@ -28,9 +28,10 @@ VIEWS = ("in_split", "loeo", "heldout_sentences", "by_kind")
 VIEW_TITLES = {"in_split": "In-split test", "loeo": "Leave one engine out",
                "heldout_sentences": "Held-out sentences", "by_kind": "In-split test by kind"}
 BRANCHES = ("text_only", "audio_only")
+STAGE_FIELDS = ("epochs_trained", "stopped_by", "best_step", "steps_trained")
 BEST_BRANCH = "best_branch"
 STAGES = ("text", "audio", "fusion")
-STOP_REASONS = ("early_stopping", "budget")
+KINDS = ("ambiguous", "delivery", "text", "both")  # the embedded corpus's design, report order
 
 
 def parse_views(spec: str) -> list[str]:
@@ -59,12 +60,12 @@ def parse_comparisons(spec: str) -> list[tuple[str, str]]:
 
 
 def stage_info(metrics: Mapping) -> dict[str, dict]:
-    """``{stage: {"epochs_trained", "stopped_by"}}`` of a model's ``metrics.json`` (None
-    where the trainer did not record them)."""
+    """``{stage: {"epochs_trained", "stopped_by", "best_step", "steps_trained"}}`` of a
+    model's ``metrics.json`` (None where the trainer did not record them)."""
     out = {}
     for stage in STAGES:
         if isinstance(metrics.get(stage), Mapping):
-            out[stage] = {key: metrics[stage].get(key) for key in ("epochs_trained", "stopped_by")}
+            out[stage] = {key: metrics[stage].get(key) for key in STAGE_FIELDS}
     return out
 
 
@@ -78,7 +79,8 @@ def kind_metrics(rows: Sequence[Mapping], kinds: Mapping[str, str], label_names:
     left out); ``examples`` says how many each kind had."""
     index = {name: i for i, name in enumerate(label_names)}
     out = {}
-    for kind in sorted({kinds[str(r["id"])] for r in rows if str(r["id"]) in kinds}):
+    found = {kinds[str(r["id"])] for r in rows if str(r["id"]) in kinds}
+    for kind in [k for k in KINDS if k in found] + sorted(found - set(KINDS)):
         chosen = [r for r in rows if kinds.get(str(r["id"])) == kind]
         labels = np.array([index[r["label"]] for r in chosen])
         predicted = np.array([index[r["predicted"]] for r in chosen])
@@ -145,15 +147,20 @@ def compare_models(runs: Mapping[str, Mapping[str, Mapping]], a: str, b: str, *,
 
 
 def training_summary(runs: Mapping[str, Mapping[str, Mapping]], models: Sequence[str]) -> dict[str, dict]:
-    """``{model: {stage: {"epochs": [...], "stopped_by": {reason: count}, "runs": n}}}``."""
+    """``{model: {stage: {"epochs": [...], "stopped_by": {reason: count}, "runs": n,
+    "best_share": [...]}}}``; ``best_share`` is where the best checkpoint fell, as a
+    share of the steps trained (1.0: at the end, still improving)."""
     out: dict[str, dict] = {}
     for model in models:
         for run, results in runs.items():
             for stage, info in results.get(model, {}).get("stages", {}).items():
-                entry = out.setdefault(model, {}).setdefault(stage, {"epochs": [], "stopped_by": {}, "runs": 0})
+                entry = out.setdefault(model, {}).setdefault(
+                    stage, {"epochs": [], "stopped_by": {}, "runs": 0, "best_share": []})
                 entry["runs"] += 1
                 if info.get("epochs_trained") is not None:
                     entry["epochs"].append(float(info["epochs_trained"]))
+                if info.get("best_step") is not None and info.get("steps_trained"):
+                    entry["best_share"].append(float(info["best_step"]) / float(info["steps_trained"]))
                 if info.get("stopped_by"):
                     entry["stopped_by"][info["stopped_by"]] = entry["stopped_by"].get(info["stopped_by"], 0) + 1
     return out
@@ -197,16 +204,24 @@ def _stopped_cell(entry: Mapping | None) -> str:
     return ", ".join(f"{named.get(k, k)} {v}/{entry['runs']}" for k, v in sorted(entry["stopped_by"].items()))
 
 
+def _best_cell(entry: Mapping | None) -> str:
+    if not entry or not entry["best_share"]:
+        return "n/a"
+    return f"{100 * np.mean(entry['best_share']):.0f}%"
+
+
 def training_table(training: Mapping[str, Mapping[str, Mapping]]) -> str:
-    """Markdown: epochs trained per stage and how each stage stopped, per setting and model."""
-    lines = ["| Setting | Approach | Stage | epochs trained | stopped by |", "|---|---|---|---|---|"]
+    """Markdown: epochs trained per stage, how each stage stopped and where its best
+    checkpoint fell (mean share of the steps trained), per setting and model."""
+    lines = ["| Setting | Approach | Stage | epochs trained | stopped by | best checkpoint at |",
+             "|---|---|---|---|---|---|"]
     for setting, models in training.items():
         for model in tables.ordered(list(models)):
             for stage in STAGES:
                 if stage in models[model]:
                     entry = models[model][stage]
                     lines.append(f"| {setting} | {tables.DISPLAY.get(model, model)} | {stage} | "
-                                 f"{_epochs_cell(entry)} | {_stopped_cell(entry)} |")
+                                 f"{_epochs_cell(entry)} | {_stopped_cell(entry)} | {_best_cell(entry)} |")
     return "\n".join(lines)
 
 
@@ -261,6 +276,7 @@ def report(generalisation: Mapping, *, name: str = "") -> str:
                       "stratified by run; McNemar: exact, pooled over runs; sign/Wilcoxon: over runs):", "",
                       comparison_table(entry["comparisons"]), ""]
         if entry["training"]:
-            lines += ["Training (epochs per stage; n/a: not recorded by the trainer):", "",
+            lines += ["Training (epochs per stage; best checkpoint at: mean share of the stage's steps; "
+                      "n/a: not recorded by the trainer):", "",
                       training_table(entry["training"]), ""]
     return "\n".join(lines)

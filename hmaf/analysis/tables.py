@@ -28,12 +28,15 @@ def summarize(per_run: Mapping[str, Mapping[str, float]]) -> dict:
 
 
 def cell(summary: Mapping | None, key: str) -> str:
+    """``mean ± std`` (accuracies in %, F1 as a fraction); the mean alone for one run,
+    whose spread is unknown, not zero."""
     if not summary:
         return "–"
     mean, std = summary["mean"][key], summary["std"][key]
+    single = summary.get("n", 2) == 1
     if key == "weighted_f1":
-        return f"{mean:.3f} ± {std:.3f}"
-    return f"{100 * mean:.1f} ± {100 * std:.1f}"
+        return f"{mean:.3f}" if single else f"{mean:.3f} ± {std:.3f}"
+    return f"{100 * mean:.1f}" if single else f"{100 * mean:.1f} ± {100 * std:.1f}"
 
 
 def _paper_cell(paper: Mapping[str, Mapping[str, float]], model: str, key: str) -> str:
