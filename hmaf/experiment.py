@@ -164,24 +164,6 @@ def _split_metrics(metrics: dict, split: str) -> dict:
     return {k: metrics["final"][split][k] for k in tables.METRICS}
 
 
-class PowerOfTwoEval:
-    """Wraps a data source so that no evaluation batch has an odd size: the last, partial
-    batch of each shape is cut into power-of-two pieces (7 -> 4 + 2 + 1). The jitted
-    eval step then meets batch sizes {B, ..., 4, 2, 1} only, which the persistent
-    compilation cache serves in every later fold, instead of a new size per split."""
-
-    def __init__(self, source):
-        self._source = source
-
-    def __getattr__(self, name):
-        return getattr(self._source, name)
-
-    def eval_batches(self, split: str):
-        from hmaf.evaluate import power_of_two_batches
-
-        return power_of_two_batches(self._source.eval_batches(split), self._source.batch_size)
-
-
 def make_source(train: ml_collections.ConfigDict, options: ml_collections.ConfigDict):
     """The fold's data source, from :func:`hmaf.data.source.from_config` (the one seam
     of training, evaluation and inference). ``options`` (config.source: the pipeline's
@@ -199,9 +181,10 @@ def test_predictions(model_dir: Path, source) -> list[dict]:
     """Per-example predictions of ``model_dir``'s best checkpoint on ``source``'s test
     split: ``{"id", "label", "predicted", "probabilities": {class: p}}`` (softmax of the
     logits, no temperature), in the source's test order. Restores the checkpoint with
-    :func:`hmaf.checkpoint.load` and runs the eval step, as ``hmaf.evaluate`` does."""
+    :func:`hmaf.checkpoint.load` and runs the shared eval step on the run's own batches
+    (:func:`hmaf.data.source.from_config`: the shapes training compiled)."""
     from hmaf import checkpoint
-    from hmaf.training.steps import make_eval_step, model_inputs
+    from hmaf.eval_step import make_eval_step, model_inputs
 
     model, variables, _ = checkpoint.load(model_dir)
     info = source.info

@@ -39,11 +39,9 @@ def tiny_config(data_dir: Path, model: str = "faf"):
 def tiny_source(config):
     """The corpus padded to one shape (one compilation of each step)."""
     from hmaf.data.source import CorpusSource
-    from hmaf.experiment import PowerOfTwoEval
 
-    return PowerOfTwoEval(CorpusSource(config.data.dir, fold=0, num_folds=config.data.num_folds,
-                                        batch_size=config.batch_size, bucket=False, pad_words_to=24,
-                                        pad_frames_to=112))
+    return CorpusSource(config.data.dir, fold=0, num_folds=config.data.num_folds, batch_size=config.batch_size,
+                        bucket=False, pad_words_to=24, pad_frames_to=112)
 
 
 def tiny_workdir(root: Path) -> Path:

@@ -149,16 +149,6 @@ def test_tiny_experiment_runs_skips_and_resumes(tmp_path):
     assert {k: v for k, v in after.items() if k != (1, "hf")} == {k: v for k, v in stamps.items() if k != (1, "hf")}
 
 
-def _ids_split_mode_available() -> bool:
-    """H1's ``data.split_mode="ids"`` (the seam the held-out views train through)."""
-    import inspect
-
-    from hmaf.data import source
-
-    return '"ids"' in inspect.getsource(source)
-
-
-@pytest.mark.skipif(not _ids_split_mode_available(), reason="needs data.split_mode='ids' (H1's split files)")
 def test_generalisation_views_end_to_end(tmp_path):
     from experiment_helpers import fake_corpus_with_utterances
 
