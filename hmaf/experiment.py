@@ -31,6 +31,7 @@ latest checkpoint, so a killed experiment continues where it stopped.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 import os
@@ -212,6 +213,7 @@ def run_models(config: ml_collections.ConfigDict, run: Run) -> dict[str, dict]:
     from hmaf.training.trainer import train_and_evaluate
 
     run.directory.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256(Path(run.split_file).read_bytes()).hexdigest() if run.split_file else ""
     source = None
     results: dict[str, dict] = {}
     for model in training_order(list(run.models), config.train.staged):
@@ -220,6 +222,12 @@ def run_models(config: ml_collections.ConfigDict, run: Run) -> dict[str, dict]:
         predictions_path = model_dir / "predictions.jsonl"
         train = model_config(config, model, run)
         metrics = _finished(model_dir)
+        if metrics is not None and record_path.exists() and \
+                json.loads(record_path.read_text()).get("split_sha256", "") != digest:
+            # A split file is regenerated from utterances.jsonl on every run: a rebuilt
+            # corpus changes it, and a model trained on the old split must not be reported.
+            raise ValueError(f"{model_dir} was trained on another version of {run.split_file} (was the corpus "
+                             f"rebuilt?); remove {run.directory} or use a new workdir")
         if source is None and (metrics is None or not predictions_path.exists()):
             source = make_source(train, config.source)  # one per run: its record index is built once
         if metrics is None:
@@ -229,7 +237,8 @@ def run_models(config: ml_collections.ConfigDict, run: Run) -> dict[str, dict]:
             start = time.perf_counter()
             metrics = train_and_evaluate(train, model_dir, source)
             _write_atomic(record_path, json.dumps({"seconds": time.perf_counter() - start, "fold": run.fold,
-                                                   "seed": run.seed, "split_file": run.split_file}))
+                                                   "seed": run.seed, "split_file": run.split_file,
+                                                   "split_sha256": digest}))
         else:
             logging.info("%s %s: %s already finished, skipping", run.view, run.name, model)
         if not predictions_path.exists():

@@ -190,3 +190,12 @@ def test_generalisation_views_end_to_end(tmp_path):
     report = (workdir / "results.md").read_text()
     for title in ("### In-split test", "### Leave one engine out", "### Held-out sentences", "### In-split test by kind"):
         assert title in report
+    # epochs per stage and the stop reason come from the trainer's stage metrics
+    stage = json.loads((workdir / "loeo" / "e0_to_e1" / "seed0" / "audio_only" / "audio" / "metrics.json").read_text())
+    assert f"| e0 → e1 | Audio only (A) | audio | {stage['epochs_trained']:.1f} (n=1) | budget 1/1 |" in report
+
+    # A rebuilt corpus changes a split file: the models trained on the old one are not reused.
+    lines = (data / "utterances.jsonl").read_text().splitlines(keepends=True)
+    (data / "utterances.jsonl").write_text("".join(lines[:-1]))
+    with pytest.raises(ValueError, match="trained on another version of .*loeo-e"):
+        experiment.run_experiment(config, workdir)

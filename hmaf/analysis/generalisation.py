@@ -193,8 +193,9 @@ def _epochs_cell(entry: Mapping | None) -> str:
     if not entry or not entry["epochs"]:
         return "n/a"
     values = np.asarray(entry["epochs"])
-    std = values.std(ddof=1) if len(values) > 1 else 0.0
-    return f"{values.mean():.1f} ± {std:.1f} (n={len(values)})"
+    if len(values) == 1:
+        return f"{values[0]:.1f} (n=1)"
+    return f"{values.mean():.1f} ± {values.std(ddof=1):.1f} (n={len(values)})"
 
 
 def _stopped_cell(entry: Mapping | None) -> str:
