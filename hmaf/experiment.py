@@ -178,7 +178,7 @@ def make_source(train: ml_collections.ConfigDict, options: ml_collections.Config
     return from_config(train)
 
 
-def test_predictions(model_dir: Path, source) -> list[dict]:
+def predict_test_split(model_dir: Path, source) -> list[dict]:
     """Per-example predictions of ``model_dir``'s best checkpoint on ``source``'s test
     split: ``{"id", "label", "predicted", "probabilities": {class: p}}`` (softmax of the
     logits, no temperature), in the source's test order. Restores the checkpoint with
@@ -242,7 +242,7 @@ def run_models(config: ml_collections.ConfigDict, run: Run) -> dict[str, dict]:
         else:
             logging.info("%s %s: %s already finished, skipping", run.view, run.name, model)
         if not predictions_path.exists():
-            rows = test_predictions(model_dir, source)
+            rows = predict_test_split(model_dir, source)
             _write_atomic(predictions_path, "".join(json.dumps(r) + "\n" for r in rows))
         record = json.loads(record_path.read_text()) if record_path.exists() else {}
         cross = None
