@@ -80,6 +80,29 @@ def test_seeds_parse():
     assert (train.seed, train.data.fold, train.branches_dir) == (3, 1, "W/fold1/seed3/branches")
 
 
+def test_generalisation_plan_and_notes(tmp_path):
+    from experiment_helpers import fake_corpus_with_utterances
+
+    data = fake_corpus_with_utterances(tmp_path)
+    config = base.experiment("plan", str(data), models=("faf",), num_folds=3)
+    config.seeds = "0,1"
+    config.generalisation.update(views="by_kind,loeo,heldout_sentences", sentence_folds=2, folds="1")
+    plan = experiment.plan_generalisation(config, tmp_path / "W")
+    assert [(r.view, r.name) for r in plan.runs] == [
+        ("loeo", "seed0"), ("loeo", "seed1"), ("loeo", "seed0"), ("loeo", "seed1"),
+        ("heldout_sentences", "fold1-seed0"), ("heldout_sentences", "fold1-seed1")]
+    assert str(plan.runs[-1].directory) == str(tmp_path / "W" / "heldout_sentences" / "fold1" / "seed1")
+    assert json.loads((tmp_path / "W" / "splits" / "loeo-e0_to_e1.json").read_text())["test"][0].startswith("s3-")
+    assert len(plan.kinds) == 36 and plan.notes["loeo"] == []
+    train = experiment.model_config(config, "faf", plan.runs[0])
+    assert (train.data.split_mode, train.data.split_file) == ("ids", plan.runs[0].split_file)
+
+    (data / "utterances.jsonl").unlink()  # a corpus built before utterances.jsonl: notes, no error
+    plan = experiment.plan_generalisation(config, tmp_path / "W2")
+    assert plan.runs == [] and all("view skipped" in notes[0] for notes in plan.notes.values())
+    assert set(plan.notes) == {"loeo", "heldout_sentences", "by_kind"}
+
+
 def test_tiny_experiment_runs_skips_and_resumes(tmp_path):
     from hmaf.data.fake_corpus import write_fake_corpus
     from hmaf.data.folds import speaker_folds
