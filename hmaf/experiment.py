@@ -129,6 +129,11 @@ def model_config(config: ml_collections.ConfigDict, model: str, run: Run) -> ml_
     train.seed = run.seed
     train.data.fold = run.fold
     train.data.num_folds = config.num_folds
+    if train.data.source == "corpus":
+        # Every model's saved config carries the run's padding, so that hmaf.evaluate and
+        # hmaf.predict rebuild the batch shapes it was trained on (the run's one source
+        # is built from the first model's config).
+        train.data.update(config.source.to_dict())
     if run.split_file:
         train.data.split_mode = "ids"
         train.data.split_file = run.split_file

@@ -78,6 +78,8 @@ def test_seeds_parse():
     assert [(r.name, str(r.directory)) for r in runs] == [(f"fold{k}-seed3", f"W/fold{k}/seed3") for k in range(5)]
     train = experiment.model_config(config, "faf", runs[1])
     assert (train.seed, train.data.fold, train.branches_dir) == (3, 1, "W/fold1/seed3/branches")
+    assert (train.data.pad_words_to, train.data.pad_frames_to) == (config.source.pad_words_to,
+                                                                   config.source.pad_frames_to)
 
 
 def test_generalisation_plan_and_notes(tmp_path):

@@ -250,7 +250,10 @@ def assemble(results: Mapping[str, Mapping[str, Mapping[str, Mapping]]], models:
         for setting, runs in settings.items():
             entry["settings"][setting] = summarize_setting(runs, models)
             if view != "by_kind":
-                entry["training"][setting] = training_summary(runs, models)
+                # every trained model, also the branches trained only for the fusions:
+                # their stages are the fusions' first stages
+                trained = tables.ordered(sorted({m for results in runs.values() for m in results}))
+                entry["training"][setting] = training_summary(runs, trained)
                 found = [compare_models(runs, a, b, select_metric=select_metric, resamples=resamples, seed=seed)
                          for a, b in comparisons]
                 found = [c for c in found if c]
