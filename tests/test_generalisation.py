@@ -156,6 +156,11 @@ def test_assemble_and_report():
     assert "| 5 speaker folds | Ours-FAF | fusion | 3.5 ± 0.0 (n=3) | early stopping 3/3 | 50% |" in text
     assert list(general["views"]["by_kind"]["settings"]) == ["ambiguous", "delivery", "text", "both"]
     assert json.loads(json.dumps(general)) == general  # JSON-able
+    only_faf = generalisation.assemble({"in_split": results["in_split"]}, ["faf"], resamples=10)
+    assert list(only_faf["views"]["in_split"]["settings"]["5 speaker folds"]) == ["faf"]
+    # the branches trained for the fusion still show how their stages ended
+    assert list(only_faf["views"]["in_split"]["training"]["5 speaker folds"]) == [
+        "faf", "ul_fusion", "text_only", "audio_only"]
 
 
 def test_stage_info_and_missing_fields():
