@@ -1,18 +1,27 @@
-"""The paper's protocol as one command: k-fold CV over every model, Tables 1-3.
+"""The paper's protocol as one command: k-fold CV x seeds over every model, Tables 1-3,
+paired tests, and the generalisation report.
 
 ``python -m hmaf.experiment --config configs/experiments/<name>.py [--workdir W]``
 
+A *run* is one split of the corpus with one seed (``config.seeds``, e.g. "0,1,2").
 For each of ``num_folds`` speaker-independent folds (each fold: 20% of the speakers
-for test, 20% of the rest for validation, §4.3) the text and audio branches are
-trained once (``text_only``, ``audio_only``) and every fusion model of the list
-starts from them (staged training). Layout of ``W``::
+for test, 20% of the rest for validation, §4.3) and each seed, the text and audio
+branches are trained once (``text_only``, ``audio_only``) and every fusion model of
+the list starts from them (staged training). After training, each model's best
+checkpoint predicts the run's test split (``predictions.jsonl``), which the paired
+tests and the by-kind breakdown read. Layout of ``W``::
 
-    W/fold<k>/text_only/    text branch (stage ``text``), the T row of Table 2
-    W/fold<k>/audio_only/   audio branch (stage ``audio``), the A row
-    W/fold<k>/branches/     links to both stages, the ``branches_dir`` of the fusions
-    W/fold<k>/<model>/      a fusion model (stage ``fusion``); ``cross_eval.json``
-                            holds its Table 3 evaluation when the config names one
-    W/results.json, W/results.md   mean ± std over folds, the tables
+    W/fold<k>/seed<s>/text_only/    text branch (stage ``text``), the T row of Table 2
+    W/fold<k>/seed<s>/audio_only/   audio branch (stage ``audio``), the A row
+    W/fold<k>/seed<s>/branches/     links to both stages, the ``branches_dir`` of the fusions
+    W/fold<k>/seed<s>/<model>/      a fusion model (stage ``fusion``); ``cross_eval.json``
+                                    holds its Table 3 evaluation when the config names one
+    W/loeo/<train>_to_<test>/seed<s>/<model>/         leave-one-engine-out runs
+    W/heldout_sentences/fold<k>/seed<s>/<model>/      held-out sentence runs
+    W/splits/*.json                 the split files (ids) of those views
+    W/results.json, W/results.md    mean ± std over runs, the tables, the paired tests,
+                                    the generalisation report
+    W/generalisation.json           every view of config.generalisation.views
 
 Every model directory is a complete workdir (``hmaf.predict --workdir``). A finished
 model (its ``metrics.json``) is skipped on rerun; an interrupted one resumes from its
@@ -21,6 +30,8 @@ latest checkpoint, so a killed experiment continues where it stopped.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import logging
 import os
@@ -30,18 +41,53 @@ from pathlib import Path
 from typing import Any
 
 import ml_collections
+import numpy as np
 
+from hmaf.analysis import generalisation
 from hmaf.analysis import paper as paper_lib
+from hmaf.analysis import splits as splits_lib
 from hmaf.analysis import tables
 
 BRANCH_MODELS = {"text_only": "text", "audio_only": "audio"}
 SPLIT = "test"
+IN_SPLIT = "in_split"
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     tmp.write_text(text)
     os.replace(tmp, path)
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """One split of the corpus with one seed: every model of the view trains on it.
+
+    ``split_file`` (ids of train/validation/test) is given to training through
+    ``data.split_mode="ids"``; empty for in-split runs, which use the config's folds or
+    manifest splits.
+    """
+
+    view: str
+    setting: str
+    name: str
+    fold: int
+    seed: int
+    directory: Path
+    models: tuple[str, ...]
+    split_file: str = ""
+
+
+def _int_list(spec: str, field: str) -> list[int]:
+    try:
+        return [int(v) for v in str(spec).split(",") if v.strip()]
+    except ValueError:
+        raise ValueError(f"config.{field}={spec!r} is not a comma-separated list of integers") from None
+
+
+def seeds(config: ml_collections.ConfigDict) -> list[int]:
+    """The seeds to run: ``config.seeds`` ("0,1,2"), else ``config.train.seed``."""
+    return _int_list(config.get("seeds", ""), "seeds") or [int(config.train.seed)]
 
 
 def fold_ids(config: ml_collections.ConfigDict) -> list[int]:
@@ -50,12 +96,20 @@ def fold_ids(config: ml_collections.ConfigDict) -> list[int]:
     if config.train.data.split_mode == "manifest":
         return [0]
     if config.folds:
-        folds = [int(f) for f in str(config.folds).split(",") if f.strip()]
+        folds = _int_list(config.folds, "folds")
         bad = [f for f in folds if not 0 <= f < config.num_folds]
         if bad:
             raise ValueError(f"config.folds={config.folds!r}: folds {bad} are outside [0, {config.num_folds})")
         return folds
     return list(range(config.num_folds))
+
+
+def in_split_runs(config: ml_collections.ConfigDict, workdir: Path) -> list[Run]:
+    """Every (fold, seed) pair of the config's own splits."""
+    setting = "manifest splits" if config.train.data.split_mode == "manifest" else f"{config.num_folds} speaker folds"
+    return [Run(IN_SPLIT, setting, f"fold{fold}-seed{seed}", fold, seed, workdir / f"fold{fold}" / f"seed{seed}",
+                tuple(config.models))
+            for fold in fold_ids(config) for seed in seeds(config)]
 
 
 def training_order(models: list[str], staged: bool) -> list[str]:
@@ -68,26 +122,35 @@ def training_order(models: list[str], staged: bool) -> list[str]:
     return branches + [m for m in tables.MODEL_ORDER if m in models and m not in BRANCH_MODELS]
 
 
-def model_config(config: ml_collections.ConfigDict, model: str, fold: int, fold_dir: Path) -> ml_collections.ConfigDict:
-    """The training config of one model in one fold."""
+def model_config(config: ml_collections.ConfigDict, model: str, run: Run) -> ml_collections.ConfigDict:
+    """The training config of one model in one run."""
     train = ml_collections.ConfigDict(config.train.to_dict())
     train.model.name = model
-    train.data.fold = fold
+    train.seed = run.seed
+    train.data.fold = run.fold
     train.data.num_folds = config.num_folds
+    if train.data.source == "corpus":
+        # Every model's saved config carries the run's padding, so that hmaf.evaluate and
+        # hmaf.predict rebuild the batch shapes it was trained on (the run's one source
+        # is built from the first model's config).
+        train.data.update(config.source.to_dict())
+    if run.split_file:
+        train.data.split_mode = "ids"
+        train.data.split_file = run.split_file
     train.stage = "all"
     if model in BRANCH_MODELS:
         train.num_train_steps = config.branch_train_steps
         train.branches_dir = ""
     else:
         train.num_train_steps = config.fusion_train_steps
-        train.branches_dir = str(fold_dir / "branches") if train.staged else ""
+        train.branches_dir = str(run.directory / "branches") if train.staged else ""
     return train
 
 
-def _link_branches(fold_dir: Path) -> None:
-    """``fold/branches/{text,audio}`` -> the branch models' stages (relative links, so a
+def _link_branches(run_dir: Path) -> None:
+    """``run/branches/{text,audio}`` -> the branch models' stages (relative links, so a
     moved experiment directory keeps working)."""
-    branches = fold_dir / "branches"
+    branches = run_dir / "branches"
     branches.mkdir(parents=True, exist_ok=True)
     for model, stage in BRANCH_MODELS.items():
         link = branches / stage
@@ -103,27 +166,8 @@ def _finished(model_dir: Path) -> dict | None:
     return metrics if "final" in metrics else None
 
 
-def _test_metrics(metrics: dict) -> dict:
-    stage = [k for k in ("fusion", "text", "audio") if k in metrics][0]
-    return {k: metrics[stage][SPLIT][k] for k in tables.METRICS}
-
-
-class PowerOfTwoEval:
-    """Wraps a data source so that no evaluation batch has an odd size: the last, partial
-    batch of each shape is cut into power-of-two pieces (7 -> 4 + 2 + 1). The jitted
-    eval step then meets batch sizes {B, ..., 4, 2, 1} only, which the persistent
-    compilation cache serves in every later fold, instead of a new size per split."""
-
-    def __init__(self, source):
-        self._source = source
-
-    def __getattr__(self, name):
-        return getattr(self._source, name)
-
-    def eval_batches(self, split: str):
-        from hmaf.evaluate import power_of_two_batches
-
-        return power_of_two_batches(self._source.eval_batches(split), self._source.batch_size)
+def _split_metrics(metrics: dict, split: str) -> dict:
+    return {k: metrics["final"][split][k] for k in tables.METRICS}
 
 
 def make_source(train: ml_collections.ConfigDict, options: ml_collections.ConfigDict):
@@ -139,36 +183,81 @@ def make_source(train: ml_collections.ConfigDict, options: ml_collections.Config
     return from_config(train)
 
 
-def run_fold(config: ml_collections.ConfigDict, workdir: Path, fold: int) -> dict[str, dict]:
-    """Trains (or skips, or resumes) every model of one fold; returns
-    ``{model: {"test": metrics, "seconds": s, "cross": metrics|None}}``."""
+def predict_test_split(model_dir: Path, source) -> list[dict]:
+    """Per-example predictions of ``model_dir``'s best checkpoint on ``source``'s test
+    split: ``{"id", "label", "predicted", "probabilities": {class: p}}`` (softmax of the
+    logits, no temperature), in the source's test order. Restores the checkpoint with
+    :func:`hmaf.checkpoint.load` and runs the shared eval step on the run's own batches
+    (:func:`hmaf.data.source.from_config`: the shapes training compiled)."""
+    from hmaf import checkpoint
+    from hmaf.eval_step import make_eval_step, model_inputs
+
+    model, variables, _ = checkpoint.load(model_dir)
+    info = source.info
+    label_names = list(info["label_names"] if isinstance(info, dict) else info.label_names)
+    eval_step = make_eval_step(model)
+    rows = []
+    for batch in source.eval_batches(SPLIT):
+        probs = np.asarray(eval_step(variables, model_inputs(batch))["probs"], np.float64)
+        for utt_id, label, p in zip(batch["utt_id"], np.asarray(batch["label"]), probs):
+            rows.append({"id": utt_id.decode() if isinstance(utt_id, bytes) else str(utt_id),
+                         "label": label_names[int(label)], "predicted": label_names[int(p.argmax())],
+                         "probabilities": {name: round(float(v), 6) for name, v in zip(label_names, p)}})
+    return rows
+
+
+def _read_predictions(path: Path) -> list[dict]:
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def run_models(config: ml_collections.ConfigDict, run: Run) -> dict[str, dict]:
+    """Trains (or skips, or resumes) every model of one run and predicts its test split;
+    returns ``{model: {"test", "validation", "seconds", "cross", "stages", "predictions"}}``
+    (branch models trained for the fusions included)."""
     from hmaf.training.trainer import train_and_evaluate
 
-    fold_dir = workdir / f"fold{fold}"
-    fold_dir.mkdir(parents=True, exist_ok=True)
+    run.directory.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256(Path(run.split_file).read_bytes()).hexdigest() if run.split_file else ""
     source = None
     results: dict[str, dict] = {}
-    for model in training_order(list(config.models), config.train.staged):
-        model_dir = fold_dir / model
+    for model in training_order(list(run.models), config.train.staged):
+        model_dir = run.directory / model
         record_path = model_dir / "experiment.json"
+        predictions_path = model_dir / "predictions.jsonl"
+        train = model_config(config, model, run)
         metrics = _finished(model_dir)
+        if metrics is not None and record_path.exists() and \
+                json.loads(record_path.read_text()).get("split_sha256", "") != digest:
+            # A split file is regenerated from utterances.jsonl on every run: a rebuilt
+            # corpus changes it, and a model trained on the old split must not be reported.
+            raise ValueError(f"{model_dir} was trained on another version of {run.split_file} (was the corpus "
+                             f"rebuilt?); remove {run.directory} or use a new workdir")
+        if source is None and (metrics is None or not predictions_path.exists()):
+            source = make_source(train, config.source)  # one per run: its record index is built once
         if metrics is None:
-            train = model_config(config, model, fold, fold_dir)
             if train.branches_dir:
-                _link_branches(fold_dir)
-            if source is None:  # one source per fold: its record index is built once
-                source = make_source(train, config.source)
-            logging.info("fold %d: training %s in %s", fold, model, model_dir)
+                _link_branches(run.directory)
+            logging.info("%s %s: training %s in %s", run.view, run.name, model, model_dir)
             start = time.perf_counter()
             metrics = train_and_evaluate(train, model_dir, source)
-            _write_atomic(record_path, json.dumps({"seconds": time.perf_counter() - start, "fold": fold}))
+            _write_atomic(record_path, json.dumps({"seconds": time.perf_counter() - start, "fold": run.fold,
+                                                   "seed": run.seed, "split_file": run.split_file,
+                                                   "split_sha256": digest}))
         else:
-            logging.info("fold %d: %s already finished, skipping", fold, model)
+            logging.info("%s %s: %s already finished, skipping", run.view, run.name, model)
+        if not predictions_path.exists():
+            rows = predict_test_split(model_dir, source)
+            _write_atomic(predictions_path, "".join(json.dumps(r) + "\n" for r in rows))
         record = json.loads(record_path.read_text()) if record_path.exists() else {}
         cross = None
-        if config.cross.data and model in config.models:
+        if run.view == IN_SPLIT and config.cross.data and model in config.models:
             cross = cross_evaluate(config, model_dir)
-        results[model] = {"test": _test_metrics(metrics), "seconds": record.get("seconds"), "cross": cross}
+        own_stage = BRANCH_MODELS.get(model, "fusion")
+        results[model] = {"test": _split_metrics(metrics, SPLIT), "validation": _split_metrics(metrics, "validation"),
+                          "seconds": record.get("seconds"), "cross": cross,
+                          "stages": {k: v for k, v in generalisation.stage_info(metrics).items() if k == own_stage},
+                          "predictions": _read_predictions(predictions_path)}
     return results
 
 
@@ -187,30 +276,131 @@ def cross_evaluate(config: ml_collections.ConfigDict, model_dir: Path) -> dict:
     return result
 
 
-def summarize(config: ml_collections.ConfigDict, per_fold: dict[int, dict[str, dict]]) -> dict:
-    """Mean ± std over folds of each requested model (test split, and Table 3)."""
-    out: dict[str, Any] = {"name": config.name, "folds": sorted(per_fold), "models": {}, "cross": {}}
+def _corpus_ids(data_dir: str) -> set[str]:
+    """The utterance ids of the prepared corpus's records (one header pass)."""
+    from hmaf.data import pipeline
+    from hmaf.data.source import DatasetInfo
+
+    info = DatasetInfo.load(data_dir)
+    return set(pipeline.scan([str(Path(data_dir) / "records" / name) for name in info.shards]).utt_id.tolist())
+
+
+@dataclasses.dataclass
+class Plan:
+    """The runs of the generalisation views, the kinds for ``by_kind``, and what the
+    report says about views the corpus cannot support."""
+
+    runs: list[Run]
+    kinds: dict[str, str]
+    notes: dict[str, list[str]]
+
+
+def plan_generalisation(config: ml_collections.ConfigDict, workdir: Path) -> Plan:
+    """Reads ``utterances.jsonl``, writes the split files of the held-out views to
+    ``W/splits/`` and lists their runs (every split x ``generalisation.seeds``)."""
+    options = config.generalisation
+    views = generalisation.parse_views(options.views)
+    notes: dict[str, list[str]] = {view: [] for view in views if view != IN_SPLIT}
+    plan = Plan([], {}, notes)
+    if not notes:
+        return plan
+    data_dir = config.train.data.dir
+    path = Path(options.utterances or Path(data_dir) / "utterances.jsonl")
+    if not path.exists():
+        for view in notes:
+            notes[view].append(f"the corpus has no `{path}` (engines, sentences, kinds); view skipped")
+        return plan
+    rows, dropped = splits_lib.keep_known(splits_lib.read_utterances(path), _corpus_ids(data_dir))
+    if dropped:
+        logging.warning("%d utterances of %s have no record in %s (rejected at prepare): left out", dropped, path,
+                        data_dir)
+    models = tuple(m.strip() for m in options.models.split(",") if m.strip()) if options.models else tuple(config.models)
+    run_seeds = _int_list(options.seeds, "generalisation.seeds") or seeds(config)
+    fold_seed = int(options.fold_seed)
+
+    def add_runs(view: str, setting: str, key: str, fold: int, directory: Path, split: dict) -> None:
+        split_path = workdir / "splits" / f"{key}.json"
+        splits_lib.write_split(split_path, split)
+        for seed in run_seeds:
+            name = f"fold{fold}-seed{seed}" if view == "heldout_sentences" else f"seed{seed}"
+            plan.runs.append(Run(view, setting, name, fold, seed, directory / f"seed{seed}", models,
+                                 str(split_path.absolute())))
+
+    if "loeo" in views:
+        found, view_notes = splits_lib.loeo_splits(rows, val_share=options.val_share, seed=fold_seed)
+        notes["loeo"] += view_notes
+        for direction, split in found.items():
+            add_runs("loeo", direction.replace("_to_", " → "), f"loeo-{direction}", 0,
+                     workdir / "loeo" / direction, split)
+    if "heldout_sentences" in views:
+        found, view_notes = splits_lib.heldout_sentence_splits(
+            rows, num_folds=options.sentence_folds, seed=fold_seed, val_share=options.val_share,
+            disjoint_speakers=options.disjoint_speakers)
+        notes["heldout_sentences"] += view_notes
+        wanted = _int_list(options.folds, "generalisation.folds") or list(range(len(found)))
+        setting = "new sentences, new speakers" if options.disjoint_speakers else "new sentences"
+        for fold in wanted:
+            if fold < len(found):
+                add_runs("heldout_sentences", setting, f"heldout_sentences-fold{fold}", fold,
+                         workdir / "heldout_sentences" / f"fold{fold}", found[fold])
+    if "by_kind" in views:
+        plan.kinds = splits_lib.kinds_of(rows)
+        if not plan.kinds:
+            notes["by_kind"].append("utterances.jsonl has no `kind` field (only the embedded corpus has one); "
+                                    "view skipped")
+    return plan
+
+
+def _public(results: dict[str, dict]) -> dict[str, dict]:
+    """A run's results without the per-example predictions (they stay in predictions.jsonl)."""
+    return {model: {k: v for k, v in r.items() if k != "predictions"} for model, r in results.items()}
+
+
+def summarize(config: ml_collections.ConfigDict, per_run: dict[str, dict[str, dict]]) -> dict:
+    """Mean ± std over runs (folds x seeds) of each requested model (test split, and
+    Table 3), and the in-split paired comparisons."""
+    out: dict[str, Any] = {"name": config.name, "folds": fold_ids(config), "seeds": seeds(config),
+                           "runs": sorted(per_run), "models": {}, "cross": {}}
     for model in config.models:
-        folds = {k: r[model]["test"] for k, r in per_fold.items() if model in r}
-        if not folds:
+        runs = {k: r[model]["test"] for k, r in per_run.items() if model in r}
+        if not runs:
             continue
-        out["models"][model] = tables.summarize(folds) | {
-            "per_fold": folds, "seconds": {k: per_fold[k][model]["seconds"] for k in folds}}
-        cross = {k: per_fold[k][model]["cross"] for k in folds if per_fold[k][model]["cross"]}
+        out["models"][model] = tables.summarize(runs) | {
+            "per_run": runs, "seconds": {k: per_run[k][model]["seconds"] for k in runs}}
+        cross = {k: per_run[k][model]["cross"] for k in runs if per_run[k][model]["cross"]}
         if cross:
-            out["cross"][model] = tables.summarize(cross) | {"per_fold": {
+            out["cross"][model] = tables.summarize(cross) | {"per_run": {
                 k: {m: v[m] for m in tables.METRICS} for k, v in cross.items()}}
     return out
 
 
-def report(config: ml_collections.ConfigDict, summary: dict, elapsed_s: float | None = None) -> str:
+def assemble_generalisation(config: ml_collections.ConfigDict, results: dict, plan: Plan) -> dict:
+    """``generalisation.json`` from ``results[view][setting][run][model]``."""
+    results = dict(results)
+    notes = dict(plan.notes)
+    if "by_kind" in notes and plan.kinds and results.get(IN_SPLIT):
+        label_names = json.loads((Path(config.train.data.dir) / "dataset.json").read_text())["label_names"]
+        in_split = next(iter(results[IN_SPLIT].values()))
+        results["by_kind"] = generalisation.by_kind(in_split, plan.kinds, label_names)
+    models = list(dict.fromkeys(list(config.models) + [m.strip() for m in config.generalisation.models.split(",")
+                                                       if m.strip()]))
+    return generalisation.assemble(results, models, notes=notes,
+                                   comparisons=generalisation.parse_comparisons(config.comparisons),
+                                   select_metric=config.train.select_metric,
+                                   resamples=config.bootstrap.resamples, seed=config.bootstrap.seed)
+
+
+def report(config: ml_collections.ConfigDict, summary: dict, general: dict | None = None,
+           elapsed_s: float | None = None) -> str:
     """The markdown of ``results.md``: Table 1 and Table 2 shapes (and Table 3 when a
-    cross-corpus evaluation ran), paper numbers beside ours where the corpus is the same."""
-    folds = summary["folds"]
+    cross-corpus evaluation ran), paper numbers beside ours where the corpus is the same,
+    then the generalisation report (paired tests, views, epochs per stage)."""
+    folds, run_seeds = summary["folds"], summary["seeds"]
+    splits = (f"{len(folds)} fold(s) {folds} of {config.num_folds}" if config.train.data.split_mode == "folds"
+              else "the corpus's manifest splits")
     lines = [f"# Experiment `{config.name}`", "",
-             f"Corpus `{config.train.data.dir}`; {len(folds)} fold(s) {folds} of "
-             f"{config.num_folds if config.train.data.split_mode == 'folds' else 'manifest splits'}; "
-             f"test split; mean ± std over folds.", ""]
+             f"Corpus `{config.train.data.dir}`; {splits} × {len(run_seeds)} seed(s) {run_seeds} = "
+             f"{len(summary['runs'])} run(s); test split; mean ± sample std over the n runs.", ""]
     paper = paper_lib.reference(config.paper)
     models = summary["models"]
     if models:
@@ -221,6 +411,8 @@ def report(config: ml_collections.ConfigDict, summary: dict, elapsed_s: float | 
         cross_paper = paper_lib.reference(config.cross.paper, table=3)
         lines += [f"## Generalisation to `{config.cross.data}` (Table 3)", "",
                   tables.generalization_table(summary["cross"], cross_paper), ""]
+    if general:
+        lines += [generalisation.report(general), ""]
     if elapsed_s is not None:
         lines += [f"Wall time of this run: {elapsed_s / 60:.1f} min.", ""]
     return "\n".join(lines)
@@ -233,6 +425,21 @@ def check_corpus(config: ml_collections.ConfigDict) -> None:
             hint = f" Build it with: {config.build_hint}" if config.build_hint else ""
             raise FileNotFoundError(f"experiment {config.name}: no prepared corpus at {data_dir} "
                                     f"(dataset.json missing).{hint}")
+
+
+def _write_reports(config, workdir: Path, results: dict, plan: Plan, elapsed_s: float | None = None) -> dict:
+    in_split = next(iter(results.get(IN_SPLIT, {}).values()), {})
+    summary = summarize(config, in_split)
+    general = assemble_generalisation(config, results, plan)
+    summary["comparisons"] = general["views"].get(IN_SPLIT, {}).get("comparisons", {})
+    if elapsed_s is not None:
+        summary["elapsed_s"] = elapsed_s
+    public = {view: {setting: {run: _public(r) for run, r in runs.items()} for setting, runs in settings.items()}
+              for view, settings in results.items()}
+    _write_atomic(workdir / "generalisation.json", json.dumps(general | {"results": public}, indent=2))
+    _write_atomic(workdir / "results.json", json.dumps(summary, indent=2))
+    _write_atomic(workdir / "results.md", report(config, summary, general, elapsed_s))
+    return summary
 
 
 def run_experiment(config: ml_collections.ConfigDict, workdir: str | os.PathLike | None = None) -> dict:
@@ -250,17 +457,12 @@ def run_experiment(config: ml_collections.ConfigDict, workdir: str | os.PathLike
     workdir.mkdir(parents=True, exist_ok=True)
     _write_atomic(workdir / "experiment_config.json", json.dumps(config.to_dict(), indent=2, sort_keys=True))
     start = time.perf_counter()
-    per_fold = {}
-    for fold in fold_ids(config):
-        per_fold[fold] = run_fold(config, workdir, fold)
-        summary = summarize(config, per_fold)  # partial tables after every fold
-        _write_atomic(workdir / "results.json", json.dumps(summary, indent=2))
-        _write_atomic(workdir / "results.md", report(config, summary))
-    elapsed = time.perf_counter() - start
-    summary["elapsed_s"] = elapsed
-    _write_atomic(workdir / "results.json", json.dumps(summary, indent=2))
-    _write_atomic(workdir / "results.md", report(config, summary, elapsed))
-    return summary
+    plan = plan_generalisation(config, workdir)
+    results: dict[str, dict[str, dict[str, dict]]] = {}
+    for run in in_split_runs(config, workdir) + plan.runs:
+        results.setdefault(run.view, {}).setdefault(run.setting, {})[run.name] = run_models(config, run)
+        _write_reports(config, workdir, results, plan)  # partial tables after every run
+    return _write_reports(config, workdir, results, plan, time.perf_counter() - start)
 
 
 def main(argv):
@@ -273,7 +475,8 @@ def main(argv):
     summary = run_experiment(flags.FLAGS.config, flags.FLAGS.workdir)
     workdir = Path(flags.FLAGS.workdir or flags.FLAGS.config.workdir)
     print((workdir / "results.md").read_text())
-    print(f"results: {workdir / 'results.json'} ({summary['elapsed_s'] / 60:.1f} min)")
+    print(f"results: {workdir / 'results.json'}, {workdir / 'generalisation.json'} "
+          f"({summary['elapsed_s'] / 60:.1f} min)")
 
 
 def _define_flags() -> None:

@@ -39,11 +39,9 @@ def tiny_config(data_dir: Path, model: str = "faf"):
 def tiny_source(config):
     """The corpus padded to one shape (one compilation of each step)."""
     from hmaf.data.source import CorpusSource
-    from hmaf.experiment import PowerOfTwoEval
 
-    return PowerOfTwoEval(CorpusSource(config.data.dir, fold=0, num_folds=config.data.num_folds,
-                                        batch_size=config.batch_size, bucket=False, pad_words_to=24,
-                                        pad_frames_to=112))
+    return CorpusSource(config.data.dir, fold=0, num_folds=config.data.num_folds, batch_size=config.batch_size,
+                        bucket=False, pad_words_to=24, pad_frames_to=112)
 
 
 def tiny_workdir(root: Path) -> Path:
@@ -65,3 +63,26 @@ def speech(path: Path, text: str = SENTENCE) -> Path:
     synthesis = tts.synthesize(text, "en+f3")
     soundfile.write(path, synthesis.audio, synthesis.sample_rate)
     return path
+
+
+def fake_corpus_with_utterances(root: Path, *, num_speakers: int = 6, per_speaker: int = 6) -> Path:
+    """A random prepared corpus (:func:`hmaf.data.fake_corpus.write_fake_corpus`) with the
+    ``utterances.jsonl`` a corpus builder writes: the first half of the speakers are
+    voices of engine ``e0``, the rest of ``e1``; utterance k of every speaker says
+    sentence ``S<k>``; kinds cycle through the embedded corpus's four."""
+    import json
+
+    from hmaf.data.fake_corpus import write_fake_corpus
+
+    data = root / "fake"
+    examples = write_fake_corpus(data, num_speakers=num_speakers, per_speaker=per_speaker, max_frames=12)
+    kinds = ("ambiguous", "delivery", "text", "both")
+    lines = []
+    for utt_id, ex in examples.items():
+        speaker, k = ex["speaker"], int(utt_id.rsplit("-", 1)[1])
+        engine = "e0" if int(speaker[1:]) < num_speakers // 2 else "e1"
+        lines.append(json.dumps({"id": utt_id, "label": ex["label_name"], "speaker": speaker, "group": speaker,
+                                 "engine": engine, "voice": speaker, "sentence": f"S{k}",
+                                 "kind": kinds[k % len(kinds)]}) + "\n")
+    (data / "utterances.jsonl").write_text("".join(lines))
+    return data
