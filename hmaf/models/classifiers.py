@@ -128,7 +128,7 @@ class _Branches(nn.Module):
             t_alpha, w_alpha = (jnp.where((dropped == 1)[:, None], w_alpha, t_alpha),
                                 jnp.where((dropped == 2)[:, None], t_alpha, w_alpha))
         if self.gate:
-            g = self.modality_gate(weighted_sum(t_alpha, t_h), weighted_sum(w_alpha, w_h))
+            g = self.gate_weights(weighted_sum(t_alpha, t_h), weighted_sum(w_alpha, w_h))
             t_h, w_h = g[:, 0, None, None] * t_h, g[:, 1, None, None] * w_h
         return t_h, t_alpha, w_h, w_alpha
 
@@ -137,11 +137,13 @@ class _Branches(nn.Module):
         returns ``(text, audio, dropped [B] or None)``."""
         if not (train and self.modality_dropout > 0):
             return text, audio, None
-        return drop_modality(self.make_rng("dropout"), self.modality_dropout, text, audio)
+        text, audio, dropped = drop_modality(self.make_rng("dropout"), self.modality_dropout, text, audio)
+        self.sow("intermediates", "modality_dropped", dropped)  # 0 none, 1 text, 2 audio
+        return text, audio, dropped
 
-    def modality_gate(self, text_summary, audio_summary):
+    def gate_weights(self, text_summary, audio_summary):
         """``[B, 2]`` weights from :class:`ModalityGate`, sown as ``gate``."""
-        g = ModalityGate(self.dtype, name="gate")(text_summary, audio_summary)
+        g = ModalityGate(self.dtype, name="modality_gate")(text_summary, audio_summary)
         self.sow("intermediates", "gate", g)
         return g
 
@@ -224,7 +226,7 @@ class UtteranceFrameFusionModel(_Branches):
         self.sow("intermediates", "uf_alpha", uf_alpha)
         u_text, u_audio, _ = self.drop_modality(u_text, u_audio, train)
         if self.gate:
-            g = self.modality_gate(u_text, u_audio)
+            g = self.gate_weights(u_text, u_audio)
             u_text, u_audio = g[:, :1] * u_text, g[:, 1:] * u_audio
         u = jnp.concatenate([u_text, u_audio], -1)
         logits = DenseHead(self.num_classes, self.dropout, self.dtype, name="head")(u, train=train)
