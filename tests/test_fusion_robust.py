@@ -4,6 +4,8 @@ computation and against padding."""
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -49,11 +51,19 @@ def model_and_vars(name, batch, **options):
     return model, variables
 
 
+@functools.cache
+def _jitted_apply(model, train):
+    def apply(variables, batch, key):
+        out, state = model.apply(variables, batch, train=train, rngs={"dropout": key},
+                                 mutable=["intermediates", "batch_stats"])
+        return out.logits, state["intermediates"]
+    return jax.jit(apply)
+
+
 def run(model, variables, batch, *, train, seed=3):
     """Logits and sown intermediates; train mode with a fixed dropout key."""
-    out, state = model.apply(variables, batch, train=train, rngs={"dropout": jax.random.key(seed)},
-                             mutable=["intermediates", "batch_stats"])
-    return np.asarray(out.logits), {k: np.asarray(v[0]) for k, v in state["intermediates"].items()}
+    logits, inter = _jitted_apply(model, train)(variables, batch, jax.random.key(seed))
+    return np.asarray(logits), {k: np.asarray(v[0]) for k, v in inter.items()}
 
 
 # --- audio input normalisation -----------------------------------------------------------------
@@ -182,9 +192,12 @@ def test_drop_modality_drops_one_side_and_rescales_as_dropout():
     np.testing.assert_array_equal(t[dropped == 0], 1 / 0.8)
 
 
-def test_modality_dropout_in_faf_hides_the_dropped_modality():
+def test_modality_dropout_and_gate_in_faf():
+    """One gated FAF model with p = 1: the dropped modality is invisible, the gate's
+    weights lie in [0, 1], and padding stays invisible at inference."""
     batch = small_batch(seed=6, b=8)
-    model, variables = model_and_vars("faf", batch, **QUIET, audio_norm="utterance", modality_dropout=1.0)
+    model, variables = model_and_vars("faf", batch, **QUIET, audio_norm="utterance", modality_dropout=1.0,
+                                      gate=True)
     logits, inter = run(model, variables, batch, train=True)
     dropped = inter["modality_dropped"]
     assert set(np.unique(dropped)) == {1, 2}
@@ -201,16 +214,21 @@ def test_modality_dropout_in_faf_hides_the_dropped_modality():
     changed["frames"] = np.where(audio_gone[:, None, None, None],
                                  rng.normal(size=batch["frames"].shape), batch["frames"]).astype(np.float32)
     np.testing.assert_allclose(run(model, variables, changed, train=True)[0], logits, rtol=1e-5, atol=1e-6)
-    # Inference drops nothing.
-    assert "modality_dropped" not in run(model, variables, batch, train=False)[1]
+    # Inference drops nothing; the gate is in [0, 1]; padding is invisible.
+    logits, inter = run(model, variables, batch, train=False)
+    assert "modality_dropped" not in inter
+    assert inter["gate"].shape == (8, 2) and np.all((inter["gate"] >= 0) & (inter["gate"] <= 1))
+    logits_p, inter_p = run(model, variables, pad_batch(batch), train=False)
+    np.testing.assert_allclose(logits_p, logits, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(inter_p["gate"], inter["gate"], rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("name", ["faf", "ul_fusion_frames"])
-def test_gate_weights_lie_in_unit_interval_and_padding_stays_invisible(name):
+def test_ul_fusion_frames_gate_and_padding_with_every_option():
     batch = small_batch(seed=7)
     options = dict(gate=True, modality_dropout=0.3, word_dropout=0.2, embedding_dropout=0.2,
                    spec_time_masks=1, spec_time_mask_frames=2, audio_norm="utterance")
-    model, variables = model_and_vars(name, batch, **options)
+    model, variables = model_and_vars("ul_fusion_frames", batch, **options)
+    assert set(variables["params"]) == {"text", "audio_utt", "modality_gate", "head"}
     logits, inter = run(model, variables, batch, train=False)
     assert inter["gate"].shape == (4, 2)
     assert np.all((inter["gate"] >= 0) & (inter["gate"] <= 1))
