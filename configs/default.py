@@ -33,15 +33,32 @@ def get_config(arg: str | None = None, model: str = "faf") -> ml_collections.Con
     config.model.spec_band_mask_bands = 0  # mel bands per band mask
     config.data = ml_collections.ConfigDict(dict(
         source="corpus", dir="data/synthetic", fold=0, num_folds=5, split_mode="folds", balanced=True,
-        bucket=False, pad_words_to=16, pad_frames_to=0))  # 0: pad frames to the corpus's l_max
+        bucket=False, pad_words_to=16, pad_frames_to=0,  # 0: pad frames to the corpus's l_max
+        split_file="",  # split_mode="ids": JSON {"train"|"validation"|"test": [original utterance ids]}
+        augmented=True))  # augmented copies (records with an `augment` tag) in train; never in eval
     config.seed = 0
     config.batch_size = 8
-    config.learning_rate = 1e-3
-    config.num_train_steps = 3000  # per stage
-    config.eval_every = 200
+    # Budget per stage: at most num_epochs epochs (epoch = train examples / batch_size
+    # steps); early stopping on validation decides the end (the paper trains to
+    # convergence with early stopping). num_train_steps > 0: exactly that many steps.
+    config.num_epochs = 60.0  # a float: fractions of an epoch are fine
+    config.num_train_steps = 0
+    config.eval_every_epochs = 1.0  # validation every this fraction of an epoch
+    config.eval_every = 0  # > 0: every this many steps instead
+    config.patience = 6  # evaluations without a better validation score
     config.log_every = 50
-    config.patience = 5  # evaluations without a better validation score
     config.select_metric = "ua"
+    # Optimiser. Paper (§4.3): plain Adam, learning rate 1e-3, no schedule, no clipping,
+    # no weight decay; each addition below is off by default.
+    config.learning_rate = 1e-3
+    config.lr_schedule = "constant"  # paper | "warmup_cosine" | "plateau" (reduce_on_plateau)
+    config.warmup_epochs = 1.0  # warmup_cosine: linear warmup over this many epochs
+    config.plateau_factor = 0.5  # plateau: lr x factor after plateau_patience epochs
+    config.plateau_patience = 2  # without a lower training loss
+    config.grad_clip_norm = 0.0  # paper: 0 (off); > 0 clips the global gradient norm
+    config.weight_decay = 0.0  # paper: 0 (Adam); > 0 uses AdamW with this decay
+    config.prefetch = 2  # batches placed on the device ahead of the step
+    config.profile = False  # a TensorBoard profile of 5 steps (clu periodic_actions.Profile)
     # The frame-level BiGRU runs over packed rows of real frames (2.5x faster train
     # steps on CPU, see benchmarks/README.md); same results as the padded layout.
     config.pack_frames = True
@@ -57,7 +74,7 @@ def get_config(arg: str | None = None, model: str = "faf") -> ml_collections.Con
         # and so compile several times (tests/test_packing.py covers packing itself).
         config.pack_frames = False
         config.data.toy = ml_collections.ConfigDict(dict(num_classes=3, split_sizes=(48, 24, 24)))
-        config.num_train_steps = 30
+        config.num_epochs = 5.0  # 6 steps per epoch on the toy corpus: 30 steps
         config.eval_every = 10
         config.log_every = 5
         config.patience = 100

@@ -30,8 +30,9 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Iterator, Mapping, Sequence
+from typing import Iterable, Iterator, Mapping, Sequence
 
+import ml_collections
 import numpy as np
 
 from hmaf.metrics import classification_metrics
@@ -119,19 +120,13 @@ def read_scores(path: str | os.PathLike) -> dict[str, float]:
             if r.get("id") not in (None, "") and r.get("score") not in (None, "")}
 
 
-def power_of_two_batches(batches: Iterator[dict], batch_size: int) -> Iterator[dict]:
-    """Cuts batches smaller than ``batch_size`` into power-of-two pieces (7 -> 4 + 2 + 1)
-    so that a jitted step meets few batch sizes (few compilations)."""
-    for batch in batches:
-        size = len(batch["label"])
-        if size == batch_size:
-            yield batch
-            continue
-        start = 0
-        while start < size:
-            piece = 1 << ((size - start).bit_length() - 1)
-            yield {k: v[start:start + piece] for k, v in batch.items()}
-            start += piece
+def power_of_two_batches(batches: Iterable[dict], batch_size: int) -> Iterator[dict]:
+    """Cuts unpacked batches smaller than ``batch_size`` into power-of-two pieces
+    (7 -> 4 + 2 + 1); :func:`hmaf.data.source.from_config` sources already do this
+    (:meth:`hmaf.data.layout.BatchLayout.split_tail`)."""
+    from hmaf.data.layout import BatchLayout
+
+    return BatchLayout(batch_size=batch_size).split_tail(batches)
 
 
 def _same_corpus(a: Mapping, b: Mapping) -> bool:
@@ -142,28 +137,27 @@ def _same_corpus(a: Mapping, b: Mapping) -> bool:
 
 def evaluate_workdir(workdir: str | os.PathLike, data_dir: str | os.PathLike, *, split: str | None = None,
                      label_map: Mapping[str, str] | None = None, scores: Mapping[str, float] | None = None,
-                     stage: str | None = None, batch_size: int = 8, pad_words_to: int = 8,
-                     pad_frames_to: int = 16, bucket: bool = True) -> dict:
+                     stage: str | None = None, batch_size: int | None = None, pad_words_to: int | None = None,
+                     pad_frames_to: int | None = None, bucket: bool | None = None) -> dict:
     """Evaluates the model of ``workdir`` on the prepared corpus ``data_dir``.
 
     Returns the metrics of :func:`hmaf.metrics.from_confusion` plus ``split``,
     ``workdir``, ``data``, ``label_names`` and, for sentiment labels, ``sentiment``
-    (Has0/Non0 and where the truth's sign came from). ``pad_words_to``,
-    ``pad_frames_to``, ``bucket``: the input pipeline's padding (as in training, so that
-    the compiled eval step is reused).
+    (Has0/Non0 and where the truth's sign came from). Batches come from
+    :func:`hmaf.data.source.from_config` with the config saved beside the checkpoint,
+    so they have the shapes training used (its compiled eval step is reused);
+    ``batch_size``, ``pad_words_to``, ``pad_frames_to`` and ``bucket`` override that
+    config's values when given.
     """
     from hmaf import checkpoint
-    from hmaf.data import pipeline
-    from hmaf.data.source import CorpusSource, DatasetInfo
-    from hmaf.data.vocab import Vocab
-    from hmaf.training.steps import make_eval_step, model_inputs
+    from hmaf.data.source import DatasetInfo, from_config
+    from hmaf.eval_step import make_eval_step, model_inputs
 
     workdir, data_dir = Path(workdir), Path(data_dir)
     trained_meta_path = workdir / "corpus" / "dataset.json"
     if not trained_meta_path.exists():
         raise FileNotFoundError(f"{trained_meta_path} not found: {workdir} was not trained on a prepared corpus")
     trained = json.loads(trained_meta_path.read_text())
-    vocab = Vocab.load(workdir / "corpus" / "vocab.txt")
     info = DatasetInfo.load(data_dir)
     model_labels = list(trained["label_names"])
     mapping = label_mapping(model_labels, info.label_names, info.label_counts, label_map)
@@ -173,20 +167,16 @@ def evaluate_workdir(workdir: str | os.PathLike, data_dir: str | os.PathLike, *,
     split = split or ("test" if same else "all")
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-    if split == "all":
-        selection = pipeline.Selection()
-    else:
-        data = config.data
-        source = CorpusSource(data_dir, fold=data.get("fold", 0), num_folds=data.get("num_folds", 5),
-                              split_mode=data.get("split_mode", "folds"))
-        selection = source.selections[split]
-    files = [str(data_dir / "records" / name) for name in info.shards]
-    batches = pipeline.eval_dataset(files, vocab.words, batch_size=batch_size, selection=selection,
-                                    pad_words_to=pad_words_to, pad_frames_to=pad_frames_to,
-                                    bucket=bucket).as_numpy_iterator()
+    config = ml_collections.ConfigDict(config.to_dict())
+    config.data.source = "corpus"
+    if batch_size is not None:
+        config.batch_size = batch_size
+    overrides = {"pad_words_to": pad_words_to, "pad_frames_to": pad_frames_to, "bucket": bucket}
+    config.data.update({k: v for k, v in overrides.items() if v is not None})
+    source = from_config(config, data_dir=data_dir, vocab_path=workdir / "corpus" / "vocab.txt")
     eval_step = make_eval_step(model)
     utt_ids, labels, predictions = [], [], []
-    for batch in power_of_two_batches(batches, batch_size):
+    for batch in source.eval_batches(split):
         out = eval_step(variables, model_inputs(batch))
         predictions.append(np.asarray(out["logits"]).argmax(-1))
         labels.append(np.asarray(batch["label"]))

@@ -127,19 +127,16 @@ class PowerOfTwoEval:
 
 
 def make_source(train: ml_collections.ConfigDict, options: ml_collections.ConfigDict):
-    """The fold's data source; ``options`` (config.source) sets the pipeline's padding
-    (one padded shape for the whole corpus compiles once per model)."""
-    if train.data.source != "corpus":
-        from hmaf.training.data import make_source as make_training_source
+    """The fold's data source, from :func:`hmaf.data.source.from_config` (the one seam
+    of training, evaluation and inference). ``options`` (config.source: the pipeline's
+    padding, e.g. one padded shape for the whole corpus) are written into
+    ``train.data``, so that the config saved with each checkpoint rebuilds the same
+    batches in ``hmaf.evaluate`` and ``hmaf.predict``."""
+    from hmaf.data.source import from_config
 
-        return make_training_source(train)
-    from hmaf.data.source import CorpusSource
-
-    data = train.data
-    source = CorpusSource(data.dir, fold=data.fold, num_folds=data.num_folds, seed=train.seed,
-                          batch_size=train.batch_size, balanced=data.balanced, split_mode=data.split_mode,
-                          **options.to_dict())
-    return PowerOfTwoEval(source)
+    if train.data.source == "corpus":
+        train.data.update(options.to_dict())
+    return from_config(train)
 
 
 def run_fold(config: ml_collections.ConfigDict, workdir: Path, fold: int) -> dict[str, dict]:

@@ -18,13 +18,13 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from hmaf.batch import N_MELS, UNK_ID
+from hmaf.batch import UNK_ID
+from hmaf.data.layout import LAYOUT_FILE, BatchLayout
 from hmaf.data.utterance import PreprocessError, Utterance, preprocess_utterance
 from hmaf.data.vocab import Vocab
 
 # Word-level attentions in Figure 3 order: text, audio word-level, shared, fine-tuned.
 WORD_ATTENTIONS = ("t_alpha", "w_alpha", "s_alpha", "u_alpha")
-PAD_WORDS_TO, PAD_FRAMES_TO = 8, 16  # as the input pipeline: few padded shapes, few compilations
 
 __all__ = ["Prediction", "Predictor", "PreprocessError", "WORD_ATTENTIONS", "utterance_batch"]
 
@@ -62,8 +62,10 @@ class Prediction:
         return json.dumps(self.to_dict(), indent=2)
 
 
-def utterance_batch(word_ids: Sequence[np.ndarray], frames: Sequence[Sequence[np.ndarray]]) -> dict[str, np.ndarray]:
-    """Padded batch (see :mod:`hmaf.batch`) of utterances.
+def utterance_batch(word_ids: Sequence[np.ndarray], frames: Sequence[Sequence[np.ndarray]], *,
+                    layout: BatchLayout | None = None) -> dict[str, np.ndarray]:
+    """Padded batch (see :mod:`hmaf.batch`) of utterances, shaped by ``layout`` (the
+    training config's, see :func:`layout_for`; default: N and L rounded up to 8 and 16).
 
     Args:
       word_ids: per utterance int32 ``[N_u]``.
@@ -71,22 +73,22 @@ def utterance_batch(word_ids: Sequence[np.ndarray], frames: Sequence[Sequence[np
 
     Returns:
       ``word_ids`` ``[B, N]``, ``word_mask`` ``[B, N]``, ``frames`` ``[B, N, L, 64]``,
-      ``frame_mask`` ``[B, N, L]``, ``label`` zeros ``[B]``; N and L rounded up to
-      multiples of 8 and 16.
+      ``frame_mask`` ``[B, N, L]``, ``label`` zeros ``[B]`` (and the packing arrays when
+      the layout packs).
     """
-    b = len(word_ids)
-    n = -(-max(len(ids) for ids in word_ids) // PAD_WORDS_TO) * PAD_WORDS_TO
-    l = -(-max(len(f) for fs in frames for f in fs) // PAD_FRAMES_TO) * PAD_FRAMES_TO
-    batch = {"word_ids": np.zeros((b, n), np.int32), "word_mask": np.zeros((b, n), bool),
-             "frames": np.zeros((b, n, l, N_MELS), np.float32), "frame_mask": np.zeros((b, n, l), bool),
-             "label": np.zeros((b,), np.int32)}
-    for u, (ids, word_frames) in enumerate(zip(word_ids, frames)):
-        batch["word_ids"][u, :len(ids)] = ids
-        batch["word_mask"][u, :len(ids)] = True
-        for i, f in enumerate(word_frames):
-            batch["frames"][u, i, :len(f)] = f
-            batch["frame_mask"][u, i, :len(f)] = True
-    return batch
+    layout = layout or BatchLayout(batch_size=len(word_ids))
+    return layout.utterance_batch(word_ids, frames)
+
+
+def layout_for(workdir: str | os.PathLike, config) -> BatchLayout:
+    """The batch layout training used (``W/corpus/layout.json``, written by the trainer):
+    the same padding and packing. A workdir without it gets the padding of its config."""
+    path = Path(workdir) / "corpus" / LAYOUT_FILE
+    if path.exists():
+        return BatchLayout(**json.loads(path.read_text()))
+    data = config.get("data", {})
+    return BatchLayout(batch_size=int(config.get("batch_size", 8)), pad_words_to=int(data.get("pad_words_to", 8)),
+                       pad_frames_to=int(data.get("pad_frames_to", 0) or 16))
 
 
 class Predictor:
@@ -100,8 +102,8 @@ class Predictor:
     """
 
     def __init__(self, model, variables, vocab: Vocab, label_names: Sequence[str], *, l_max: int = 100,
-                 long_word_rule: str = "subsample"):
-        from hmaf.training.steps import make_eval_step
+                 long_word_rule: str = "subsample", layout: BatchLayout | None = None):
+        from hmaf.eval_step import make_eval_step
 
         self.model = model
         self.variables = variables
@@ -109,6 +111,7 @@ class Predictor:
         self.label_names = list(label_names)
         self.l_max = int(l_max)
         self.long_word_rule = long_word_rule
+        self.layout = layout
         self._eval_step = make_eval_step(model, with_attention=True)
 
     @classmethod
@@ -125,9 +128,10 @@ class Predictor:
                 f"{corpus} lacks {', '.join(missing)}: inference needs the training corpus's vocabulary and "
                 f"labels, which hmaf.train copies there when it trains on a prepared corpus")
         meta = json.loads((corpus / "dataset.json").read_text())
-        model, variables, _ = checkpoint.load(workdir, stage)
+        model, variables, config = checkpoint.load(workdir, stage)
         return cls(model, variables, Vocab.load(corpus / "vocab.txt"), meta["label_names"],
-                   l_max=meta.get("l_max", 100), long_word_rule=meta.get("long_word_rule", "subsample"))
+                   l_max=meta.get("l_max", 100), long_word_rule=meta.get("long_word_rule", "subsample"),
+                   layout=layout_for(workdir, config))
 
     def preprocess(self, audio: str | os.PathLike, text: str | None = None, *,
                    word_timings: Sequence[Sequence[object]] | None = None) -> Utterance:
@@ -140,7 +144,8 @@ class Predictor:
                            audio: Sequence[str] | None = None) -> list[Prediction]:
         """Predictions for already preprocessed utterances (one jitted call)."""
         ids = [self.vocab.ids(u.words) for u in utterances]
-        out = self._eval_step(self.variables, utterance_batch(ids, [u.frames for u in utterances]))
+        out = self._eval_step(self.variables, utterance_batch(ids, [u.frames for u in utterances],
+                                                                  layout=self.layout))
         out = {k: np.asarray(v) for k, v in out.items()}
         predictions = []
         for b, utt in enumerate(utterances):

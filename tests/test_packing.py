@@ -141,3 +141,30 @@ def test_packed_model_equals_padded_model_outputs_and_gradients(name):
     assert np.all(np.asarray(inter_p["f_alpha"])[~batch["frame_mask"]] == 0)
     for (path, g), g_p in zip(jax.tree_util.tree_leaves_with_path(grads), jax.tree.leaves(grads_p)):
         np.testing.assert_allclose(g_p, g, rtol=1e-4, atol=1e-5, err_msg=jax.tree_util.keystr(path))
+
+
+def test_packed_pipeline_batches_give_the_padded_results(tmp_path):
+    """Packing inside the input pipeline (static rows per shape) changes no prediction."""
+    from configs import default
+    from hmaf.data.fake_corpus import write_fake_corpus
+    from hmaf.data.source import from_config
+    from hmaf.eval_step import make_eval_step, model_inputs
+    from hmaf.training.steps import init_variables
+
+    write_fake_corpus(tmp_path, num_speakers=5, per_speaker=4, max_words=10, max_frames=20)
+    config = default.get_config()
+    config.data.dir, config.batch_size = str(tmp_path), 4
+    config.pack_frames = False
+    source = from_config(config)
+    padded = list(source.eval_batches("all"))
+    config.pack_frames = True
+    packed = list(from_config(config).eval_batches("all"))
+    assert all(packed_inputs(b) is not None for b in packed) and packed_inputs(padded[0]) is None
+    model = build_model("faf", num_classes=source.info.num_classes, vocab_size=source.info.vocab_size,
+                        embed_dim=source.info.embedding_dim, **SMALL)
+    variables = init_variables(model, model_inputs(padded[0]))
+    step = make_eval_step(model)
+    for a, b in zip(padded, packed):
+        np.testing.assert_array_equal(a["utt_id"], b["utt_id"])
+        np.testing.assert_allclose(step(variables, model_inputs(a))["logits"],
+                                   step(variables, model_inputs(b))["logits"], rtol=1e-5, atol=1e-5)

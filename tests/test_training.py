@@ -167,3 +167,175 @@ def test_data_parallel_run_on_eight_cpu_devices_matches_one_device(tmp_path):
     assert "data parallel over 8 devices" in proc.stderr
     for split in ("train", "validation", "test"):
         assert results[8]["final"][split]["wa"] == pytest.approx(results[1]["final"][split]["wa"], abs=0.05)
+
+
+def test_epoch_budget_and_eval_interval():
+    from hmaf.training.trainer import Budget
+
+    config = default.get_config()
+    config.batch_size = 8
+    budget = Budget.from_config(config, 410)  # 52 steps per epoch
+    assert budget == Budget(steps_per_epoch=52, total_steps=52 * config.num_epochs, eval_every=52)
+    config.eval_every_epochs, config.num_epochs = 0.5, 2.5
+    assert Budget.from_config(config, 410) == Budget(52, 130, 26)
+    config.num_train_steps, config.eval_every = 100, 7  # the fixed-step budget stays available
+    assert Budget.from_config(config, 410) == Budget(52, 100, 7)
+    config.num_train_steps = 0
+    with pytest.raises(ValueError, match="num_train_steps"):
+        Budget.from_config(config, None)
+
+
+def test_early_stopping_ends_a_stage_and_metrics_say_so(tmp_path, full_run):
+    config = default.get_config("tiny", model="text_only")
+    config.learning_rate = 0.0  # validation never improves after the first evaluation
+    config.eval_every, config.patience = 3, 2
+    metrics = train_and_evaluate(config, tmp_path, source=ToySource(seed=0))["text"]
+    assert metrics["stopped_by"] == "early_stopping"
+    assert (metrics["steps_trained"], metrics["best_step"], metrics["steps_per_epoch"]) == (9, 3, 6)
+    assert (metrics["epochs_trained"], metrics["best_epoch"]) == (1.5, 0.5)
+    budget_run = json.loads((full_run / "metrics.json").read_text())["fusion"]
+    assert budget_run["stopped_by"] == "budget" and budget_run["epochs_trained"] == 5.0
+
+
+def test_prefetch_keeps_order_raises_errors_and_stops():
+    from hmaf.training.data import Prefetch
+
+    assert list(Prefetch(range(10), lambda x: 2 * x, 2)) == list(range(0, 20, 2))
+    assert list(Prefetch(range(10), lambda x: 2 * x, 0)) == list(range(0, 20, 2))
+
+    def broken():
+        yield 1
+        raise RuntimeError("bad shard")
+    with pytest.raises(RuntimeError, match="bad shard"):
+        list(Prefetch(broken(), lambda x: x, 2))
+    endless = Prefetch(iter(int, 1), lambda x: x, 2)
+    next(endless)
+    endless.close()
+    assert not endless._thread.is_alive()
+
+
+def test_prefetch_does_not_change_results(tmp_path):
+    results = []
+    for prefetch in (0, 2):
+        config = default.get_config("tiny", model="text_only")
+        config.prefetch, config.num_train_steps = prefetch, 12
+        results.append(train_and_evaluate(config, tmp_path / str(prefetch), source=ToySource(seed=0)))
+    assert results[0] == results[1]
+
+
+def _tiny_state(name="faf", **options):
+    from hmaf.training.steps import make_optimizer
+
+    source = ToySource(seed=0)
+    batch = next(source.train_batches())
+    model = build_model(name, num_classes=3, vocab_size=30, embed_dim=8, **TINY_MODEL, dropout=0.0)
+    config = default.get_config()
+    config.update(options.pop("config", {}))
+    tx = make_optimizer(config, steps_per_epoch=2, total_steps=20, **options)
+    return model, batch, create_train_state(model, batch, tx=tx)
+
+
+def test_frozen_branches_get_no_updates():
+    model, batch, state = _tiny_state(frozen=("text", "audio"))
+    before = jax.tree.map(np.array, state.params)
+    state, _ = make_train_step(model)(state, batch, jax.random.key(0))
+    for branch in ("text", "audio"):
+        jax.tree.map(np.testing.assert_array_equal, before[branch], jax.tree.map(np.asarray, state.params[branch]))
+    others = [k for k in before if k not in ("text", "audio")]
+    assert others and all(any(not np.array_equal(a, b) for a, b in zip(jax.tree.leaves(before[k]),
+                                                                       jax.tree.leaves(state.params[k])))
+                          for k in others)
+
+
+def _updates(config, grads, values=None):
+    import optax
+
+    from hmaf.training.steps import make_optimizer
+
+    params = {"w": np.ones(2, np.float32)}
+    tx = make_optimizer(config, steps_per_epoch=2, total_steps=10)
+    state, out = tx.init(params), []
+    for i, g in enumerate(grads):
+        u, state = tx.update({"w": np.asarray(g, np.float32)}, state, params,
+                             value=np.float32(1.0 if values is None else values[i]))
+        out.append(np.asarray(u["w"]))
+        params = optax.apply_updates(params, u)
+    return out
+
+
+def test_optimizer_options_change_the_update():
+    import optax
+
+    config = default.get_config()
+    grads = [[1000.0, 0.0], [1.0, 1.0], [1.0, -1.0]]
+    plain = _updates(config, grads)
+    reference = optax.adam(1e-3)  # the paper's optimiser
+    state, params = reference.init({"w": np.ones(2, np.float32)}), {"w": np.ones(2, np.float32)}
+    for g, got in zip(grads, plain):
+        u, state = reference.update({"w": np.asarray(g, np.float32)}, state, params)
+        np.testing.assert_allclose(got, u["w"], rtol=1e-6)
+    # Clipping: Adam then sees gradients of norm <= 1 (the first one scaled down 1000x).
+    config.grad_clip_norm = 1.0
+    clipped = _updates(config, grads)
+    expected = _updates(default.get_config(), [[1.0, 0.0], [1 / 2 ** 0.5] * 2, [1 / 2 ** 0.5, -1 / 2 ** 0.5]])
+    np.testing.assert_allclose(clipped, expected, rtol=1e-5)
+    assert not np.allclose(clipped[1], plain[1])
+    # Weight decay (AdamW): with zero gradients the weights shrink by lr * wd * w.
+    config = default.get_config()
+    config.weight_decay = 0.1
+    np.testing.assert_allclose(_updates(config, [[0.0, 0.0]])[0], -1e-3 * 0.1 * np.ones(2), rtol=1e-6)
+    # Warmup + cosine: zero learning rate at step 0, the full rate at the end of warmup (1 epoch = 2 steps).
+    config = default.get_config()
+    config.lr_schedule, config.warmup_epochs = "warmup_cosine", 1.0
+    steps = _updates(config, [[1.0, 1.0]] * 3)
+    assert np.all(steps[0] == 0) and np.all(steps[1] != 0)
+    np.testing.assert_allclose(steps[2], _updates(default.get_config(), [[1.0, 1.0]] * 3)[2], rtol=1e-5)
+    # Reduce on plateau: a loss that stops falling scales the update down by plateau_factor.
+    config = default.get_config()
+    config.lr_schedule, config.plateau_factor, config.plateau_patience = "plateau", 0.5, 1
+    grads = [[1.0, 1.0]] * 12
+    flat = _updates(config, grads, values=[1.0] * 12)
+    constant = _updates(default.get_config(), grads)
+    np.testing.assert_allclose(flat[0], constant[0], rtol=1e-6)
+    np.testing.assert_allclose(flat[-1], 0.5 ** round(np.log2(constant[-1][0] / flat[-1][0])) * constant[-1],
+                               rtol=1e-5)
+    assert flat[-1][0] / constant[-1][0] <= 0.5
+    config.lr_schedule = "cyclic"
+    with pytest.raises(ValueError, match="lr_schedule"):
+        _updates(config, grads)
+
+
+def test_evaluate_and_predict_reuse_the_shapes_training_compiled(tmp_path, monkeypatch):
+    """One batching seam: hmaf.evaluate meets only batch shapes training already compiled."""
+    import hmaf.eval_step
+    import hmaf.training.trainer as trainer
+    from hmaf.data.fake_corpus import write_fake_corpus
+    from hmaf.data.source import from_config
+    from hmaf.evaluate import evaluate_workdir
+    from hmaf.inference import Predictor
+
+    corpus = tmp_path / "corpus"
+    write_fake_corpus(corpus, num_speakers=5, per_speaker=5, max_words=10, max_frames=20)
+    config = default.get_config("tiny", model="audio_only")
+    config.data.update(source="corpus", dir=str(corpus))
+    config.update(pack_frames=True, num_train_steps=4, eval_every=2, batch_size=4)
+    seen = {"training": set(), "evaluate": set()}
+    real = hmaf.eval_step.make_eval_step
+
+    def recording(tag):
+        def make(model, **options):
+            step = real(model, **options)
+
+            def wrapped(variables, batch):
+                seen[tag].add(tuple(sorted((k, np.shape(v)) for k, v in batch.items())))
+                return step(variables, batch)
+            return wrapped
+        return make
+    monkeypatch.setattr(trainer, "make_eval_step", recording("training"))
+    train_and_evaluate(config, tmp_path / "run")
+    monkeypatch.setattr(hmaf.eval_step, "make_eval_step", recording("evaluate"))
+    result = evaluate_workdir(tmp_path / "run", corpus)
+    assert result["split"] == "test" and seen["evaluate"]
+    assert seen["evaluate"] <= seen["training"]  # no new compilation
+    assert any(dict(shapes).get("pack_src") for shapes in seen["evaluate"])  # packed, as in training
+    assert Predictor.from_workdir(tmp_path / "run").layout == from_config(config).layout

@@ -2,7 +2,7 @@
 
 Each batch is a dict (see :mod:`hmaf.batch`): ``word_ids`` int32 ``[B, N]``,
 ``word_mask`` bool ``[B, N]``, ``frames`` float32 ``[B, N, L, 64]``, ``frame_mask``
-bool ``[B, N, L]``, ``label`` int32 ``[B]`` and ``utt_id`` bytes ``[B]``.
+bool ``[B, N, L]``, ``label`` int32 ``[B]``, ``utt_id`` and ``speaker`` bytes ``[B]``.
 
 Shapes. N and L are the batch's longest utterance (in words) and longest word (in
 frames), rounded up to multiples of ``pad_words_to`` (8) and ``pad_frames_to`` (16), so
@@ -37,6 +37,10 @@ from hmaf.data.vocab import UNK_ID
 import tensorflow as tf
 
 AUTOTUNE = tf.data.AUTOTUNE
+# An augmented copy of utterance X has the id "X~<augmentation name>" (INTERFACES.md).
+ID_SEPARATOR = "~"
+# Header fields beyond records.HEADER_SPEC; absent in older corpora (default "").
+_EXTRA_HEADER = {name: tf.io.FixedLenFeature([], tf.string, default_value="") for name in ("speaker", "augment")}
 
 _PADDED_SHAPES = {
     "word_ids": [None],
@@ -45,20 +49,28 @@ _PADDED_SHAPES = {
     "frame_mask": [None, None],
     "label": [],
     "utt_id": [],
+    "speaker": [],
 }
 
 
 @dataclasses.dataclass(frozen=True)
 class Selection:
-    """Which examples to keep: those whose record ``field`` ("group" or "split") is in
-    ``values``; ``values=None`` keeps all."""
+    """Which examples to keep: those whose record ``field`` is in ``values``
+    (``values=None`` keeps all).
+
+    ``field``: "group", "split", or "id" (the ORIGINAL utterance id: an augmented copy
+    ``X~name`` counts as ``X``). Augmented copies (records with a non-empty ``augment``
+    field) are kept only with ``augmented=True`` (training, ``data.augmented``); they
+    never enter validation or test.
+    """
 
     field: str = "group"
     values: tuple[str, ...] | None = None
+    augmented: bool = False
 
     def __post_init__(self):
-        if self.field not in ("group", "split"):
-            raise ValueError(f"Selection.field must be 'group' or 'split', got {self.field!r}")
+        if self.field not in ("group", "split", "id"):
+            raise ValueError(f"Selection.field must be 'group', 'split' or 'id', got {self.field!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,16 +80,27 @@ class Index:
     utt_id: np.ndarray      # str
     group: np.ndarray       # str
     split: np.ndarray       # str
+    speaker: np.ndarray     # str
+    augment: np.ndarray     # str, "" for original recordings
     label: np.ndarray       # int32
     num_words: np.ndarray   # int32, N of each utterance
     max_frames: np.ndarray  # int32, frames of its longest word
     num_frames: np.ndarray  # int64, frames of all its words together
 
+    @property
+    def original_id(self) -> np.ndarray:
+        """str [E]: the id of the original utterance (``X`` for a copy ``X~name``)."""
+        return np.asarray([u.split(ID_SEPARATOR, 1)[0] for u in self.utt_id], dtype=object)
+
     def mask(self, selection: Selection) -> np.ndarray:
         """bool [E]: the examples ``selection`` keeps."""
-        if selection.values is None:
-            return np.ones(len(self.utt_id), dtype=bool)
-        return np.isin(getattr(self, selection.field), list(selection.values))
+        keep = np.ones(len(self.utt_id), dtype=bool)
+        if selection.values is not None:
+            column = self.original_id if selection.field == "id" else getattr(self, selection.field)
+            keep = np.isin(column, list(selection.values))
+        if not selection.augmented:
+            keep &= self.augment == ""
+        return keep
 
 
 def _check_files(files: Sequence[str]) -> list[str]:
@@ -101,13 +124,22 @@ def read_serialized(files: Sequence[str]) -> tf.data.Dataset:
     return tf.data.TFRecordDataset(_check_files(files)).with_options(_options())
 
 
+def _header(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
+    """The cheap header fields of a record plus ``speaker`` and ``augment``."""
+    header = tf.io.parse_single_example(serialized, {**records.HEADER_SPEC, **_EXTRA_HEADER})
+    header["label"] = tf.cast(header["label"], tf.int32)
+    header["num_frames"] = tf.cast(header["num_frames"], tf.int32)
+    return header
+
+
 def scan(files: Sequence[str]) -> Index:
     """Reads the cheap header fields of every record (no frame decoding)."""
     def summary(serialized):
-        h = records.parse_header(serialized)
+        h = _header(serialized)
         num_frames = h["num_frames"]
         return {
             "utt_id": h["utt_id"], "group": h["group"], "split": h["split"], "label": h["label"],
+            "speaker": h["speaker"], "augment": h["augment"],
             "num_words": tf.size(num_frames, out_type=tf.int32),
             "max_frames": tf.reduce_max(num_frames),
             "num_frames": tf.reduce_sum(tf.cast(num_frames, tf.int64)),
@@ -142,13 +174,22 @@ def _keep(selection: Selection):
     values = tf.constant(list(selection.values or ()), dtype=tf.string)
 
     def keep(serialized):
-        header = records.parse_header(serialized)
-        return tf.reduce_any(tf.equal(header[selection.field], values))
+        header = _header(serialized)
+        ok = tf.constant(True)
+        if selection.values is not None:
+            if selection.field == "id":
+                column = tf.strings.regex_replace(header["utt_id"], f"{ID_SEPARATOR}.*$", "")
+            else:
+                column = header[selection.field]
+            ok = tf.reduce_any(tf.equal(column, values))
+        if not selection.augmented:
+            ok = tf.logical_and(ok, tf.equal(header["augment"], ""))
+        return ok
     return keep
 
 
 def _select(ds: tf.data.Dataset, selection: Selection) -> tf.data.Dataset:
-    return ds if selection.values is None else ds.filter(_keep(selection))
+    return ds if selection.values is None and selection.augmented else ds.filter(_keep(selection))
 
 
 def _to_model_example(table: tf.lookup.StaticHashTable):
@@ -162,6 +203,7 @@ def _to_model_example(table: tf.lookup.StaticHashTable):
             "frame_mask": tf.sequence_mask(ex["num_frames"], maxlen=tf.shape(ex["frames"])[1]),
             "label": ex["label"],
             "utt_id": ex["utt_id"],
+            "speaker": ex["speaker"],
         }
     return convert
 

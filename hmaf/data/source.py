@@ -2,9 +2,14 @@
 
 ``CorpusSource(data_dir)`` reads ``dataset.json``, ``vocab.txt``, ``embeddings.npy`` and
 the record shards written by ``python -m hmaf.prepare``, splits the examples into
-train / validation / test (speaker-independent folds or the manifest's own splits) and
-serves numpy batches of the batch contract (:mod:`hmaf.batch`) through
-:mod:`hmaf.data.pipeline`.
+train / validation / test (speaker-independent folds, the manifest's own splits or a
+JSON file of utterance ids) and serves numpy batches of the batch contract
+(:mod:`hmaf.batch`) through :mod:`hmaf.data.pipeline`, finished by one
+:class:`hmaf.data.layout.BatchLayout` (padding, power-of-two tails, frame packing).
+
+:func:`from_config` is the one constructor of batches for training, evaluation,
+experiments and inference: given the ``config`` saved with a checkpoint it rebuilds
+exactly the batch shapes training used.
 """
 
 from __future__ import annotations
@@ -17,11 +22,17 @@ from typing import Iterator, Mapping
 
 import numpy as np
 
+import ml_collections
+
 from hmaf.data import folds as folds_lib
 from hmaf.data import pipeline
+from hmaf.data.layout import BatchLayout
 from hmaf.data.vocab import Vocab
 
 SPLITS = folds_lib.SPLITS
+EVAL_SPLITS = (*SPLITS, "all")
+SPLIT_MODES = ("folds", "manifest", "ids")
+SPEAKER_STATS = "speaker_stats.json"
 _REQUIRED_KEYS = ("name", "num_examples", "label_names", "shards", "l_max", "embeddings")
 
 
@@ -85,25 +96,37 @@ class CorpusSource:
       seed: seeds the training stream (shuffles, batch order).
       batch_size: examples per batch.
       balanced: class-balanced training batches (see :func:`pipeline.train_dataset`).
-      split_mode: "folds" (speaker-independent folds over groups) or "manifest" (the
-        records' ``split`` field: train / dev|val|validation / test).
+      split_mode: "folds" (speaker-independent folds over groups), "manifest" (the
+        records' ``split`` field: train / dev|val|validation / test) or "ids"
+        (``split_file``: JSON ``{"train": [ids], "validation": [...], "test": [...]}`` of
+        original utterance ids).
       fold_seed: seeds the assignment of groups to folds; separate from ``seed`` so that
         runs with different seeds evaluate on the same folds.
       val_share: share of the non-test groups used for validation (folds mode).
       bucket, window_batches, shuffle_buffer, pad_words_to, pad_frames_to: passed to
-        :mod:`hmaf.data.pipeline`.
+        :mod:`hmaf.data.pipeline`; ``pad_frames_to=0`` pads frames to the corpus's l_max.
+      pack, row_multiple: frame packing of every batch (:class:`BatchLayout`).
+      augmented: augmented copies (records with a non-empty ``augment``) in the train
+        split; never in validation or test.
+      speaker_stats: attach ``band_mean`` / ``band_std`` float32 ``[B, 64]`` of each
+        example's speaker from ``data_dir/speaker_stats.json``.
+      vocab_path: the vocabulary mapping words to ids (default ``data_dir/vocab.txt``;
+        a trained model's own vocabulary when evaluating on another corpus).
     """
 
     def __init__(self, data_dir: str | os.PathLike, *, fold: int = 0, num_folds: int = 5, seed: int = 0,
                  batch_size: int = 8, balanced: bool = True, split_mode: str = "folds",
                  fold_seed: int = 0, val_share: float = 0.2, bucket: bool = True,
                  window_batches: int = 8, shuffle_buffer: int = 1024, pad_words_to: int = 8,
-                 pad_frames_to: int = 16):
+                 pad_frames_to: int = 16, pack: bool = False, row_multiple: int = 8, augmented: bool = True,
+                 split_file: str | os.PathLike = "", speaker_stats: bool = False,
+                 vocab_path: str | os.PathLike | None = None):
         self.data_dir = os.fspath(data_dir)
         self.info = DatasetInfo.load(self.data_dir)
-        vocab_path = os.path.join(self.data_dir, "vocab.txt")
+        own_vocab = vocab_path is None
+        vocab_path = os.path.join(self.data_dir, "vocab.txt") if own_vocab else os.fspath(vocab_path)
         self.vocab = Vocab.load(vocab_path)
-        if len(self.vocab) != self.info.vocab_size:
+        if own_vocab and len(self.vocab) != self.info.vocab_size:
             raise CorpusError(f"{vocab_path} has {len(self.vocab)} words but dataset.json says "
                               f"vocab_size {self.info.vocab_size}")
         self.files = [os.path.join(self.data_dir, "records", name) for name in self.info.shards]
@@ -116,20 +139,29 @@ class CorpusSource:
         self.batch_size = batch_size
         self.balanced = balanced
         self.split_mode = split_mode
+        self.augmented = augmented
+        pad_frames_to = pad_frames_to or self.info.l_max
         self._pipeline_options = dict(pad_words_to=pad_words_to, pad_frames_to=pad_frames_to, bucket=bucket)
+        self._pack = dict(pack=pack, row_multiple=row_multiple)
+        self._speaker_stats = speaker_stats
         self._train_options = dict(window_batches=window_batches, shuffle_buffer=shuffle_buffer)
         if split_mode == "folds":
             all_folds = folds_lib.speaker_folds(sorted(self.info.groups), num_folds, fold_seed, val_share)
             if not 0 <= fold < num_folds:
                 raise ValueError(f"fold must be in [0, {num_folds}), got {fold}")
             self.fold: folds_lib.Fold | None = all_folds[fold]
-            self.selections = {split: pipeline.Selection("group", getattr(self.fold, split)) for split in SPLITS}
+            fields = {split: ("group", getattr(self.fold, split)) for split in SPLITS}
         elif split_mode == "manifest":
             self.fold = None
             names = folds_lib.manifest_splits(list(self.info.splits))
-            self.selections = {split: pipeline.Selection("split", names[split]) for split in SPLITS}
+            fields = {split: ("split", names[split]) for split in SPLITS}
+        elif split_mode == "ids":
+            self.fold = None
+            fields = {split: ("id", ids) for split, ids in read_split_file(split_file).items()}
         else:
-            raise ValueError(f"split_mode must be 'folds' or 'manifest', got {split_mode!r}")
+            raise ValueError(f"split_mode must be one of {SPLIT_MODES}, got {split_mode!r}")
+        self.selections = {split: pipeline.Selection(field, values, augmented=augmented and split == "train")
+                           for split, (field, values) in fields.items()}
 
     @functools.cached_property
     def index(self) -> pipeline.Index:
@@ -138,9 +170,58 @@ class CorpusSource:
 
     @property
     def split_sizes(self) -> dict[str, int]:
-        """Examples per split, from ``dataset.json`` counts (no pass over the records)."""
-        counts = self.info.groups if self.split_mode == "folds" else self.info.splits
-        return {split: sum(int(counts.get(v, 0)) for v in self.selections[split].values) for split in SPLITS}
+        """Examples per split (augmented copies included in train when used)."""
+        return {split: int(self.index.mask(self.selections[split]).sum()) for split in SPLITS}
+
+    @property
+    def num_train_examples(self) -> int:
+        """Examples in the train split: an epoch is ``num_train_examples / batch_size`` steps."""
+        return self.split_sizes["train"]
+
+    @functools.cached_property
+    def layout(self) -> BatchLayout:
+        """The batch shapes of this corpus (sized from all its original records)."""
+        originals = self.index.augment == ""
+        words = self.index.num_words[originals].astype(np.float64)
+        frames = self.index.num_frames[originals].astype(np.float64)
+        return BatchLayout(batch_size=self.batch_size, **{k: self._pipeline_options[k] for k in
+                                                          ("pad_words_to", "pad_frames_to")},
+                           **self._pack, mean_frames=float(frames.sum() / max(words.sum(), 1.0)),
+                           mean_words=float(words.mean()) if words.size else 1.0,
+                           utterance_std=float(frames.std()) if frames.size else 0.0)
+
+    @functools.cached_property
+    def speaker_band_stats(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """speaker -> (mean float32 [64], std float32 [64]) from ``speaker_stats.json``."""
+        path = os.path.join(self.data_dir, SPEAKER_STATS)
+        try:
+            with open(path, encoding="utf-8") as f:
+                raw = json.load(f)
+        except FileNotFoundError:
+            raise CorpusError(f"{path} not found: audio_norm='speaker' needs the per-speaker band statistics "
+                              "that hmaf.prepare writes") from None
+        except json.JSONDecodeError as e:
+            raise CorpusError(f"{path} is not valid JSON: {e}") from None
+        stats = {}
+        for speaker, entry in raw.items():
+            mean, std = (np.asarray(entry.get(k, ()), np.float32) for k in ("mean", "std"))
+            if mean.shape != (self.info.n_mels,) or std.shape != (self.info.n_mels,):
+                raise CorpusError(f"{path}: speaker {speaker!r} needs 'mean' and 'std' of {self.info.n_mels} bands")
+            stats[speaker] = (mean, std)
+        return stats
+
+    def _finish(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Attaches the speaker statistics (when asked) and packs the batch."""
+        if self._speaker_stats:
+            stats = self.speaker_band_stats
+            speakers = [s.decode() if isinstance(s, bytes) else str(s) for s in batch["speaker"]]
+            unknown = sorted(set(speakers) - set(stats))
+            if unknown:
+                raise CorpusError(f"{os.path.join(self.data_dir, SPEAKER_STATS)} has no statistics for "
+                                  f"speaker(s) {unknown}")
+            batch["band_mean"] = np.stack([stats[s][0] for s in speakers])
+            batch["band_std"] = np.stack([stats[s][1] for s in speakers])
+        return self.layout.finish(batch)
 
     def utt_ids(self, split: str) -> list[str]:
         """The utterance ids of ``split``, in record order."""
@@ -158,9 +239,9 @@ class CorpusSource:
         return matrix
 
     def _selection(self, split: str) -> pipeline.Selection:
-        if split not in SPLITS:
-            raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-        return self.selections[split]
+        if split not in EVAL_SPLITS:
+            raise ValueError(f"split must be one of {EVAL_SPLITS}, got {split!r}")
+        return pipeline.Selection() if split == "all" else self.selections[split]
 
     def train_dataset(self, start_step: int = 0):
         """The infinite training ``tf.data.Dataset`` of batches from ``start_step`` on."""
@@ -176,15 +257,75 @@ class CorpusSource:
         The stream is a fixed function of the corpus, split and seed, so resuming at
         ``start_step`` yields exactly the batches an uninterrupted run sees from that
         step on. Skipped steps cost a pass over their records' headers, not their frames.
+        Batches are finished by :attr:`layout` (packed when asked).
         """
-        return self.train_dataset(start_step).as_numpy_iterator()
+        return map(self._finish, self.train_dataset(start_step).as_numpy_iterator())
 
     def eval_batches(self, split: str) -> Iterator[dict[str, np.ndarray]]:
-        """One pass over ``split`` ("train", "validation" or "test"), every example once,
-        unbalanced; batches are grouped by shape, the last of a shape may be smaller."""
+        """One pass over ``split`` ("train", "validation", "test" or "all"), every original
+        example once, unbalanced, no augmented copies; batches are grouped by shape, and
+        the last, partial batch of a shape is cut into power-of-two pieces (few shapes)."""
         selection = self._selection(split)
-        if not selection.values:
+        if selection.values is not None and not selection.values:
             raise CorpusError(f"{self.data_dir} has no examples in split {split!r} "
                               f"({self.split_mode} mode: {selection})")
-        return pipeline.eval_dataset(self.files, self.vocab.words, batch_size=self.batch_size,
-                                     selection=selection, **self._pipeline_options).as_numpy_iterator()
+        batches = pipeline.eval_dataset(self.files, self.vocab.words, batch_size=self.batch_size,
+                                        selection=selection, **self._pipeline_options).as_numpy_iterator()
+        return map(self._finish, self.layout.split_tail(batches))
+
+
+def read_split_file(path: str | os.PathLike) -> dict[str, tuple[str, ...]]:
+    """``{"train": [...], "validation": [...], "test": [...]}`` of original utterance ids
+    (``split_mode="ids"``); errors name the file and the problem."""
+    path = os.fspath(path)
+    if not path:
+        raise ValueError("split_mode='ids' needs data.split_file (a JSON file of utterance ids per split)")
+    try:
+        with open(path, encoding="utf-8") as f:
+            raw = json.load(f)
+    except FileNotFoundError:
+        raise CorpusError(f"split file {path} not found") from None
+    except json.JSONDecodeError as e:
+        raise CorpusError(f"split file {path} is not valid JSON: {e}") from None
+    missing = [s for s in SPLITS if not isinstance(raw.get(s) if isinstance(raw, dict) else None, list)]
+    if missing:
+        raise CorpusError(f"split file {path} needs a list of ids for {missing}")
+    splits = {s: tuple(str(i) for i in raw[s]) for s in SPLITS}
+    seen: dict[str, str] = {}
+    for split, ids in splits.items():
+        for utt in ids:
+            if pipeline.ID_SEPARATOR in utt:
+                raise CorpusError(f"split file {path}: {utt!r} in {split} is an augmented copy's id; list "
+                                  "original ids (a copy follows its original, into train only)")
+            if seen.setdefault(utt, split) != split:
+                raise CorpusError(f"split file {path}: id {utt!r} is in both {seen[utt]} and {split}")
+    return splits
+
+
+def from_config(config: ml_collections.ConfigDict, *, data_dir: str | os.PathLike | None = None,
+                vocab_path: str | os.PathLike | None = None):
+    """The batches of ``config`` (a training config, e.g. the one saved with a
+    checkpoint): the one constructor training, evaluation, experiments and inference use.
+
+    ``config.data.source``: ``corpus`` (prepared records in ``config.data.dir``, or
+    ``data_dir``) -> :class:`CorpusSource`; ``toy`` -> :class:`hmaf.data.toy.ToySource`.
+    Batch size, seed, padding, packing (``config.pack_frames``, ``pack_row_multiple``),
+    splits and augmented copies all come from ``config``; fields a config saved by an
+    older version lacks take their defaults. ``vocab_path``: the training corpus's
+    vocabulary, to evaluate a trained model on another corpus.
+    """
+    data = config.data
+    pack = dict(pack=bool(config.get("pack_frames", False)), row_multiple=int(config.get("pack_row_multiple", 8)))
+    if data.source == "toy":
+        from hmaf.data.toy import ToySource
+        return ToySource(batch_size=config.batch_size, seed=config.seed, **pack, **data.get("toy", {}))
+    if data.source != "corpus":
+        raise ValueError(f"config.data.source={data.source!r}: expected 'corpus' or 'toy'")
+    model = config.get("model", {})
+    return CorpusSource(
+        data.dir if data_dir is None else data_dir, fold=data.get("fold", 0), num_folds=data.get("num_folds", 5),
+        seed=config.seed, batch_size=config.batch_size, balanced=data.get("balanced", True),
+        split_mode=data.get("split_mode", "folds"), split_file=data.get("split_file", ""),
+        augmented=data.get("augmented", True), bucket=data.get("bucket", False),
+        pad_words_to=data.get("pad_words_to", 16), pad_frames_to=data.get("pad_frames_to", 0),
+        speaker_stats=model.get("audio_norm", "") == "speaker", vocab_path=vocab_path, **pack)

@@ -11,6 +11,7 @@ from typing import Iterator
 import numpy as np
 
 from hmaf.batch import N_MELS, Batch
+from hmaf.data.layout import BatchLayout
 
 
 def random_batch(rng: np.random.Generator, batch_size: int, max_words: int, max_frames: int, *,
@@ -48,7 +49,7 @@ class ToySource:
 
     def __init__(self, *, num_classes: int = 3, vocab_size: int = 30, embed_dim: int = 8, max_words: int = 8,
                  max_frames: int = 6, split_sizes: tuple[int, int, int] = (48, 24, 24), batch_size: int = 8,
-                 seed: int = 0):
+                 seed: int = 0, pack: bool = False, row_multiple: int = 8):
         self.num_classes, self.vocab_size, self.embed_dim = num_classes, vocab_size, embed_dim
         self.max_words, self.max_frames, self.batch_size, self.seed = max_words, max_frames, batch_size, seed
         self.label_names = [f"class{i}" for i in range(num_classes)]
@@ -56,6 +57,13 @@ class ToySource:
                      "embedding_dim": embed_dim, "l_max": max_frames, "name": "toy"}
         self._splits = {name: self._examples(np.random.default_rng([seed, i]), size)
                         for i, (name, size) in enumerate(zip(("train", "validation", "test"), split_sizes))}
+        words = np.concatenate([b["word_mask"].sum(1) for b in self._splits.values()])
+        frames = np.concatenate([b["frame_mask"].sum((1, 2)) for b in self._splits.values()])
+        # One padded shape [B, max_words, max_frames]: whole batches are never padded further.
+        self.layout = BatchLayout(batch_size=batch_size, pad_words_to=max_words, pad_frames_to=max_frames,
+                                  pack=pack, row_multiple=row_multiple,
+                                  mean_frames=float(frames.sum() / words.sum()), mean_words=float(words.mean()),
+                                  utterance_std=float(frames.std()))
 
     def embeddings(self) -> np.ndarray:
         return np.random.default_rng(self.seed).normal(size=(self.vocab_size, self.embed_dim)).astype(np.float32)
@@ -72,8 +80,13 @@ class ToySource:
         batch["frames"] *= batch["frame_mask"][..., None]
         return batch
 
+    @property
     def split_sizes(self) -> dict[str, int]:
         return {name: len(b["label"]) for name, b in self._splits.items()}
+
+    @property
+    def num_train_examples(self) -> int:
+        return self.split_sizes["train"]
 
     def train_batches(self, start_step: int = 0) -> Iterator[Batch]:
         """Infinite class-balanced batches; batch ``s`` depends only on (seed, s)."""
@@ -84,10 +97,14 @@ class ToySource:
             rng = np.random.default_rng([self.seed, 1000, step])
             idx = np.concatenate([rng.choice(by_class[c], self.batch_size // self.num_classes + 1)
                                   for c in range(self.num_classes)])[: self.batch_size]
-            yield {k: v[idx] for k, v in train.items()}
+            yield self.layout.finish({k: v[idx] for k, v in train.items()})
             step += 1
 
     def eval_batches(self, split: str) -> Iterator[Batch]:
-        data = self._splits[split]
-        for start in range(0, len(data["label"]), self.batch_size):
-            yield {k: v[start:start + self.batch_size] for k, v in data.items()}
+        """One pass over ``split`` (or "all"); partial batches cut into powers of two."""
+        names = list(self._splits) if split == "all" else [split]
+        for name in names:
+            data = self._splits[name]
+            batches = ({k: v[start:start + self.batch_size] for k, v in data.items()}
+                       for start in range(0, len(data["label"]), self.batch_size))
+            yield from map(self.layout.finish, self.layout.split_tail(batches))

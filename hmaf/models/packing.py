@@ -54,16 +54,21 @@ def first_fit_decreasing(lengths: np.ndarray, capacity: int) -> tuple[np.ndarray
 
 
 def rows_for(batch_size: int, max_words: int, row_len: int, *, mean_frames: float,
-             mean_words: float | None = None, margin: float = 1.15, row_multiple: int = 8) -> int:
+             mean_words: float | None = None, margin: float = 1.15, row_multiple: int = 8,
+             utterance_std: float = 0.0, spread: float = 2.0) -> int:
     """A static row count for batches of ``batch_size`` utterances.
 
     ``mean_frames`` is the mean number of real frames per real word and
     ``mean_words`` the mean number of words per utterance (default ``max_words``);
-    ``margin`` covers batches above the mean and the room first-fit leaves unused.
-    Never more rows than words (the padded layout's cost).
+    ``utterance_std`` the standard deviation of real frames per utterance: the plan
+    covers a batch total ``spread`` standard deviations above its mean (the sum of
+    ``batch_size`` utterances varies by ``sqrt(batch_size) * utterance_std``).
+    ``margin`` covers the room first-fit leaves unused. Never more rows than words
+    (the padded layout's cost).
     """
     words = batch_size * (max_words if mean_words is None else mean_words)
-    rows = math.ceil(margin * words * mean_frames / row_len)
+    frames = words * mean_frames + spread * math.sqrt(batch_size) * utterance_std
+    rows = math.ceil(margin * frames / row_len)
     return min(_round_up(rows, row_multiple), batch_size * max_words)
 
 

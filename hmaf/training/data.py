@@ -1,26 +1,77 @@
-"""Builds the training data source a config names."""
+"""Batches reach the device ahead of the step: a background thread reads the source,
+places each batch (device_put / sharding) and keeps ``size`` of them queued, so host
+work (tf.data, packing, transfers) overlaps the device running the previous step.
+
+The order of the batches is the source's, so prefetching never changes results.
+"""
 
 from __future__ import annotations
 
-import ml_collections
+import queue
+import threading
+from typing import Any, Callable, Iterable, Iterator
+
+_DONE = object()
 
 
-def make_source(config: ml_collections.ConfigDict):
-    """``config.data.source``: ``corpus`` (prepared TFRecords in ``config.data.dir``)
-    or ``toy`` (a learnable in-memory corpus, for tests and smoke runs)."""
-    data = config.data
-    if data.source == "toy":
-        from hmaf.data.toy import ToySource
-        return ToySource(batch_size=config.batch_size, seed=config.seed, **data.get("toy", {}))
-    if data.source == "corpus":
-        from hmaf.data.source import CorpusSource, DatasetInfo
-        # Every new batch shape is a new XLA compilation (seconds each on CPU). With
-        # frame packing the frame axis costs nothing to pad, so by default frames are
-        # padded to the corpus's l_max and words to a multiple of pad_words_to: a
-        # handful of shapes in all. pad_frames_to > 0 with bucket=True instead trades
-        # more compilations for less padding (the padded layout).
-        pad_frames_to = data.pad_frames_to or DatasetInfo.load(data.dir).l_max
-        return CorpusSource(data.dir, fold=data.fold, num_folds=data.num_folds, seed=config.seed,
-                            batch_size=config.batch_size, balanced=data.balanced, split_mode=data.split_mode,
-                            bucket=data.bucket, pad_words_to=data.pad_words_to, pad_frames_to=pad_frames_to)
-    raise ValueError(f"config.data.source={data.source!r}: expected 'corpus' or 'toy'")
+class Prefetch(Iterator[Any]):
+    """Iterates ``place(batch)`` for the batches of ``batches``, computed ``size`` ahead
+    in a daemon thread (``size=0``: in the caller's thread). An error in the source is
+    raised by the ``next()`` that reaches it. Call :meth:`close` (or use ``with``) to stop
+    the thread early; it ends by itself when the source is exhausted."""
+
+    def __init__(self, batches: Iterable[Any], place: Callable[[Any], Any], size: int = 2):
+        self._batches, self._place = iter(batches), place
+        self._size = int(size)
+        self._exhausted = False
+        if self._size <= 0:
+            return
+        self._queue: queue.Queue = queue.Queue(maxsize=self._size)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._fill, name="hmaf-prefetch", daemon=True)
+        self._thread.start()
+
+    def _put(self, item: Any) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _fill(self) -> None:
+        try:
+            for batch in self._batches:
+                if not self._put(("ok", self._place(batch))):
+                    return
+        except BaseException as err:  # handed to the consumer, raised there
+            self._put(("error", err))
+            return
+        self._put(("ok", _DONE))
+
+    def __next__(self) -> Any:
+        if self._size <= 0:
+            return self._place(next(self._batches))
+        if self._exhausted:
+            raise StopIteration
+        kind, item = self._queue.get()
+        if kind == "error":
+            self._stop.set()
+            raise item
+        if item is _DONE:
+            self._exhausted = True
+            raise StopIteration
+        return item
+
+    def close(self) -> None:
+        if self._size <= 0:
+            return
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def __enter__(self) -> "Prefetch":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

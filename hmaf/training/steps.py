@@ -6,7 +6,7 @@ dropout key is ``fold_in(rng, state.step)``, so a resumed run draws the same key
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import flax.linen as nn
 import jax
@@ -14,8 +14,7 @@ import jax.numpy as jnp
 import optax
 from flax.training import train_state
 
-from hmaf.batch import KEYS
-from hmaf.models.packing import PACK_KEYS
+from hmaf.eval_step import make_eval_step, model_inputs  # noqa: F401 (re-exported for callers)
 
 PyTree = Any
 
@@ -26,12 +25,6 @@ class TrainState(train_state.TrainState):
     batch_stats: PyTree
 
 
-def model_inputs(batch: Mapping[str, Any]) -> dict[str, jax.Array]:
-    """The contract's arrays and, when present, the frame-packing arrays (drops e.g.
-    ``utt_id`` strings, which jit can't take)."""
-    return {k: batch[k] for k in (*KEYS, *PACK_KEYS) if k in batch}
-
-
 def init_variables(model: nn.Module, sample_batch: Mapping[str, Any], seed: int = 0) -> PyTree:
     """Initialises ``{'params', 'batch_stats'}`` under jit (un-jitted GRU init is slow)."""
     rngs = {"params": jax.random.key(seed), "dropout": jax.random.key(seed + 1)}
@@ -40,12 +33,64 @@ def init_variables(model: nn.Module, sample_batch: Mapping[str, Any], seed: int 
     return {"params": variables["params"], "batch_stats": variables.get("batch_stats", {})}
 
 
+def make_optimizer(config: Mapping[str, Any], *, steps_per_epoch: int = 1, total_steps: int = 1,
+                   frozen: Sequence[str] = ()) -> optax.GradientTransformationExtraArgs:
+    """The optimiser a training config names; the paper's (§4.3) is plain Adam at 1e-3.
+
+    Config fields (paper setting first):
+      ``learning_rate`` 1e-3; ``lr_schedule`` "constant" (paper) | "warmup_cosine"
+      (linear warmup over ``warmup_epochs``, cosine decay to 0 at the end of the budget)
+      | "plateau" (``optax.contrib.reduce_on_plateau`` on the training loss averaged over
+      an epoch: x ``plateau_factor`` after ``plateau_patience`` epochs without improvement);
+      ``grad_clip_norm`` 0 = off (paper), else clip the global gradient norm;
+      ``weight_decay`` 0 = Adam (paper), else AdamW with this decoupled decay.
+
+    ``frozen``: top-level parameter subtrees (e.g. ``("text", "audio")``) that get zero
+    updates (``config.model.freeze_branches`` in the fusion stage). The update takes the
+    step's loss as ``value`` (used by "plateau" only).
+    """
+    lr = float(config.get("learning_rate", 1e-3))
+    schedule = config.get("lr_schedule", "constant")
+    if schedule == "constant":
+        learning_rate: float | optax.Schedule = lr
+    elif schedule == "warmup_cosine":
+        warmup = int(round(float(config.get("warmup_epochs", 1.0)) * steps_per_epoch))
+        learning_rate = optax.warmup_cosine_decay_schedule(
+            0.0, lr, warmup_steps=max(warmup, 1), decay_steps=max(total_steps, warmup + 1))
+    elif schedule == "plateau":
+        learning_rate = lr
+    else:
+        raise ValueError(f"lr_schedule={schedule!r}: expected 'constant', 'warmup_cosine' or 'plateau'")
+    weight_decay = float(config.get("weight_decay", 0.0))
+    adam = (optax.adamw(learning_rate, weight_decay=weight_decay) if weight_decay > 0
+            else optax.adam(learning_rate))
+    parts = []
+    if float(config.get("grad_clip_norm", 0.0)) > 0:
+        parts.append(optax.clip_by_global_norm(float(config.grad_clip_norm)))
+    parts.append(adam)
+    if schedule == "plateau":
+        parts.append(optax.contrib.reduce_on_plateau(
+            factor=float(config.get("plateau_factor", 0.5)), patience=int(config.get("plateau_patience", 2)),
+            accumulation_size=max(steps_per_epoch, 1)))
+    tx = optax.chain(*parts)
+    if frozen:
+        frozen = set(frozen)
+        tx = optax.multi_transform(
+            {"train": tx, "frozen": optax.set_to_zero()},
+            lambda params: {k: jax.tree.map(lambda _: "frozen" if k in frozen else "train", v)
+                            for k, v in params.items()})
+    return optax.with_extra_args_support(tx)
+
+
 def create_train_state(model: nn.Module, sample_batch: Mapping[str, Any], *, learning_rate: float = 1e-3,
-                       seed: int = 0, variables: PyTree | None = None) -> TrainState:
-    """Adam at ``learning_rate`` (§4.3) over freshly initialised or given variables."""
+                       seed: int = 0, variables: PyTree | None = None,
+                       tx: optax.GradientTransformation | None = None) -> TrainState:
+    """A train state over freshly initialised or given variables; ``tx`` defaults to
+    Adam at ``learning_rate`` (§4.3), see :func:`make_optimizer`."""
     variables = variables or init_variables(model, sample_batch, seed)
+    tx = optax.with_extra_args_support(tx if tx is not None else optax.adam(learning_rate))
     return TrainState.create(apply_fn=model.apply, params=variables["params"],
-                             batch_stats=variables["batch_stats"], tx=optax.adam(learning_rate))
+                             batch_stats=variables["batch_stats"], tx=tx)
 
 
 def cross_entropy(head_logits: tuple[jax.Array, ...], labels: jax.Array) -> jax.Array:
@@ -66,7 +111,10 @@ def make_train_step(model: nn.Module, *, donate: bool = True) -> Callable:
             return cross_entropy(out.head_logits, batch["label"]), (out, updates)
 
         (loss, (out, updates)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-        state = state.apply_gradients(grads=grads, batch_stats=updates["batch_stats"])
+        # As TrainState.apply_gradients, passing the loss on (reduce_on_plateau reads it).
+        param_updates, opt_state = state.tx.update(grads, state.opt_state, state.params, value=loss)
+        state = state.replace(step=state.step + 1, params=optax.apply_updates(state.params, param_updates),
+                              opt_state=opt_state, batch_stats=updates["batch_stats"])
         metrics = {
             "loss": loss,
             "accuracy": jnp.mean(jnp.argmax(out.logits, -1) == batch["label"]),
@@ -76,17 +124,3 @@ def make_train_step(model: nn.Module, *, donate: bool = True) -> Callable:
         return state, metrics
 
     return jax.jit(train_step, donate_argnums=(0,) if donate else ())
-
-
-def make_eval_step(model: nn.Module, *, with_attention: bool = False) -> Callable:
-    """Returns jitted ``eval_step(variables, batch) -> dict`` with ``logits``, ``probs``
-    and, with ``with_attention``, every sown attention distribution."""
-
-    def eval_step(variables: PyTree, batch: Mapping[str, jax.Array]):
-        out, state = model.apply(variables, batch, train=False, mutable=["intermediates"])
-        result = {"logits": out.logits, "probs": jax.nn.softmax(out.logits)}
-        if with_attention:
-            result.update({k: v[0] for k, v in state["intermediates"].items()})
-        return result
-
-    return jax.jit(eval_step)

@@ -1,15 +1,22 @@
 """Staged training (§4.3): text branch, audio branch, then the fusion model.
 
 ``train_and_evaluate(config, workdir)`` runs every stage the model needs; each stage
-lives in ``workdir/<stage>`` with its own checkpoints, TensorBoard events and
-``metrics.json``, and a finished stage is skipped on rerun. A stage trains with
-class-balanced batches, evaluates on validation every ``eval_every`` steps, keeps the
-best checkpoint (early stopping after ``patience`` evaluations without improvement)
-and finally reports WA / UA / weighted F1 of the best model on every split.
+lives in ``workdir/<stage>`` with its own checkpoints, TensorBoard events (hparams
+included) and ``metrics.json``, and a finished stage is skipped on rerun. A stage
+trains with class-balanced batches for at most ``num_epochs`` epochs (or exactly
+``num_train_steps`` steps when that is > 0), evaluates on validation every
+``eval_every_epochs`` of an epoch (or every ``eval_every`` steps when > 0), keeps the
+best checkpoint, stops early after ``patience`` evaluations without improvement, and
+finally reports WA / UA / weighted F1 of the best model on every split, with the
+epochs trained and whether early stopping or the budget ended the stage.
+
+Batches come from :func:`hmaf.data.source.from_config` (padded and packed there) and
+reach the device ahead of the step (:class:`hmaf.training.data.Prefetch`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -17,20 +24,21 @@ import os
 import shutil
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Protocol
+from typing import Any, Callable, Iterable, Iterator, Mapping, Protocol
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-from clu import metric_writers
+from clu import metric_writers, periodic_actions
 
 from hmaf import checkpoint as ckpt
+from hmaf.eval_step import make_eval_step, model_inputs
 from hmaf.metrics import classification_metrics
 from hmaf.models import BRANCHES, build_model, model_options
-from hmaf.models.packing import pack_batch
 from hmaf.training import sharding
-from hmaf.training.steps import create_train_state, init_variables, make_eval_step, make_train_step, model_inputs
+from hmaf.training.data import Prefetch
+from hmaf.training.steps import create_train_state, init_variables, make_optimizer, make_train_step
 
 PyTree = Any
 SPLITS = ("train", "validation", "test")
@@ -41,6 +49,7 @@ class DataSource(Protocol):
     """What training needs from a corpus (:class:`hmaf.data.source.CorpusSource`)."""
 
     info: Mapping[str, Any]
+    num_train_examples: int
 
     def embeddings(self) -> np.ndarray: ...
     def train_batches(self, start_step: int = 0) -> Iterator[dict]: ...
@@ -75,40 +84,83 @@ def model_spec(config: ml_collections.ConfigDict, model_name: str, source: DataS
 
 
 class BatchPreparer:
-    """Turns a numpy batch from the source into the step's input: the contract's
-    arrays, the frame-packing arrays (``config.pack_frames``: the frame-level BiGRU
-    then runs over real frames only, see :mod:`hmaf.models.packing`) and, with
-    ``config.data_parallel``, the batch sharded over every device."""
+    """Places a finished numpy batch from the source (padded, packed: see
+    :func:`hmaf.data.source.from_config`) on the device: the step's inputs only, and
+    with ``config.data_parallel`` the batch sharded over every device."""
 
     def __init__(self, config: ml_collections.ConfigDict):
-        self.pack = bool(config.get("pack_frames", False))
-        self.row_multiple = int(config.get("pack_row_multiple", 8))
         self.mesh = sharding.make_mesh() if config.get("data_parallel", False) else None
         if self.mesh is not None:
             logging.info("data parallel over %d devices (%s)", self.mesh.size, jax.devices()[0].device_kind)
 
     def __call__(self, batch: Mapping[str, Any]) -> dict:
         batch = model_inputs(batch)
-        if self.pack:
-            batch = pack_batch(batch, row_multiple=self.row_multiple)
         if self.mesh is not None:
-            batch = sharding.shard_batch(batch, self.mesh)
-        return batch
+            return sharding.shard_batch(batch, self.mesh)
+        return jax.device_put(batch)
 
     def place_state(self, state: PyTree) -> PyTree:
         return state if self.mesh is None else sharding.replicate(state, self.mesh)
 
 
-def evaluate(model, variables: PyTree, batches: Iterator[dict], num_classes: int, label_names,
-             eval_step=None, prepare: Callable[[Mapping[str, Any]], dict] = model_inputs) -> dict:
-    """WA / UA / weighted F1, per-class figures and the confusion matrix over ``batches``."""
+@dataclasses.dataclass(frozen=True)
+class Budget:
+    """A stage's training budget in steps: ``total_steps`` at most, validation every
+    ``eval_every`` steps; an epoch is ``steps_per_epoch`` steps."""
+
+    steps_per_epoch: int
+    total_steps: int
+    eval_every: int
+
+    @classmethod
+    def from_config(cls, config: ml_collections.ConfigDict, num_train_examples: int | None) -> "Budget":
+        """Epochs (``num_epochs``, ``eval_every_epochs``) unless ``num_train_steps`` /
+        ``eval_every`` are > 0; an epoch is ceil(train examples / batch size) steps."""
+        steps = int(config.get("num_train_steps", 0))
+        if not num_train_examples:
+            if steps <= 0:
+                raise ValueError("an epoch budget needs the number of training examples; this data source "
+                                 "has none (set config.num_train_steps > 0)")
+            per_epoch = steps
+        else:
+            per_epoch = max(1, math.ceil(num_train_examples / config.batch_size))
+        total = steps if steps > 0 else max(1, math.ceil(float(config.num_epochs) * per_epoch))
+        every = int(config.get("eval_every", 0))
+        if every <= 0:
+            every = max(1, round(float(config.get("eval_every_epochs", 1.0)) * per_epoch))
+        return cls(steps_per_epoch=per_epoch, total_steps=total, eval_every=every)
+
+    def epoch(self, step: int) -> float:
+        return step / self.steps_per_epoch
+
+
+def evaluate(model, variables: PyTree, batches: Iterable[dict], num_classes: int, label_names,
+             eval_step=None, prepare: Callable[[Mapping[str, Any]], dict] = model_inputs,
+             prefetch: int = 0) -> dict:
+    """WA / UA / weighted F1, per-class figures and the confusion matrix over ``batches``
+    (placed by ``prepare``, ``prefetch`` batches ahead)."""
     eval_step = eval_step or make_eval_step(model)
     labels, preds = [], []
-    for batch in batches:
-        out = eval_step(variables, prepare(batch))
-        preds.append(np.asarray(jnp.argmax(out["logits"], -1)))
-        labels.append(np.asarray(batch["label"]))
+    with Prefetch(batches, lambda b: (prepare(b), np.asarray(b["label"])), prefetch) as placed:
+        for batch, label in placed:
+            out = eval_step(variables, batch)
+            preds.append(np.asarray(jnp.argmax(out["logits"], -1)))
+            labels.append(label)
     return classification_metrics(np.concatenate(labels), np.concatenate(preds), num_classes, label_names)
+
+
+def hparams(config: ml_collections.ConfigDict) -> dict[str, Any]:
+    """The config flattened for TensorBoard's hparams (``model.hidden``: 100, ...)."""
+    flat: dict[str, Any] = {}
+
+    def walk(prefix: str, node: Any) -> None:
+        if isinstance(node, Mapping):
+            for key, value in node.items():
+                walk(f"{prefix}.{key}" if prefix else str(key), value)
+        else:
+            flat[prefix] = node if isinstance(node, (bool, int, float, str)) else str(node)
+    walk("", config.to_dict())
+    return flat
 
 
 def _format_eta(seconds: float) -> str:
@@ -131,6 +183,7 @@ def train_stage(config: ml_collections.ConfigDict, stage: str, model_name: str, 
         return json.loads(done.read_text())
     stage_dir.mkdir(parents=True, exist_ok=True)
     num_classes, label_names = int(_info(source, "num_classes")), list(_info(source, "label_names"))
+    budget = Budget.from_config(config, getattr(source, "num_train_examples", None))
     spec = model_spec(config, model_name, source)
     model = build_model(**{**spec, "embedding_matrix": source.embeddings()})
     sample = next(iter(source.eval_batches("validation")))
@@ -140,7 +193,10 @@ def train_stage(config: ml_collections.ConfigDict, stage: str, model_name: str, 
         for branch, trained in branch_variables.items():
             for collection, tree in trained.items():
                 variables[collection][branch] = tree
-    state = create_train_state(model, sample, learning_rate=config.learning_rate, variables=variables)
+    frozen = tuple(branch_variables or ()) if config.model.get("freeze_branches", False) else ()
+    tx = make_optimizer(config, steps_per_epoch=budget.steps_per_epoch, total_steps=budget.total_steps,
+                        frozen=frozen)
+    state = create_train_state(model, sample, variables=variables, tx=tx)
 
     checkpoints = ckpt.StageCheckpoints(stage_dir)
     meta = {"step": 0, "best_metric": -math.inf, "best_step": -1, "evals_without_improvement": 0}
@@ -151,73 +207,96 @@ def train_stage(config: ml_collections.ConfigDict, stage: str, model_name: str, 
     prepare = BatchPreparer(config)
     state = prepare.place_state(state)
     writer = metric_writers.create_default_writer(str(stage_dir), just_logging=jax.process_index() > 0)
+    writer.write_hparams(hparams(config) | {"stage": stage, "stage_model": model_name})
     train_step, eval_step = make_train_step(model), make_eval_step(model)
     rng = jax.random.key(config.seed)
     step = first_step = int(meta["step"])
-    batches = source.train_batches(start_step=step)
-    total = int(config.num_train_steps)
+    total, prefetch = budget.total_steps, int(config.get("prefetch", 2))
+    report = periodic_actions.ReportProgress(num_train_steps=total, writer=writer, every_steps=config.log_every,
+                                             every_secs=None)
+    actions = [report]
+    if config.get("profile", False):
+        actions.append(periodic_actions.Profile(logdir=str(stage_dir), num_profile_steps=5,
+                                                first_profile=first_step + 10))
     pending: list[dict] = []
     window_start, window_examples = time.perf_counter(), 0
-    logging.info("stage %s (%s): training %d steps, batch %d", stage, model_name, total, config.batch_size)
-    while step < total and meta["evals_without_improvement"] < config.patience:
-        batch = prepare(next(batches))
-        if step == first_step:
-            logging.info("compiling the train step (first step of this run)...")
-            compile_start = time.perf_counter()
-        state, metrics = train_step(state, batch, rng)
-        if step == first_step:
-            jax.block_until_ready(metrics["loss"])
-            logging.info("train step compiled and ran in %.1f s", time.perf_counter() - compile_start)
-            window_start = time.perf_counter()
-        else:
-            window_examples += len(batch["label"])
-        pending.append(metrics)
-        step += 1
-        if step % config.log_every == 0 or step == total:
-            host = jax.device_get(pending)
-            pending = []
-            losses = np.array([m["loss"] for m in host])
-            if not np.all(np.isfinite(losses)):
-                raise NonFiniteLossError(
-                    f"stage {stage}: loss became {losses[~np.isfinite(losses)][0]} by step {step}; "
-                    f"stopping (try a lower learning_rate; the last good checkpoint is in {stage_dir})")
-            means = {k: float(np.mean([m[k] for m in host])) for k in host[0]}
-            elapsed = max(time.perf_counter() - window_start, 1e-9)
-            speed = window_examples / elapsed if window_examples else float("nan")
-            eta = (total - step) * config.batch_size / speed if speed == speed and speed > 0 else 0.0
-            logging.info("[%s] step %d/%d | loss %.4f | acc %.3f | %.1f examples/s | ETA %s", stage, step,
-                         total, means["loss"], means["accuracy"], speed, _format_eta(eta))
-            writer.write_scalars(step, {f"train/{k}": v for k, v in means.items()} | {"train/examples_per_s": speed})
-            window_start, window_examples = time.perf_counter(), 0
-        if step % config.eval_every == 0 or step == total:
-            variables = {"params": state.params, "batch_stats": state.batch_stats}
-            val = evaluate(model, variables, source.eval_batches("validation"), num_classes, label_names,
-                           eval_step, prepare)
-            metric = val[config.select_metric]
-            writer.write_scalars(step, {f"validation/{k}": val[k] for k in ("wa", "ua", "weighted_f1")})
-            improved = metric > meta["best_metric"]
-            meta = {"step": step, "best_metric": max(metric, meta["best_metric"]),
-                    "best_step": step if improved else meta["best_step"],
-                    "evals_without_improvement": 0 if improved else meta["evals_without_improvement"] + 1}
-            logging.info("[%s] step %d validation: WA %.4f UA %.4f F1 %.4f%s", stage, step, val["wa"], val["ua"],
-                         val["weighted_f1"], " (best)" if improved else "")
-            if improved:
-                checkpoints.save_best(step, variables, spec, config.to_dict())
-            checkpoints.save_latest(step, state, meta)
-            window_start, window_examples = time.perf_counter(), 0  # evaluation is not training speed
+    logging.info("stage %s (%s): at most %d steps (%.4g epochs of %d steps), batch %d, validation every %d steps%s",
+                 stage, model_name, total, budget.epoch(total), budget.steps_per_epoch, config.batch_size,
+                 budget.eval_every, f", branches {list(frozen)} frozen" if frozen else "")
+    batches = Prefetch(source.train_batches(start_step=step), prepare, prefetch)
+    try:
+        while step < total and meta["evals_without_improvement"] < config.patience:
+            batch = next(batches)
+            if step == first_step:
+                logging.info("compiling the train step (first step of this run)...")
+                compile_start = time.perf_counter()
+            state, metrics = train_step(state, batch, rng)
+            if step == first_step:
+                jax.block_until_ready(metrics["loss"])
+                logging.info("train step compiled and ran in %.1f s", time.perf_counter() - compile_start)
+                window_start = time.perf_counter()
+            else:
+                window_examples += len(batch["label"])
+            pending.append(metrics)
+            step += 1
+            for action in actions:
+                action(step)
+            if step % config.log_every == 0 or step == total:
+                host = jax.device_get(pending)
+                pending = []
+                losses = np.array([m["loss"] for m in host])
+                if not np.all(np.isfinite(losses)):
+                    raise NonFiniteLossError(
+                        f"stage {stage}: loss became {losses[~np.isfinite(losses)][0]} by step {step}; "
+                        f"stopping (try a lower learning_rate; the last good checkpoint is in {stage_dir})")
+                means = {k: float(np.mean([m[k] for m in host])) for k in host[0]}
+                elapsed = max(time.perf_counter() - window_start, 1e-9)
+                speed = window_examples / elapsed if window_examples else float("nan")
+                eta = (total - step) * config.batch_size / speed if speed == speed and speed > 0 else 0.0
+                logging.info("[%s] epoch %.2f/%.4g step %d/%d | loss %.4f | acc %.3f | %.1f examples/s | ETA %s "
+                             "(budget)", stage, budget.epoch(step), budget.epoch(total), step, total,
+                             means["loss"], means["accuracy"], speed, _format_eta(eta))
+                writer.write_scalars(step, {f"train/{k}": v for k, v in means.items()}
+                                     | {"train/examples_per_s": speed, "train/epoch": budget.epoch(step)})
+                window_start, window_examples = time.perf_counter(), 0
+            if step % budget.eval_every == 0 or step == total:
+                variables = {"params": state.params, "batch_stats": state.batch_stats}
+                with report.timed("eval"):
+                    val = evaluate(model, variables, source.eval_batches("validation"), num_classes, label_names,
+                                   eval_step, prepare, prefetch)
+                metric = val[config.select_metric]
+                writer.write_scalars(step, {f"validation/{k}": val[k] for k in ("wa", "ua", "weighted_f1")})
+                improved = metric > meta["best_metric"]
+                meta = {"step": step, "best_metric": max(metric, meta["best_metric"]),
+                        "best_step": step if improved else meta["best_step"],
+                        "evals_without_improvement": 0 if improved else meta["evals_without_improvement"] + 1}
+                logging.info("[%s] epoch %.2f step %d validation: WA %.4f UA %.4f F1 %.4f%s", stage,
+                             budget.epoch(step), step, val["wa"], val["ua"], val["weighted_f1"],
+                             " (best)" if improved else "")
+                if improved:
+                    checkpoints.save_best(step, variables, spec, config.to_dict())
+                checkpoints.save_latest(step, state, meta)
+                window_start, window_examples = time.perf_counter(), 0  # evaluation is not training speed
+    finally:
+        batches.close()
     writer.flush()
     best = checkpoints.restore_best_variables({"params": state.params, "batch_stats": state.batch_stats})
     checkpoints.close()
     results = {split: evaluate(model, best, source.eval_batches(split), num_classes, label_names, eval_step,
-                               prepare) for split in SPLITS}
-    results["best_step"], results["steps_trained"], results["model"] = meta["best_step"], step, model_name
+                               prepare, prefetch) for split in SPLITS}
+    stopped_by = "early_stopping" if meta["evals_without_improvement"] >= config.patience else "budget"
+    results.update(best_step=meta["best_step"], steps_trained=step, model=model_name, stopped_by=stopped_by,
+                   steps_per_epoch=budget.steps_per_epoch, epochs_trained=budget.epoch(step),
+                   best_epoch=budget.epoch(meta["best_step"]), budget_steps=total)
     for split in SPLITS:
         writer.write_scalars(meta["best_step"], {f"best/{split}/{k}": results[split][k]
                                                  for k in ("wa", "ua", "weighted_f1")})
     writer.close()
     _write_json(done, results)
-    logging.info("stage %s done: best step %d, test WA %.4f UA %.4f F1 %.4f", stage, meta["best_step"],
-                 results["test"]["wa"], results["test"]["ua"], results["test"]["weighted_f1"])
+    logging.info("stage %s done after %.2f epochs (%d steps, stopped by %s): best epoch %.2f (step %d), "
+                 "test WA %.4f UA %.4f F1 %.4f", stage, budget.epoch(step), step, stopped_by.replace("_", " "),
+                 budget.epoch(meta["best_step"]), meta["best_step"], results["test"]["wa"], results["test"]["ua"],
+                 results["test"]["weighted_f1"])
     return results
 
 
@@ -229,13 +308,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
     workdir.mkdir(parents=True, exist_ok=True)
     _write_json(workdir / "config.json", config.to_dict())
     if source is None:
-        from hmaf.training.data import make_source  # the data pipeline imports TensorFlow
-        source = make_source(config)
+        from hmaf.data.source import from_config  # the data pipeline imports TensorFlow
+        source = from_config(config)
     data_dir = getattr(source, "data_dir", None)
     if data_dir:  # inference needs the corpus's vocabulary and labels beside the checkpoints
         (workdir / "corpus").mkdir(exist_ok=True)
         for name in CORPUS_FILES:
             shutil.copyfile(Path(data_dir) / name, workdir / "corpus" / name)
+        layout = getattr(source, "layout", None)
+        if layout is not None:  # inference shapes its batches as training did
+            from hmaf.data.layout import LAYOUT_FILE
+            _write_json(workdir / "corpus" / LAYOUT_FILE, layout.to_dict())
     plan = stages_for(config)
     branches_dir = Path(config.get("branches_dir") or workdir)
     if config.stage not in ("all", *[s for s, _ in plan]):

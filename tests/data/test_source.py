@@ -103,3 +103,120 @@ def test_wrong_embedding_shape_names_the_file(tiny_corpus, tmp_path):
     np.save(copy / "embeddings.npy", np.zeros((3, 6), np.float32))
     with pytest.raises(CorpusError, match="embeddings.npy holds"):
         CorpusSource(copy).embeddings()
+
+
+def _config(data_dir, **overrides):
+    from configs import default
+
+    config = default.get_config()
+    config.data.dir = str(data_dir)
+    config.batch_size = 4
+    config.update(overrides)
+    return config
+
+
+def _with_augmented_copies(data_dir, out_dir):
+    """A copy of the corpus plus, for every record, a copy ``X~noise`` tagged
+    ``augment="noise:white"`` in an extra shard (the record format of INTERFACES.md)."""
+    import tensorflow as tf
+
+    shutil.copytree(data_dir, out_dir)
+    meta = json.loads((out_dir / "dataset.json").read_text())
+    files = [str(out_dir / "records" / name) for name in meta["shards"]]
+    name = "augmented-00000-of-00001.tfrecord"
+    with tf.io.TFRecordWriter(str(out_dir / "records" / name)) as writer:
+        for serialized in tf.data.TFRecordDataset(files).as_numpy_iterator():
+            example = tf.train.Example.FromString(serialized)
+            features = example.features.feature
+            utt = features["utt_id"].bytes_list.value[0].decode()
+            features["utt_id"].bytes_list.value[:] = [f"{utt}~noise".encode()]
+            features["augment"].bytes_list.value[:] = [b"noise:white"]
+            writer.write(example.SerializeToString())
+    meta["shards"].append(name)
+    (out_dir / "dataset.json").write_text(json.dumps(meta))
+    return out_dir
+
+
+def test_split_ids_and_augmented_copies_only_in_train(tiny_corpus, tmp_path):
+    from hmaf.data.source import from_config
+
+    data_dir, examples = tiny_corpus
+    corpus = _with_augmented_copies(data_dir, tmp_path / "aug")
+    ids = sorted(examples)
+    split_file = tmp_path / "split.json"
+    split_file.write_text(json.dumps({"train": ids[:30], "validation": ids[30:42], "test": ids[42:]}))
+    config = _config(corpus, batch_size=3)
+    config.data.update(split_mode="ids", split_file=str(split_file))
+    source = from_config(config)
+    assert source.index.augment.tolist().count("noise:white") == len(ids)
+    assert source.split_sizes == {"train": 60, "validation": 12, "test": len(ids) - 42}
+    assert sorted(source.utt_ids("train")) == sorted(ids[:30] + [f"{u}~noise" for u in ids[:30]])
+    for split, expected in (("validation", ids[30:42]), ("test", ids[42:]), ("all", ids)):
+        seen = [u.decode() for b in source.eval_batches(split) for u in b["utt_id"]]
+        assert sorted(seen) == sorted(expected), split  # originals only, each once
+    trained = {u.decode() for b in itertools.islice(source.train_batches(), 40) for u in b["utt_id"]}
+    assert any("~" in u for u in trained) and {u.split("~")[0] for u in trained} <= set(ids[:30])
+    config.data.augmented = False
+    plain = from_config(config)
+    assert plain.num_train_examples == 30
+    trained = {u.decode() for b in itertools.islice(plain.train_batches(), 40) for u in b["utt_id"]}
+    assert trained and not any("~" in u for u in trained)
+
+
+def test_split_file_errors_name_the_file(tiny_corpus, tmp_path):
+    from hmaf.data.source import from_config
+
+    data_dir, _ = tiny_corpus
+    config = _config(data_dir)
+    config.data.update(split_mode="ids", split_file=str(tmp_path / "nope.json"))
+    with pytest.raises(CorpusError, match="nope.json not found"):
+        from_config(config)
+    bad = tmp_path / "bad.json"
+    for payload, message in (({"train": ["a"], "validation": []}, "needs a list of ids for \\['test'\\]"),
+                             ({"train": ["a"], "validation": ["a"], "test": []}, "in both train and validation"),
+                             ({"train": ["a~x"], "validation": [], "test": []}, "augmented copy")):
+        bad.write_text(json.dumps(payload))
+        config.data.split_file = str(bad)
+        with pytest.raises(CorpusError, match=message):
+            from_config(config)
+
+
+def test_speaker_statistics_attach_by_speaker(tiny_corpus, tmp_path):
+    from hmaf.data.source import from_config
+
+    data_dir, examples = tiny_corpus
+    corpus = tmp_path / "stats"
+    shutil.copytree(data_dir, corpus)
+    speakers = sorted({ex["speaker"] for ex in examples.values()})
+    stats = {s: {"mean": [float(i)] * 64, "std": [1.0 + i] * 64, "frames": 10} for i, s in enumerate(speakers)}
+    (corpus / "speaker_stats.json").write_text(json.dumps(stats))
+    config = _config(corpus)
+    config.model.audio_norm = "speaker"
+    source = from_config(config)
+    for batch in itertools.chain(itertools.islice(source.train_batches(), 3), source.eval_batches("test")):
+        for speaker, mean, std in zip(batch["speaker"], batch["band_mean"], batch["band_std"]):
+            i = speakers.index(speaker.decode())
+            assert mean.shape == (64,) and np.all(mean == i) and np.all(std == 1.0 + i)
+    del stats[speakers[0]]
+    (corpus / "speaker_stats.json").write_text(json.dumps(stats))
+    with pytest.raises(CorpusError, match="speaker_stats.json has no statistics for speaker"):
+        for _ in from_config(config).eval_batches("all"):
+            pass
+
+
+def test_from_config_packs_with_one_row_count_per_shape_and_splits_tails(tiny_corpus):
+    from hmaf.data.source import from_config
+
+    data_dir, examples = tiny_corpus
+    config = _config(data_dir, batch_size=8, pack_frames=True)
+    source = from_config(config)
+    rows_by_shape = {}
+    sizes = []
+    for batch in itertools.chain(source.eval_batches("all"), itertools.islice(source.train_batches(), 10)):
+        shape = batch["frame_mask"].shape
+        rows_by_shape.setdefault(shape, set()).add(batch["pack_src"].shape[0])
+        assert batch["pack_mask"].sum() == batch["frame_mask"].sum()
+        assert shape[2] == source.info.l_max and shape[1] % 16 == 0
+        sizes.append(shape[0])
+    assert all(len(rows) == 1 for rows in rows_by_shape.values()), rows_by_shape
+    assert set(sizes) <= {8, 4, 2, 1} and sum(s for s in sizes[:-10]) == len(examples)
