@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from hmaf.batch import UNK_ID, validate
+from hmaf.batch import UNK_ID, BatchError, validate
 from hmaf.data.toy import random_batch
 from hmaf.models import build_model
 from hmaf.models.encoders import _position_bernoulli
@@ -94,6 +94,13 @@ def test_speaker_norm_uses_the_given_statistics_and_falls_back_to_the_utterance(
                                       band_stats=stats))
     by_hand = (batch["frames"] - stats["band_mean"][:, None, None]) / stats["band_std"][:, None, None]
     np.testing.assert_allclose(out, np.where(batch["frame_mask"][..., None], by_hand, 0), rtol=1e-5, atol=1e-6)
+    validate(dict(batch, **stats))
+    with pytest.raises(BatchError, match="needs both"):
+        validate(dict(batch, band_mean=stats["band_mean"]))
+    with pytest.raises(BatchError, match="positive"):
+        validate(dict(batch, **stats, band_std=np.zeros((4, 64), np.float32)))
+    with pytest.raises(BatchError, match="band_mean"):
+        validate(dict(batch, **stats, band_mean=stats["band_mean"][:, :10]))
     fallback = normalise_frames(batch["frames"], batch["frame_mask"], "speaker", train=False)
     own = normalise_frames(batch["frames"], batch["frame_mask"], "utterance", train=False)
     np.testing.assert_array_equal(fallback, own)
