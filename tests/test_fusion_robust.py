@@ -98,9 +98,9 @@ def test_speaker_norm_uses_the_given_statistics_and_falls_back_to_the_utterance(
     with pytest.raises(BatchError, match="needs both"):
         validate(dict(batch, band_mean=stats["band_mean"]))
     with pytest.raises(BatchError, match="positive"):
-        validate(dict(batch, **stats, band_std=np.zeros((4, 64), np.float32)))
+        validate({**batch, **stats, "band_std": np.zeros((4, 64), np.float32)})
     with pytest.raises(BatchError, match="band_mean"):
-        validate(dict(batch, **stats, band_mean=stats["band_mean"][:, :10]))
+        validate({**batch, **stats, "band_mean": stats["band_mean"][:, :10]})
     fallback = normalise_frames(batch["frames"], batch["frame_mask"], "speaker", train=False)
     own = normalise_frames(batch["frames"], batch["frame_mask"], "utterance", train=False)
     np.testing.assert_array_equal(fallback, own)
