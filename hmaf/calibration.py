@@ -11,7 +11,8 @@
   energies, so about ``rate`` (5 %) of in-domain inputs are flagged (false alarms).
 
 :func:`calibrate` returns the JSON-able record stored per stage as
-``<stage dir>/calibration.json``; :func:`apply_calibration` uses it at prediction time.
+``<stage dir>/calibration.json``; :func:`apply_calibration` uses it at prediction time
+and :func:`calibration_report` measures it on other data.
 Numpy and scipy only; deterministic.
 """
 
@@ -24,6 +25,7 @@ from typing import Any, Mapping
 import numpy as np
 from scipy import optimize, special
 
+CALIBRATION_FILE = "calibration.json"  # in each stage directory, beside checkpoints/best
 ECE_BINS = 15
 FALSE_ALARM_RATE = 0.05
 _LOG_T_RANGE = (-6.0, 6.0)  # T in [0.0025, 403]: far beyond any useful scaling
@@ -141,6 +143,24 @@ def calibrate(logits_val: np.ndarray, labels_val: np.ndarray, rate: float = FALS
         "ece_after": expected_calibration_error(softmax(logits_val, temperature), labels_val, bins),
         "examples": int(len(labels_val)),
         "ece_bins": int(bins),
+    }
+
+
+def calibration_report(logits: np.ndarray, labels: np.ndarray, calibration: Mapping[str, Any],
+                       bins: int = ECE_BINS) -> dict[str, Any]:
+    """What a :func:`calibrate` record does on other data (e.g. the test split):
+    ``nll_before``/``nll_after``, ``ece_before``/``ece_after``, ``unfamiliar_rate`` (share
+    of inputs flagged), ``examples``. Args: logits ``[E, C]``; labels ``[E]``."""
+    logits, labels = _check(logits, labels)
+    temperature = float(calibration["temperature"])
+    _, _, flags = apply_calibration(logits, calibration)
+    return {
+        "nll_before": negative_log_likelihood(logits, labels),
+        "nll_after": negative_log_likelihood(logits, labels, temperature),
+        "ece_before": expected_calibration_error(softmax(logits), labels, bins),
+        "ece_after": expected_calibration_error(softmax(logits, temperature), labels, bins),
+        "unfamiliar_rate": float(np.mean(flags)),
+        "examples": int(len(labels)),
     }
 
 
