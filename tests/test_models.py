@@ -10,7 +10,7 @@ import pytest
 
 from hmaf.batch import validate
 from hmaf.data.toy import random_batch
-from hmaf.models import MODELS, build_model
+from hmaf.models import BRANCHES, MODELS, build_model
 from hmaf.models.attention import masked_softmax
 from hmaf.models.fusion import FineTuningAttentionFusion
 from hmaf.models.rnn import GRU
@@ -54,6 +54,7 @@ def test_output_shapes_and_attentions(name):
     batch = small_batch()
     model = build_model(name, num_classes=CLASSES, vocab_size=VOCAB, embed_dim=EMBED, **SMALL)
     variables = init(model, batch)
+    assert set(BRANCHES[name]) <= set(variables["params"])  # staged training copies these scopes
     out, inter = apply(model, variables, batch)
     assert out.logits.shape == (3, CLASSES)
     assert all(h.shape == (3, CLASSES) for h in out.head_logits)

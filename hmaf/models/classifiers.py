@@ -48,9 +48,10 @@ class _Branches(nn.Module):
       spec_time_masks, spec_time_mask_frames, spec_band_masks, spec_band_mask_bands:
         SpecAugment masks on the frames in training (0 paper), see
         :func:`hmaf.models.frontend.spec_augment`.
-      modality_dropout, gate, freeze_branches: act in models with both branches only
-        (the fusion stage); the single-branch models ignore them, since they are
-        trained as the text and audio stages with the same options.
+      modality_dropout, gate: act in the models that fuse both modalities (hf, vf, faf,
+        ul_fusion, ul_fusion_frames); freeze_branches in every model built from
+        pretrained branches. The single-branch models ignore all three, since they
+        are trained as the text and audio stages with the same options.
     """
 
     num_classes: int
