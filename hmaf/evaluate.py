@@ -183,7 +183,8 @@ def evaluate_workdir(workdir: str | os.PathLike, data_dir: str | os.PathLike, *,
         config.batch_size = batch_size
     overrides = {"pad_words_to": pad_words_to, "pad_frames_to": pad_frames_to, "bucket": bucket}
     config.data.update({k: v for k, v in overrides.items() if v is not None})
-    source = from_config(config, data_dir=data_dir, vocab_path=workdir / "corpus" / "vocab.txt")
+    source = from_config(config, data_dir=data_dir, vocab_path=workdir / "corpus" / "vocab.txt",
+                         splits=split != "all")
     eval_step = make_eval_step(model)
     utt_ids, labels, logits = [], [], []
     for batch in source.eval_batches(split):

@@ -339,3 +339,11 @@ def test_evaluate_and_predict_reuse_the_shapes_training_compiled(tmp_path, monke
     assert seen["evaluate"] <= seen["training"]  # no new compilation
     assert any(dict(shapes).get("pack_src") for shapes in seen["evaluate"])  # packed, as in training
     assert Predictor.from_workdir(tmp_path / "run").layout == from_config(config).layout
+
+
+def test_inference_imports_no_training_code():
+    script = ("import sys, hmaf.inference, hmaf.evaluate; "
+              "print(sorted(m for m in sys.modules if m.startswith('hmaf.training')))")
+    out = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "[]"

@@ -99,7 +99,7 @@ class CorpusSource:
       split_mode: "folds" (speaker-independent folds over groups), "manifest" (the
         records' ``split`` field: train / dev|val|validation / test) or "ids"
         (``split_file``: JSON ``{"train": [ids], "validation": [...], "test": [...]}`` of
-        original utterance ids).
+        original utterance ids); None: no splits, only ``eval_batches("all")``.
       fold_seed: seeds the assignment of groups to folds; separate from ``seed`` so that
         runs with different seeds evaluate on the same folds.
       val_share: share of the non-test groups used for validation (folds mode).
@@ -158,6 +158,9 @@ class CorpusSource:
         elif split_mode == "ids":
             self.fold = None
             fields = {split: ("id", ids) for split, ids in read_split_file(split_file).items()}
+        elif split_mode is None:  # a corpus only evaluated as a whole (split "all")
+            self.fold = None
+            fields = {}
         else:
             raise ValueError(f"split_mode must be one of {SPLIT_MODES}, got {split_mode!r}")
         self.selections = {split: pipeline.Selection(field, values, augmented=augmented and split == "train")
@@ -171,7 +174,7 @@ class CorpusSource:
     @property
     def split_sizes(self) -> dict[str, int]:
         """Examples per split (augmented copies included in train when used)."""
-        return {split: int(self.index.mask(self.selections[split]).sum()) for split in SPLITS}
+        return {split: int(self.index.mask(selection).sum()) for split, selection in self.selections.items()}
 
     @property
     def num_train_examples(self) -> int:
@@ -241,7 +244,11 @@ class CorpusSource:
     def _selection(self, split: str) -> pipeline.Selection:
         if split not in EVAL_SPLITS:
             raise ValueError(f"split must be one of {EVAL_SPLITS}, got {split!r}")
-        return pipeline.Selection() if split == "all" else self.selections[split]
+        if split == "all":
+            return pipeline.Selection()
+        if split not in self.selections:
+            raise ValueError(f"{self.data_dir} was opened without splits (split_mode=None): only 'all'")
+        return self.selections[split]
 
     def train_dataset(self, start_step: int = 0):
         """The infinite training ``tf.data.Dataset`` of batches from ``start_step`` on."""
@@ -303,7 +310,7 @@ def read_split_file(path: str | os.PathLike) -> dict[str, tuple[str, ...]]:
 
 
 def from_config(config: ml_collections.ConfigDict, *, data_dir: str | os.PathLike | None = None,
-                vocab_path: str | os.PathLike | None = None):
+                vocab_path: str | os.PathLike | None = None, splits: bool = True):
     """The batches of ``config`` (a training config, e.g. the one saved with a
     checkpoint): the one constructor training, evaluation, experiments and inference use.
 
@@ -312,7 +319,8 @@ def from_config(config: ml_collections.ConfigDict, *, data_dir: str | os.PathLik
     Batch size, seed, padding, packing (``config.pack_frames``, ``pack_row_multiple``),
     splits and augmented copies all come from ``config``; fields a config saved by an
     older version lacks take their defaults. ``vocab_path``: the training corpus's
-    vocabulary, to evaluate a trained model on another corpus.
+    vocabulary, to evaluate a trained model on another corpus; ``splits=False``: no
+    train/validation/test splits (another corpus evaluated as a whole, split "all").
     """
     data = config.data
     pack = dict(pack=bool(config.get("pack_frames", False)), row_multiple=int(config.get("pack_row_multiple", 8)))
@@ -325,7 +333,7 @@ def from_config(config: ml_collections.ConfigDict, *, data_dir: str | os.PathLik
     return CorpusSource(
         data.dir if data_dir is None else data_dir, fold=data.get("fold", 0), num_folds=data.get("num_folds", 5),
         seed=config.seed, batch_size=config.batch_size, balanced=data.get("balanced", True),
-        split_mode=data.get("split_mode", "folds"), split_file=data.get("split_file", ""),
+        split_mode=data.get("split_mode", "folds") if splits else None, split_file=data.get("split_file", ""),
         augmented=data.get("augmented", True), bucket=data.get("bucket", False),
         pad_words_to=data.get("pad_words_to", 16), pad_frames_to=data.get("pad_frames_to", 0),
         speaker_stats=model.get("audio_norm", "") == "speaker", vocab_path=vocab_path, **pack)

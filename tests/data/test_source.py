@@ -220,3 +220,20 @@ def test_from_config_packs_with_one_row_count_per_shape_and_splits_tails(tiny_co
         sizes.append(shape[0])
     assert all(len(rows) == 1 for rows in rows_by_shape.values()), rows_by_shape
     assert set(sizes) <= {8, 4, 2, 1} and sum(s for s in sizes[:-10]) == len(examples)
+
+
+def test_experiment_source_is_the_seam_and_its_padding_is_saved(tiny_corpus):
+    """hmaf.experiment builds its fold source through from_config, with its padding
+    options written into the training config (which the checkpoint saves)."""
+    import ml_collections
+
+    from hmaf.data.source import from_config
+    from hmaf.experiment import make_source
+
+    data_dir, _ = tiny_corpus
+    config = _config(data_dir)
+    options = ml_collections.ConfigDict(dict(bucket=False, pad_words_to=24, pad_frames_to=32))
+    source = make_source(config, options)
+    assert (config.data.pad_words_to, config.data.pad_frames_to) == (24, 32)
+    assert source.layout == from_config(config).layout
+    assert {b["frame_mask"].shape[1:] for b in source.eval_batches("validation")} == {(24, 32)}

@@ -1,0 +1,146 @@
+"""Trainer benchmark: examples/s of ``hmaf.train``'s own loop against the isolated train
+step on the same batches (issue 11: the loop should reach >= 90 % of the step).
+
+    python -m benchmarks.trainer --data data/synthetic [--model faf] [--steps 60]
+    python -m benchmarks.trainer --fake   # a random speech-like corpus written on the fly
+
+Both sides train the same model (the config's sizes, one stage, no branches) on the
+first ``warmup + steps`` batches of :func:`hmaf.data.source.from_config`:
+
+* loop: ``train_and_evaluate`` with validation only at the end; its steady-state
+  speed is the median of the ``train/examples_per_s`` windows it writes to TensorBoard
+  (each window: wall time of ``log_every`` steps, host input work included, the first
+  window after compilation left out);
+* step: the jitted step alone, over the same batches already on the device, timed
+  ``repeats`` times; the median.
+
+Prints one JSON line (machine named) and appends it to ``--out`` when given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import itertools
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def loop_examples_per_s(stage_dir: str) -> list[float]:
+    """The ``train/examples_per_s`` windows the trainer wrote to TensorBoard, in step order."""
+    import tensorflow as tf
+
+    values = []
+    for path in sorted(glob.glob(os.path.join(stage_dir, "events.out.tfevents.*"))):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            for value in event.summary.value:
+                if value.tag == "train/examples_per_s":
+                    values.append((event.step, float(tf.make_ndarray(value.tensor))))
+    return [v for _, v in sorted(values)]
+
+
+def machine() -> str:
+    """The CPU model and core count (``/proc/cpuinfo`` where there is one)."""
+    name = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            name = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), name)
+    except OSError:
+        pass
+    return f"{name}, {os.cpu_count()} cores"
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", help="a prepared corpus directory")
+    parser.add_argument("--fake", action="store_true", help="write a random speech-like corpus instead")
+    parser.add_argument("--model", default="faf")
+    parser.add_argument("--tiny", action="store_true", help="the :tiny model sizes (a smoke run)")
+    parser.add_argument("--steps", type=int, default=60, help="timed steps")
+    parser.add_argument("--warmup", type=int, default=10, help="steps before timing (compilation)")
+    parser.add_argument("--log_every", type=int, default=10, help="the loop's measurement window")
+    parser.add_argument("--repeats", type=int, default=3, help="timed passes of the isolated step")
+    parser.add_argument("--out", help="append the JSON line to this file")
+    args = parser.parse_args(argv)
+    if bool(args.data) == bool(args.fake):
+        parser.error("give exactly one of --data or --fake")
+    sys.path.insert(0, os.getcwd())
+    import jax
+
+    from configs import default
+    from hmaf.data.source import from_config
+    from hmaf.models import build_model
+    from hmaf.training.steps import create_train_state, init_variables, make_optimizer, make_train_step
+    from hmaf.training.trainer import BatchPreparer, model_spec, train_and_evaluate
+
+    data_dir = args.data
+    if args.fake:
+        from hmaf.data.fake_corpus import write_fake_corpus
+
+        data_dir = tempfile.mkdtemp(prefix="hmaf-bench-")
+        write_fake_corpus(data_dir, num_speakers=10, per_speaker=40, lengths="speech", max_words=40,
+                          max_frames=100, embedding_dim=50)
+    config = default.get_config("tiny" if args.tiny else None, model=args.model)
+    config.data.update(source="corpus", dir=data_dir)
+    config.update(staged=False, num_train_steps=args.warmup + args.steps, eval_every=10 ** 9,
+                  log_every=args.log_every, patience=10 ** 6)
+    source = from_config(config)
+    total = args.warmup + args.steps
+
+    with tempfile.TemporaryDirectory(prefix="hmaf-bench-run-") as workdir:
+        train_and_evaluate(config, workdir, source)
+        windows = loop_examples_per_s(os.path.join(workdir, "fusion" if args.model not in
+                                                   ("text_only", "audio_only") else args.model.split("_")[0]))
+    # Windows fully after the warmup steps (the first window also holds compilation's aftermath).
+    steady = windows[args.warmup // args.log_every:] or windows
+
+    batches = list(itertools.islice(source.train_batches(), total))
+    spec = model_spec(config, args.model, source)
+    model = build_model(**{**spec, "embedding_matrix": source.embeddings()})
+    place = BatchPreparer(config)
+    placed = [place(b) for b in batches]
+    variables = init_variables(model, placed[0], config.seed)
+    tx = make_optimizer(config, total_steps=total)
+    state = create_train_state(model, placed[0], variables=variables, tx=tx)
+    step, rng = make_train_step(model), jax.random.key(config.seed)
+    for batch in placed[:args.warmup]:
+        state, metrics = step(state, batch, rng)
+    jax.block_until_ready(metrics)
+    timings = []
+    for _ in range(args.repeats):
+        start = time.perf_counter()
+        for batch in placed[args.warmup:]:
+            state, metrics = step(state, batch, rng)
+        jax.block_until_ready(metrics)
+        timings.append(time.perf_counter() - start)
+    examples = sum(len(b["label"]) for b in batches[args.warmup:])
+    step_speed = examples / statistics.median(timings)
+    loop_speed = statistics.median(steady)
+    record = {
+        "benchmark": "trainer", "model": args.model, "tiny": args.tiny, "data": data_dir,
+        "batch_size": config.batch_size, "steps": args.steps, "warmup": args.warmup,
+        "pack_frames": bool(config.pack_frames), "prefetch": int(config.prefetch),
+        "loop_examples_per_s": round(loop_speed, 2), "step_examples_per_s": round(step_speed, 2),
+        "loop_over_step": round(loop_speed / step_speed, 3), "loop_windows": [round(w, 2) for w in steady],
+        "step_timings_s": [round(t, 3) for t in timings],
+        "machine": machine(),
+        "device_kind": jax.devices()[0].device_kind, "backend": jax.default_backend(),
+        "jax_version": jax.__version__,
+    }
+    line = json.dumps(record)
+    print(line)
+    if args.out:
+        with open(args.out, "a", encoding="utf-8") as f:
+            f.write(line + "\n")
+    return record
+
+
+if __name__ == "__main__":
+    main()
