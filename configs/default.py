@@ -10,6 +10,27 @@ def get_config(arg: str | None = None, model: str = "faf") -> ml_collections.Con
     config.model = ml_collections.ConfigDict(dict(
         name=model, hidden=100, attention_dim=200, fusion_dim=200, filters=300, widths=(2, 3, 4, 5),
         dropout=0.5, train_embedding=True, unroll=1, dtype="float32"))
+    # Generalisation options (hmaf/models/classifiers.py); the paper's setting in brackets.
+    # Audio input normalisation: batch (masked batch norm) | utterance | speaker | none [none].
+    config.model.audio_norm = "batch"
+    # Dropout on the fused word vectors V before the CNN decision [none: 0.0].
+    config.model.fused_dropout = 0.5
+    # Text branch: word ids -> UNK with this probability in training [0.0].
+    config.model.word_dropout = 0.0
+    # Text branch: dropout on the embedded word vectors [0.0].
+    config.model.embedding_dropout = 0.0
+    # Fusion stage: an utterance loses its text or its audio states with this probability [0.0].
+    config.model.modality_dropout = 0.0
+    # Fusion stage: learned per-utterance modality gate, ours [False].
+    config.model.gate = False
+    # Fusion stage: branches run deterministically, only fusion and decision layers learn
+    # [ambiguous, §4.3 "tuned the fusion network based on the outputs of each module"; False].
+    config.model.freeze_branches = False
+    # SpecAugment on the frames in training: masks per utterance and their maximum width [0: off].
+    config.model.spec_time_masks = 0
+    config.model.spec_time_mask_frames = 0  # frames of utterance time per time mask
+    config.model.spec_band_masks = 0
+    config.model.spec_band_mask_bands = 0  # mel bands per band mask
     config.data = ml_collections.ConfigDict(dict(
         source="corpus", dir="data/synthetic", fold=0, num_folds=5, split_mode="folds", balanced=True,
         bucket=False, pad_words_to=16, pad_frames_to=0,  # 0: pad frames to the corpus's l_max

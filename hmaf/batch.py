@@ -12,6 +12,10 @@ key            dtype    shape             meaning
 ``label``      int32    ``[B]``           class index
 =============  =======  ================  =============================================
 
+Optional keys (:data:`OPTIONAL_KEYS`): ``band_mean`` and ``band_std``, float32
+``[B, M]``, the speaker's log-mel band statistics for ``audio_norm="speaker"`` (both
+or neither; ``band_std`` > 0). Without them that norm uses each utterance's own.
+
 Padding is invisible to the models: padded words and frames change no output.
 This module imports numpy only, so both the TensorFlow data side and the JAX model
 side can use it.
@@ -28,6 +32,7 @@ PAD_ID = 0
 UNK_ID = 1
 
 KEYS = ("word_ids", "word_mask", "frames", "frame_mask", "label")
+OPTIONAL_KEYS = ("band_mean", "band_std")
 
 
 class Batch(TypedDict):
@@ -82,6 +87,14 @@ def validate(batch: Mapping[str, object], *, n_mels: int = N_MELS, check_values:
         raise BatchError(f"batch['frame_mask'] has shape {shapes['frame_mask']}, expected {(b, n, l)}")
     if shapes["label"] != (b,):
         raise BatchError(f"batch['label'] has shape {shapes['label']}, expected {(b,)}")
+    present = [k for k in OPTIONAL_KEYS if k in batch]
+    if present and len(present) != len(OPTIONAL_KEYS):
+        raise BatchError(f"batch has {present} but needs both of {list(OPTIONAL_KEYS)}")
+    for key in present:
+        dtype = np.dtype(getattr(batch[key], "dtype", None) or np.asarray(batch[key]).dtype)
+        if dtype != np.float32 or tuple(np.shape(batch[key])) != (b, n_mels):
+            raise BatchError(f"batch['{key}'] has dtype {dtype} and shape {np.shape(batch[key])}, "
+                             f"expected float32 {(b, n_mels)}")
     if not check_values:
         return
     word_mask = np.asarray(batch["word_mask"])
@@ -97,3 +110,6 @@ def validate(batch: Mapping[str, object], *, n_mels: int = N_MELS, check_values:
         raise BatchError("an utterance in the batch has no real word")
     if not np.all(np.isfinite(np.asarray(batch["frames"]))):
         raise BatchError("batch['frames'] holds NaN or inf")
+    if present and not (np.all(np.isfinite(np.asarray(batch["band_mean"])))
+                        and np.all(np.asarray(batch["band_std"]) > 0)):
+        raise BatchError("batch['band_mean'] must be finite and batch['band_std'] positive")

@@ -4,7 +4,9 @@
                             [--label_map "joy=happy,anger=angry"] [--scores F] [--out F.json]
 
 Reports WA, UA, weighted F1, per-class precision/recall/F1 and the confusion matrix
-(rows true, columns predicted, over the model's classes), and for sentiment labels
+(rows true, columns predicted, over the model's classes), calibration (ECE and NLL
+before and after temperature scaling, how often the unfamiliar-input flag fires; with
+``--out F.json`` a reliability diagram ``F.reliability.png``), and for sentiment labels
 (negative / [neutral] / positive) the MOSI conventions:
 
 * Has0: negative (< 0) against non-negative (>= 0), accuracy and weighted F1;
@@ -36,6 +38,7 @@ import numpy as np
 
 from hmaf import cli
 from hmaf.io import atomic_write_text
+from hmaf.calibration import CALIBRATION_FILE, calibration_report, reliability_diagram, softmax
 from hmaf.metrics import classification_metrics
 
 SPLITS = ("train", "validation", "test", "all")
@@ -139,7 +142,8 @@ def _same_corpus(a: Mapping, b: Mapping) -> bool:
 def evaluate_workdir(workdir: str | os.PathLike, data_dir: str | os.PathLike, *, split: str | None = None,
                      label_map: Mapping[str, str] | None = None, scores: Mapping[str, float] | None = None,
                      stage: str | None = None, batch_size: int | None = None, pad_words_to: int | None = None,
-                     pad_frames_to: int | None = None, bucket: bool | None = None) -> dict:
+                     pad_frames_to: int | None = None, bucket: bool | None = None,
+                     reliability_png: str | os.PathLike | None = None) -> dict:
     """Evaluates the model of ``workdir`` on the prepared corpus ``data_dir``.
 
     Returns the metrics of :func:`hmaf.metrics.from_confusion` plus ``split``,
@@ -149,6 +153,12 @@ def evaluate_workdir(workdir: str | os.PathLike, data_dir: str | os.PathLike, *,
     so they have the shapes training used (its compiled eval step is reused);
     ``batch_size``, ``pad_words_to``, ``pad_frames_to`` and ``bucket`` override that
     config's values when given.
+
+    When the stage has a ``calibration.json`` (fitted on validation by the trainer),
+    ``calibration`` holds the temperature, NLL and ECE (15 bins) before and after
+    scaling, and the share of inputs flagged unfamiliar (``unfamiliar_rate``; about 5 %
+    in domain by construction). ``reliability_png``: also write a reliability diagram
+    of the (calibrated) probabilities there.
     """
     from hmaf import checkpoint
     from hmaf.data.source import DatasetInfo, from_config
@@ -177,24 +187,36 @@ def evaluate_workdir(workdir: str | os.PathLike, data_dir: str | os.PathLike, *,
     source = from_config(config, data_dir=data_dir, vocab_path=workdir / "corpus" / "vocab.txt",
                          splits=split != "all")
     eval_step = make_eval_step(model)
-    utt_ids, labels, predictions = [], [], []
+    utt_ids, labels, logits = [], [], []
     for batch in source.eval_batches(split):
         out = eval_step(variables, model_inputs(batch))
-        predictions.append(np.asarray(out["logits"]).argmax(-1))
+        logits.append(np.asarray(out["logits"]))
         labels.append(np.asarray(batch["label"]))
         utt_ids += [u.decode() for u in batch["utt_id"]]
     if not labels:
         raise ValueError(f"{data_dir} has no examples in split {split!r}")
     data_labels = np.concatenate(labels)
-    predicted = np.concatenate(predictions)
+    logits = np.concatenate(logits)
     keep = mapping[data_labels] >= 0  # labels mapped to "" are left out
-    data_labels, predicted = data_labels[keep], predicted[keep]
+    data_labels, logits = data_labels[keep], logits[keep]
+    predicted = logits.argmax(-1)
     utt_ids = [u for u, k in zip(utt_ids, keep) if k]
     if not keep.any():
         raise ValueError(f"every example of {data_dir} ({split}) was left out by the label map")
     result = classification_metrics(mapping[data_labels], predicted, len(model_labels), model_labels)
     result.update(workdir=str(workdir), data=str(data_dir), split=split, label_names=model_labels,
                   model=config.model.name, cross_corpus=not same, left_out=int((~keep).sum()))
+    calibration_path = checkpoint.find_stage_dir(workdir, stage) / CALIBRATION_FILE
+    if calibration_path.exists():  # fitted on validation when the stage finished training
+        record = json.loads(calibration_path.read_text())
+        result["calibration"] = {"temperature": record["temperature"],
+                                 "energy_threshold": record["energy_threshold"],
+                                 **calibration_report(logits, mapping[data_labels], record)}
+    if reliability_png is not None:  # of the calibrated probabilities when there is a calibration
+        temperature = result.get("calibration", {}).get("temperature", 1.0)
+        reliability_diagram(softmax(logits, temperature), mapping[data_labels], reliability_png,
+                            title=f"{config.model.name}, {split}, T = {temperature:.2f}")
+        result["reliability_diagram"] = str(reliability_png)
     if is_sentiment(model_labels) and is_sentiment(info.label_names):
         predicted_sign = np.asarray([SENTIMENT_SIGNS[model_labels[p].lower()] for p in predicted])
         if scores is None:
@@ -216,6 +238,12 @@ def format_result(result: Mapping) -> str:
 
     lines = [f"model {result['model']} ({result['workdir']}) on {result['data']}, split {result['split']}"
              + (" (cross-corpus)" if result["cross_corpus"] else ""), "", metrics_table(result)]
+    if "calibration" in result:
+        c = result["calibration"]
+        lines += ["", f"calibration (temperature {c['temperature']:.3f}, fitted on validation): "
+                      f"ECE {c['ece_before']:.4f} -> {c['ece_after']:.4f}, NLL {c['nll_before']:.4f} -> "
+                      f"{c['nll_after']:.4f}; unfamiliar input flagged on {100 * c['unfamiliar_rate']:.1f}% "
+                      f"of {c['examples']} examples"]
     if "sentiment" in result:
         s = result["sentiment"]
         lines += ["", f"MOSI conventions (truth sign from {s['truth_sign_from']}):"]
@@ -241,7 +269,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         result = evaluate_workdir(args.workdir, args.data, split=args.split,
                                   label_map=parse_label_map(args.label_map),
-                                  scores=read_scores(args.scores) if args.scores else None, stage=args.stage)
+                                  scores=read_scores(args.scores) if args.scores else None, stage=args.stage,
+                                  reliability_png=Path(args.out).with_suffix(".reliability.png") if args.out else None)
     except (FileNotFoundError, LabelMismatchError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

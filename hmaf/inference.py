@@ -5,7 +5,9 @@ function corpus preparation used (decode, ASR when no text is given, forced word
 alignment, per-word MFSC frames with the corpus's ``l_max`` and long-word rule); words
 map to ids with the training corpus's ``vocab.txt`` (unknown words -> ``<unk>``), which
 the trainer copies to ``W/corpus/``. The result holds the label, the class
-probabilities and every word-level attention of the model (Figure 3).
+probabilities (temperature-scaled when the stage has a ``calibration.json``), an
+unfamiliar-input score and flag (ditto), and every word-level attention of the
+model (Figure 3).
 """
 
 from __future__ import annotations
@@ -14,11 +16,12 @@ import dataclasses
 import json
 import os
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from hmaf.batch import UNK_ID
+from hmaf.calibration import CALIBRATION_FILE, apply_calibration
 from hmaf.data.layout import LAYOUT_FILE, BatchLayout
 from hmaf.data.utterance import PreprocessError, Utterance, preprocess_utterance
 from hmaf.data.vocab import Vocab
@@ -41,6 +44,12 @@ class Prediction:
         (``t_alpha``, ``w_alpha``; ``s_alpha`` for VF/FAF; ``u_alpha`` for FAF).
       frame_attention: on request, N lists of ``f_alpha`` (one weight per frame of
         the word); else None.
+      calibrated: the probabilities are temperature-scaled (the stage has a
+        ``calibration.json``); else they are the raw softmax.
+      unfamiliar_score: energy score of the logits (higher = less like the training
+        data, :func:`hmaf.calibration.energy_score`), None without calibration.
+      unfamiliar: the score is above the threshold chosen on validation for a 5 %
+        false-alarm rate; None without calibration.
     """
 
     audio: str
@@ -54,6 +63,9 @@ class Prediction:
     transcript_auto: bool
     attention: dict[str, list[float]]
     frame_attention: list[list[float]] | None = None
+    calibrated: bool = False
+    unfamiliar_score: float | None = None
+    unfamiliar: bool | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -101,10 +113,13 @@ class Predictor:
       l_max, long_word_rule: the training corpus's frame settings (``dataset.json``).
       aligner: word aligner for recordings without word timings, "aeneas", "pocketsphinx"
         or "auto" (:mod:`hmaf.data.align`); default the training corpus's.
+      calibration: the stage's :func:`hmaf.calibration.calibrate` record, or None
+        (raw probabilities, no unfamiliar-input flag).
     """
 
     def __init__(self, model, variables, vocab: Vocab, label_names: Sequence[str], *, l_max: int = 100,
-                 long_word_rule: str = "subsample", aligner: str = "auto", layout: BatchLayout | None = None):
+                 long_word_rule: str = "subsample", aligner: str = "auto", layout: BatchLayout | None = None,
+                 calibration: Mapping[str, Any] | None = None):
         from hmaf.eval_step import make_eval_step
 
         self.model = model
@@ -115,6 +130,7 @@ class Predictor:
         self.long_word_rule = long_word_rule
         self.aligner = aligner
         self.layout = layout
+        self.calibration = dict(calibration) if calibration else None
         self._eval_step = make_eval_step(model, with_attention=True)
 
     @classmethod
@@ -133,9 +149,12 @@ class Predictor:
                 f"labels, which hmaf.train copies there when it trains on a prepared corpus")
         meta = json.loads((corpus / "dataset.json").read_text())
         model, variables, config = checkpoint.load(workdir, stage)
+        calibration_path = checkpoint.find_stage_dir(workdir, stage) / CALIBRATION_FILE
+        calibration = json.loads(calibration_path.read_text()) if calibration_path.exists() else None
         return cls(model, variables, Vocab.load(corpus / "vocab.txt"), meta["label_names"],
                    l_max=meta.get("l_max", 100), long_word_rule=meta.get("long_word_rule", "subsample"),
-                   aligner=aligner or meta.get("aligner", "auto"), layout=layout_for(workdir, config))
+                   aligner=aligner or meta.get("aligner", "auto"), layout=layout_for(workdir, config),
+                   calibration=calibration)
 
     def preprocess(self, audio: str | os.PathLike, text: str | None = None, *,
                    word_timings: Sequence[Sequence[object]] | None = None) -> Utterance:
@@ -151,6 +170,8 @@ class Predictor:
         out = self._eval_step(self.variables, utterance_batch(ids, [u.frames for u in utterances],
                                                                   layout=self.layout))
         out = {k: np.asarray(v) for k, v in out.items()}
+        if self.calibration is not None:
+            out["probs"], scores, flags = apply_calibration(out["logits"], self.calibration)
         predictions = []
         for b, utt in enumerate(utterances):
             n = len(utt.words)
@@ -162,6 +183,9 @@ class Predictor:
                 word_start=[float(t) for t in utt.word_start], word_end=[float(t) for t in utt.word_end],
                 transcript=utt.transcript, transcript_auto=bool(utt.transcript_auto),
                 attention={k: [float(a) for a in out[k][b, :n]] for k in WORD_ATTENTIONS if k in out})
+            if self.calibration is not None:
+                prediction.calibrated = True
+                prediction.unfamiliar_score, prediction.unfamiliar = float(scores[b]), bool(flags[b])
             if frame_attention and "f_alpha" in out:
                 prediction.frame_attention = [[float(a) for a in out["f_alpha"][b, i, :len(f)]]
                                               for i, f in enumerate(utt.frames)]

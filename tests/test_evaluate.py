@@ -84,6 +84,15 @@ def test_evaluate_workdir_on_its_corpus(workdir, tmp_path):
     assert result["wa"] == pytest.approx(trained["fusion"]["test"]["wa"])
     assert np.sum(result["confusion"]) == result["num_examples"]
     assert "confusion" in out.with_suffix(".md").read_text()
+    # Calibration fitted on validation by the trainer, measured here on the same test split.
+    record = json.loads((workdir / "fusion" / "calibration.json").read_text())
+    calibration = result["calibration"]
+    assert calibration["temperature"] == record["temperature"] > 0
+    for key in ("ece_before", "ece_after", "nll_before", "nll_after", "unfamiliar_rate"):
+        assert calibration[key] == pytest.approx(record["test"][key], rel=1e-4, abs=1e-6)
+    assert record["nll_after"] <= record["nll_before"] + 1e-9  # the fit minimises validation NLL
+    assert out.with_suffix(".reliability.png").read_bytes()[:4] == b"\x89PNG"
+    assert "ECE" in out.with_suffix(".md").read_text()
     everything = evaluate.evaluate_workdir(workdir, corpus, split="all", **PADDING)
     assert everything["num_examples"] == json.loads((corpus / "dataset.json").read_text())["num_examples"]
 

@@ -50,6 +50,23 @@ def test_predict_with_text(predictor, wav):
     assert set(p.unknown_words) <= set(p.words)
 
 
+def test_calibrated_probabilities_and_the_unfamiliar_flag(predictor, wav, monkeypatch):
+    assert predictor.calibration is not None  # the trainer wrote fusion/calibration.json
+    p = predictor(wav, "What the hell, this is great!")
+    assert p.calibrated and isinstance(p.unfamiliar, bool)
+    assert p.unfamiliar == (p.unfamiliar_score > predictor.calibration["energy_threshold"])
+    monkeypatch.setattr(predictor, "calibration", None)
+    uncalibrated = predictor(wav, "What the hell, this is great!")
+    assert not uncalibrated.calibrated and uncalibrated.unfamiliar is None
+    # Scaling by one temperature keeps the ranking of the classes.
+    order = sorted(p.probabilities, key=p.probabilities.get)
+    assert order == sorted(uncalibrated.probabilities, key=uncalibrated.probabilities.get)
+    monkeypatch.setattr(predictor, "calibration", {"temperature": 1.0, "energy_threshold": -1e9})
+    flagged = predictor(wav, "What the hell, this is great!")
+    assert flagged.unfamiliar and "unfamiliar input" in predict.format_prediction(flagged)
+    assert "unfamiliar input" not in predict.format_prediction(uncalibrated)
+
+
 def test_predict_without_text_uses_speech_recognition(predictor, wav):
     p = predictor(wav)
     assert p.transcript_auto and p.words

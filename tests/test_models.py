@@ -10,7 +10,7 @@ import pytest
 
 from hmaf.batch import validate
 from hmaf.data.toy import random_batch
-from hmaf.models import MODELS, build_model
+from hmaf.models import BRANCHES, MODELS, build_model
 from hmaf.models.attention import masked_softmax
 from hmaf.models.fusion import FineTuningAttentionFusion
 from hmaf.models.rnn import GRU
@@ -54,6 +54,7 @@ def test_output_shapes_and_attentions(name):
     batch = small_batch()
     model = build_model(name, num_classes=CLASSES, vocab_size=VOCAB, embed_dim=EMBED, **SMALL)
     variables = init(model, batch)
+    assert set(BRANCHES[name]) <= set(variables["params"])  # staged training copies these scopes
     out, inter = apply(model, variables, batch)
     assert out.logits.shape == (3, CLASSES)
     assert all(h.shape == (3, CLASSES) for h in out.head_logits)
@@ -61,7 +62,8 @@ def test_output_shapes_and_attentions(name):
     wm, fm = batch["word_mask"], batch["frame_mask"]
     expected = {"text_only": {"t_alpha"}, "audio_only": {"w_alpha", "f_alpha"},
                 "vf": {"t_alpha", "w_alpha", "f_alpha", "s_alpha"},
-                "faf": {"t_alpha", "w_alpha", "f_alpha", "s_alpha", "u_alpha"}}
+                "faf": {"t_alpha", "w_alpha", "f_alpha", "s_alpha", "u_alpha"},
+                "ul_fusion_frames": {"t_alpha", "uf_alpha"}}
     assert set(inter) == expected.get(name, {"t_alpha", "w_alpha", "f_alpha"})
     for key in ("t_alpha", "w_alpha", "s_alpha"):
         if key in inter:
@@ -71,6 +73,10 @@ def test_output_shapes_and_attentions(name):
         f_alpha = np.asarray(inter["f_alpha"])
         np.testing.assert_allclose(f_alpha.sum(-1)[wm], 1.0, rtol=1e-5)
         assert np.all(f_alpha[~fm] == 0)
+    if "uf_alpha" in inter:  # one attention over all real frames of the utterance
+        uf_alpha = np.asarray(inter["uf_alpha"])
+        np.testing.assert_allclose(uf_alpha.sum((1, 2)), 1.0, rtol=1e-5)
+        assert np.all(uf_alpha[~fm] == 0)
     if "u_alpha" in inter:  # eq. 10: a softmax plus s_alpha sums to 2
         np.testing.assert_allclose(np.asarray(inter["u_alpha"]).sum(-1), 2.0, rtol=1e-5)
 
@@ -86,7 +92,7 @@ def test_padding_is_invisible(name):
     n, l = batch["frames"].shape[1:3]
     for key, alpha in inter.items():
         padded = np.asarray(inter_p[key])
-        np.testing.assert_allclose(padded[:, :n, :l] if key == "f_alpha" else padded[:, :n], alpha,
+        np.testing.assert_allclose(padded[:, :n, :l] if key in ("f_alpha", "uf_alpha") else padded[:, :n], alpha,
                                    rtol=1e-5, atol=1e-7)
         assert np.all(padded[:, n:] == 0)
 
@@ -166,7 +172,7 @@ def test_hoisted_gru_matches_flax_gru_cell(reverse):
 def test_audio_input_norm_statistics_ignore_padding_in_training():
     batch = small_batch(seed=5)
     model = build_model("audio_only", num_classes=CLASSES, vocab_size=VOCAB, embed_dim=EMBED,
-                        **{**SMALL, "dropout": 0.0})
+                        **{**SMALL, "dropout": 0.0, "fused_dropout": 0.0})
     variables = init(model, batch)
 
     def train_apply(b):

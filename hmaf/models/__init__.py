@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from hmaf.models.classifiers import BRANCHES, MODELS, ModelOutput
+from hmaf.models.frontend import AUDIO_NORMS
 
 __all__ = ["BRANCHES", "MODELS", "ModelOutput", "build_model"]
 
@@ -19,16 +20,21 @@ def build_model(name: str, *, num_classes: int, vocab_size: int, embed_dim: int,
     """Builds a model by its config name.
 
     Args:
-      name: one of ``hf, vf, faf, text_only, audio_only, ul_fusion, dl_fusion``.
+      name: one of ``hf, vf, faf, text_only, audio_only, ul_fusion, ul_fusion_frames,
+        dl_fusion``.
       num_classes, vocab_size, embed_dim: sizes from the prepared corpus.
       embedding_matrix: initial ``[vocab_size, embed_dim]`` table (None at restore
         time: the checkpoint holds the table).
       options: model config fields (hidden, attention_dim, fusion_dim, filters, widths,
-        dropout, train_embedding, unroll, dtype as a name).
+        dropout, train_embedding, unroll, dtype as a name; the generalisation options
+        audio_norm, fused_dropout, word_dropout, embedding_dropout, modality_dropout,
+        gate, freeze_branches, spec_time_masks, spec_time_mask_frames, spec_band_masks,
+        spec_band_mask_bands, see :class:`hmaf.models.classifiers._Branches`).
     """
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; choose one of {sorted(MODELS)}")
     options = dict(options)
+    _check_options(options)
     if isinstance(options.get("dtype"), str):
         options["dtype"] = _DTYPES[options["dtype"]]
     if "widths" in options:
@@ -37,6 +43,20 @@ def build_model(name: str, *, num_classes: int, vocab_size: int, embed_dim: int,
         options["fusion"] = name
     return MODELS[name](num_classes=num_classes, vocab_size=vocab_size, embed_dim=embed_dim,
                         embedding_matrix=embedding_matrix, **options)
+
+
+def _check_options(options: Mapping[str, Any]) -> None:
+    """Raises ValueError naming the first model option outside its range."""
+    if options.get("audio_norm", "batch") not in AUDIO_NORMS:
+        raise ValueError(f"audio_norm={options['audio_norm']!r}; choose one of {AUDIO_NORMS}")
+    for key in ("dropout", "fused_dropout", "word_dropout", "embedding_dropout", "modality_dropout"):
+        rate = options.get(key, 0.0)
+        if not 0.0 <= rate <= 1.0:
+            raise ValueError(f"{key}={rate}: a rate must lie in [0, 1]")
+    for key in ("spec_time_masks", "spec_time_mask_frames", "spec_band_masks", "spec_band_mask_bands"):
+        value = options.get(key, 0)
+        if int(value) != value or value < 0:
+            raise ValueError(f"{key}={value}: must be a non-negative integer")
 
 
 def model_options(model_config: Mapping[str, Any]) -> dict[str, Any]:

@@ -23,19 +23,23 @@ class CNNDecision(nn.Module):
     Attributes:
       num_classes: output classes.
       widths: filter widths (paper: 2, 3, 4, 5); ``filters`` per width (paper: 300).
+      dropout: rate on the pooled features ``c`` before the softmax (paper: 0.5).
+      input_dropout: rate on the word vectors ``V`` before the convolution
+        (``config.model.fused_dropout``; the paper names no dropout there).
     """
 
     num_classes: int
     widths: Sequence[int] = (2, 3, 4, 5)
     filters: int = 300
     dropout: float = 0.5
+    input_dropout: float = 0.5
     dtype: Dtype = jnp.float32
 
     @nn.compact
     def __call__(self, v: jax.Array, word_mask: jax.Array, *, train: bool) -> jax.Array:
         """Args: v ``[B, N, D]`` zero at padding; word_mask ``[B, N]``. Returns logits ``[B, C]``."""
         n_words = word_mask.sum(-1)  # [B]
-        v = nn.Dropout(self.dropout, deterministic=not train)(v)
+        v = nn.Dropout(self.input_dropout, deterministic=not train)(v)
         pooled = []
         for k in self.widths:
             padded = jnp.pad(v, ((0, 0), (0, k - 1), (0, 0)))  # windows may start at any word

@@ -4,6 +4,9 @@
 * :class:`AudioAttention`: a frame-level BiGRU with frame attention, vmapped over
   words, pools each word's MFSC frames into ``f_V`` (eq. 5-6); a word-level BiGRU
   with word attention then gives ``(w_h, w_alpha)``.
+* :class:`UtteranceFrameAttention`: the utterance-level audio encoder of the UL-Fusion
+  baseline (Gu et al. 2017): one BiGRU with attention over all real frames of the
+  utterance, without word alignment.
 """
 
 from __future__ import annotations
@@ -15,7 +18,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from hmaf.batch import UNK_ID
 from hmaf.models.attention import Attention, masked_softmax, weighted_sum
+from hmaf.models.frontend import normalise_frames, spec_augment
 from hmaf.models.rnn import BiGRU
 
 Dtype = Any
@@ -43,6 +48,10 @@ class TextAttention(nn.Module):
       embedding_matrix: optional ``[V, D]`` initial table from the data pipeline;
         rows of unknown words are already random there. ``None`` draws N(0, 1).
       train_embedding: fine-tune the table (True) or keep it frozen.
+      word_dropout: in training, each real word's id becomes UNK with this
+        probability (ours, against memorising sentences; paper: 0).
+      embedding_dropout: dropout rate on the embedded word vectors in training
+        (ours; paper: 0).
     """
 
     vocab_size: int
@@ -53,10 +62,14 @@ class TextAttention(nn.Module):
     train_embedding: bool = True
     unroll: int = 1
     dtype: Dtype = jnp.float32
+    word_dropout: float = 0.0
+    embedding_dropout: float = 0.0
 
     @nn.compact
-    def __call__(self, word_ids: jax.Array, word_mask: jax.Array) -> tuple[jax.Array, jax.Array]:
-        """Args: word_ids ``[B, N]``; word_mask ``[B, N]``.
+    def __call__(self, word_ids: jax.Array, word_mask: jax.Array, *, train: bool = False
+                 ) -> tuple[jax.Array, jax.Array]:
+        """Args: word_ids ``[B, N]``; word_mask ``[B, N]``; train: apply word and
+        embedding dropout.
 
         Returns: t_h ``[B, N, 2H]`` (zero at padding) and t_alpha ``[B, N]``.
         """
@@ -65,11 +78,23 @@ class TextAttention(nn.Module):
         table = self.param("embedding", init, (self.vocab_size, self.embed_dim))
         if not self.train_embedding:
             table = jax.lax.stop_gradient(table)
+        if train and self.word_dropout > 0:
+            word_ids = jnp.where(word_mask & _position_bernoulli(self.make_rng("dropout"), self.word_dropout,
+                                                                  word_ids.shape), UNK_ID, word_ids)
         embedded = jnp.take(table, word_ids, axis=0).astype(self.dtype)  # eq. 1
+        embedded = nn.Dropout(self.embedding_dropout, deterministic=not train)(embedded)
         t_h = BiGRU(self.hidden, unroll=self.unroll, dtype=self.dtype, name="bigru")(embedded, word_mask)
         t_alpha = Attention(self.attention_dim or 2 * self.hidden, dtype=self.dtype,
                             name="attention")(t_h, word_mask)
         return t_h, t_alpha
+
+
+def _position_bernoulli(rng: jax.Array, rate: float, shape: tuple[int, int]) -> jax.Array:
+    """``[B, N]`` draws of Bernoulli(rate), one key per word position, so that adding
+    padded positions at the end leaves the draws of the real words unchanged."""
+    keys = jax.vmap(lambda n: jax.random.fold_in(rng, n))(jnp.arange(shape[1]))
+    draws = jax.vmap(lambda k: jax.random.bernoulli(k, rate, (shape[0],)), out_axes=1)(keys)
+    return draws
 
 
 class FrameAttention(nn.Module):
@@ -107,7 +132,14 @@ class AudioAttention(nn.Module):
     ``nn.vmap``-ed over the word axis (``B * N`` sequences of ``L`` steps); packed
     batches (:mod:`hmaf.models.packing`) run it over rows of real frames only and
     gather the results back to ``[B, N, L]``. Both give the same outputs and use the
-    same parameters.
+    same parameters. Input normalisation and SpecAugment masks act on the padded
+    frames before the packed rows are gathered from them, so both layouts see the
+    same normalised and masked frames.
+
+    Attributes:
+      audio_norm: input normalisation (:func:`hmaf.models.frontend.normalise_frames`).
+      spec_augment: ``(time_masks, time_mask_frames, band_masks, band_mask_bands)``
+        of :func:`hmaf.models.frontend.spec_augment` in training; zeros: off.
     """
 
     hidden: int = 100
@@ -115,24 +147,25 @@ class AudioAttention(nn.Module):
     unroll: int = 1
     dtype: Dtype = jnp.float32
     hoist_input: bool = True
+    audio_norm: str = "batch"
+    spec_augment: tuple[int, int, int, int] = (0, 0, 0, 0)
 
     @nn.compact
     def __call__(self, frames: jax.Array, frame_mask: jax.Array, word_mask: jax.Array,
-                 packing: Mapping[str, jax.Array] | None = None, *, train: bool = False
+                 packing: Mapping[str, jax.Array] | None = None, *, train: bool = False,
+                 band_stats: Mapping[str, jax.Array] | None = None
                  ) -> tuple[jax.Array, jax.Array, jax.Array]:
         """Args: frames ``[B, N, L, M]``; frame_mask ``[B, N, L]``; word_mask ``[B, N]``;
         packing: the arrays of :func:`hmaf.models.packing.pack_batch`, or None;
-        train: batch statistics (True) or running averages (False) for the input norm.
+        train: batch statistics (True) or running averages (False) for the batch input
+        norm, SpecAugment on; band_stats: the speaker's ``band_mean``/``band_std``
+        ``[B, M]`` for ``audio_norm="speaker"``, or None.
 
         Returns: w_h ``[B, N, 2H]``, w_alpha ``[B, N]``, f_alpha ``[B, N, L]``.
         """
         # Log-mel energies sit far from zero (about -7.5 +- 4 on speech); without
-        # normalising them the frame GRUs barely learn. Batch norm per mel band, its
-        # statistics taken over real frames only so that padding stays invisible;
-        # being part of the model, inference normalises exactly as training did.
-        frames = nn.BatchNorm(use_running_average=not train, name="input_norm")(
-            frames, mask=frame_mask[..., None])
-        frames = jnp.where(frame_mask[..., None], frames, 0.0)
+        # normalising them the frame GRUs barely learn (see frontend.normalise_frames).
+        frames = input_frames(self, frames, frame_mask, train=train, band_stats=band_stats)
         frame_args = (self.hidden, self.attention_dim, self.unroll, self.dtype, self.hoist_input)
         if packing is None:
             f_h, scores = nn.vmap(
@@ -155,3 +188,61 @@ class AudioAttention(nn.Module):
         w_alpha = Attention(self.attention_dim or 2 * self.hidden, dtype=self.dtype,
                             name="attention")(w_h, word_mask)
         return w_h, w_alpha, f_alpha
+
+
+def input_frames(module: nn.Module, frames: jax.Array, frame_mask: jax.Array, *, train: bool,
+                 band_stats: Mapping[str, jax.Array] | None) -> jax.Array:
+    """Normalised (and in training SpecAugment-masked) frames ``[B, N, L, M]``, zero at
+    padding. ``module`` has ``audio_norm`` and ``spec_augment``; call inside its compact
+    method (the batch norm and the dropout RNG belong to it)."""
+    frames = normalise_frames(frames, frame_mask, module.audio_norm, train=train, band_stats=band_stats)
+    time_masks, time_width, band_masks, band_width = module.spec_augment
+    if train and (time_masks * time_width > 0 or band_masks * band_width > 0):
+        frames = spec_augment(module.make_rng("dropout"), frames, frame_mask, time_masks=time_masks,
+                              time_width=time_width, band_masks=band_masks, band_width=band_width)
+    return frames
+
+
+class UtteranceFrameAttention(nn.Module):
+    """Utterance-level audio encoder without word alignment (Gu et al. 2017, the
+    paper's duplicated UL-Fusion baseline): a BiGRU over all real frames of the
+    utterance in order, frame attention (eq. 3-4) over them, and their weighted sum.
+
+    The batch holds each word's frames (``[B, N, L, M]``); their real frames are
+    moved, in order, to the front of one ``N * L`` sequence per utterance (a stable
+    sort on the frame mask), so the GRU reads the utterance's frames as one stream.
+    Frames between words that the aligner left out are not in the batch.
+
+    Attributes: as :class:`AudioAttention` (hidden, attention_dim, audio_norm, ...).
+    """
+
+    hidden: int = 100
+    attention_dim: int | None = None
+    unroll: int = 1
+    dtype: Dtype = jnp.float32
+    hoist_input: bool = True
+    audio_norm: str = "batch"
+    spec_augment: tuple[int, int, int, int] = (0, 0, 0, 0)
+
+    @nn.compact
+    def __call__(self, frames: jax.Array, frame_mask: jax.Array, *, train: bool = False,
+                 band_stats: Mapping[str, jax.Array] | None = None) -> tuple[jax.Array, jax.Array]:
+        """Args: frames ``[B, N, L, M]``; frame_mask ``[B, N, L]``.
+
+        Returns: the utterance vector ``[B, 2H]`` and the frame attention ``[B, N, L]``
+        (summing to 1 over the utterance's real frames, zero at padding).
+        """
+        frames = input_frames(self, frames, frame_mask, train=train, band_stats=band_stats)
+        b, n, l, m = frames.shape
+        flat_mask = frame_mask.reshape(b, n * l)
+        order = jnp.argsort(~flat_mask, axis=1, stable=True)  # real frames first, in order
+        stream = jnp.take_along_axis(frames.reshape(b, n * l, m), order[..., None], axis=1)
+        stream_mask = jnp.arange(n * l)[None] < flat_mask.sum(1, keepdims=True)  # [B, N*L]
+        h = BiGRU(self.hidden, unroll=self.unroll, dtype=self.dtype, hoist_input=self.hoist_input,
+                  name="bigru")(stream.astype(self.dtype), stream_mask)
+        alpha = Attention(self.attention_dim or 2 * self.hidden, dtype=self.dtype,
+                          name="attention")(h, stream_mask)  # [B, N*L] in stream order
+        u = weighted_sum(alpha, h)
+        # Back to the batch's [B, N, L] layout: position order[i] holds stream step i.
+        alpha_flat = jnp.zeros_like(alpha).at[jnp.arange(b)[:, None], order].set(alpha)
+        return u, alpha_flat.reshape(b, n, l)

@@ -27,12 +27,12 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping, Protocol
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from clu import metric_writers, periodic_actions
 
 from hmaf import checkpoint as ckpt
+from hmaf.calibration import CALIBRATION_FILE, calibrate, calibration_report
 from hmaf.eval_step import make_eval_step, model_inputs
 from hmaf.metrics import classification_metrics
 from hmaf.models import BRANCHES, build_model, model_options
@@ -139,14 +139,21 @@ def evaluate(model, variables: PyTree, batches: Iterable[dict], num_classes: int
              prefetch: int = 0) -> dict:
     """WA / UA / weighted F1, per-class figures and the confusion matrix over ``batches``
     (placed by ``prepare``, ``prefetch`` batches ahead)."""
+    logits, labels = predict_logits(model, variables, batches, eval_step, prepare, prefetch)
+    return classification_metrics(labels, logits.argmax(-1), num_classes, label_names)
+
+
+def predict_logits(model, variables: PyTree, batches: Iterable[dict], eval_step=None,
+                   prepare: Callable[[Mapping[str, Any]], dict] = model_inputs,
+                   prefetch: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Logits ``[E, C]`` and labels ``[E]`` of every example of ``batches``."""
     eval_step = eval_step or make_eval_step(model)
-    labels, preds = [], []
+    labels, logits = [], []
     with Prefetch(batches, lambda b: (prepare(b), np.asarray(b["label"])), prefetch) as placed:
         for batch, label in placed:
-            out = eval_step(variables, batch)
-            preds.append(np.asarray(jnp.argmax(out["logits"], -1)))
+            logits.append(np.asarray(eval_step(variables, batch)["logits"]))
             labels.append(label)
-    return classification_metrics(np.concatenate(labels), np.concatenate(preds), num_classes, label_names)
+    return np.concatenate(logits), np.concatenate(labels)
 
 
 def hparams(config: ml_collections.ConfigDict) -> dict[str, Any]:
@@ -282,8 +289,19 @@ def train_stage(config: ml_collections.ConfigDict, stage: str, model_name: str, 
     writer.flush()
     best = checkpoints.restore_best_variables({"params": state.params, "batch_stats": state.batch_stats})
     checkpoints.close()
-    results = {split: evaluate(model, best, source.eval_batches(split), num_classes, label_names, eval_step,
-                               prepare, prefetch) for split in SPLITS}
+    outputs = {split: predict_logits(model, best, source.eval_batches(split), eval_step, prepare, prefetch)
+               for split in SPLITS}
+    results = {split: classification_metrics(labels, logits.argmax(-1), num_classes, label_names)
+               for split, (logits, labels) in outputs.items()}
+    # Temperature and unfamiliar-input threshold fitted on validation (hmaf.calibration),
+    # stored beside the best checkpoint; the test figures show what they do out of sample.
+    calibration = calibrate(*outputs["validation"])
+    if len(outputs["test"][1]):
+        calibration["test"] = calibration_report(*outputs["test"], calibration)
+    _write_json(stage_dir / CALIBRATION_FILE, calibration)
+    logging.info("stage %s calibration on validation: temperature %.3f, ECE %.4f -> %.4f, NLL %.4f -> %.4f",
+                 stage, calibration["temperature"], calibration["ece_before"], calibration["ece_after"],
+                 calibration["nll_before"], calibration["nll_after"])
     stopped_by = "early_stopping" if meta["evals_without_improvement"] >= config.patience else "budget"
     results.update(best_step=meta["best_step"], steps_trained=step, model=model_name, stopped_by=stopped_by,
                    steps_per_epoch=budget.steps_per_epoch, epochs_trained=budget.epoch(step),

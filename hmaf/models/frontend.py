@@ -1,0 +1,134 @@
+"""The audio front end: log-mel input normalisation and SpecAugment-style masks.
+
+Both work on the padded frames ``[B, N, L, M]`` that every batch carries (packed
+batches gather their rows from these same frames inside the encoder, see
+:class:`hmaf.models.encoders.AudioAttention`), so one implementation serves the
+padded and the packed layout. Statistics and mask positions are taken over each
+utterance's real frames only, in utterance time (the real frames of its words, in
+order), so padded words and frames never change the result.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+AUDIO_NORMS = ("batch", "utterance", "speaker", "none")
+_EPS = 1e-5
+
+
+def utterance_band_stats(frames: jax.Array, frame_mask: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Mean and standard deviation of every mel band over an utterance's real frames.
+
+    Args: frames ``[B, N, L, M]``; frame_mask ``[B, N, L]``.
+    Returns: mean ``[B, M]`` and std ``[B, M]`` (``sqrt(var + 1e-5)``, so that a
+    constant band does not divide by zero).
+    """
+    weight = frame_mask[..., None].astype(jnp.float32)  # [B, N, L, 1]
+    count = jnp.maximum(weight.sum((1, 2)), 1.0)  # [B, 1]
+    x = jnp.where(frame_mask[..., None], frames.astype(jnp.float32), 0.0)
+    mean = x.sum((1, 2)) / count
+    var = (weight * (x - mean[:, None, None]) ** 2).sum((1, 2)) / count
+    return mean, jnp.sqrt(var + _EPS)
+
+
+def normalise_frames(frames: jax.Array, frame_mask: jax.Array, mode: str, *, train: bool,
+                     band_stats: Mapping[str, jax.Array] | None = None) -> jax.Array:
+    """Normalises log-mel frames per band; call inside a module's compact method.
+
+    Modes (``config.model.audio_norm``):
+      ``batch``: masked batch norm over the real frames of the batch, running averages
+        at inference (a ``BatchNorm`` named ``input_norm`` in the calling module).
+      ``utterance``: ``(x - mean_u) / std_u`` with each utterance's own statistics.
+      ``speaker``: ``(x - band_mean) / band_std`` from ``band_stats`` (the speaker's
+        statistics, batch keys ``band_mean``/``band_std`` ``[B, M]``); without them the
+        utterance's own statistics, as ``utterance``.
+      ``none``: the raw log-mel energies (the paper, §3.1).
+
+    Args: frames ``[B, N, L, M]``; frame_mask ``[B, N, L]``. Returns ``[B, N, L, M]``,
+    zero at padded frames.
+    """
+    if mode == "batch":
+        # Statistics over real frames only so that padding stays invisible; being part
+        # of the model, inference normalises exactly as training did.
+        frames = nn.BatchNorm(use_running_average=not train, name="input_norm")(
+            frames, mask=frame_mask[..., None])
+    elif mode == "utterance" or (mode == "speaker" and band_stats is None):
+        mean, std = utterance_band_stats(frames, frame_mask)
+        frames = (frames - mean[:, None, None]) / std[:, None, None]
+    elif mode == "speaker":
+        mean, std = band_stats["band_mean"], band_stats["band_std"]
+        frames = (frames - mean[:, None, None]) / jnp.maximum(std, _EPS)[:, None, None]
+    elif mode != "none":
+        raise ValueError(f"audio_norm={mode!r}; choose one of {AUDIO_NORMS}")
+    return jnp.where(frame_mask[..., None], frames, 0.0)
+
+
+def band_stats_of(batch: Mapping[str, jax.Array]) -> dict[str, jax.Array] | None:
+    """The optional speaker statistics of a batch (:mod:`hmaf.batch`), or None."""
+    present = [k for k in ("band_mean", "band_std") if k in batch]
+    if not present:
+        return None
+    if len(present) != 2:
+        raise ValueError(f"batch has {present} but needs both band_mean and band_std")
+    return {k: batch[k] for k in ("band_mean", "band_std")}
+
+
+def spec_augment_mask(rng: jax.Array, frame_mask: jax.Array, n_mels: int, *, time_masks: int,
+                      time_width: int, band_masks: int, band_width: int) -> jax.Array:
+    """Where SpecAugment masks an utterance's frames (Park et al. 2019, without warping).
+
+    Per utterance, ``time_masks`` spans of ``w ~ U{0..time_width}`` consecutive real
+    frames in utterance time (the real frames of its words in order, so a span may
+    cross a word boundary but never counts padding) and ``band_masks`` spans of
+    ``f ~ U{0..band_width}`` consecutive mel bands over all its frames. Draws have shape
+    ``[B, masks]`` only, so padding never changes which real frames are masked.
+
+    Args: rng; frame_mask ``[B, N, L]``. Returns masked ``[B, N, L, M]`` bool (False at
+    padded frames).
+    """
+    b = frame_mask.shape[0]
+    time_key, band_key = jax.random.split(rng)
+    flat = frame_mask.reshape(b, -1).astype(jnp.int32)
+    position = (jnp.cumsum(flat, axis=1) - 1).reshape(frame_mask.shape)  # utterance time of each real frame
+    total = flat.sum(1)  # [B]
+
+    def spans(key, length, masks, width):  # [B, masks] starts and widths inside [0, length)
+        w_key, s_key = jax.random.split(key)
+        w = jax.random.randint(w_key, (b, masks), 0, width + 1)
+        w = jnp.minimum(w, length[:, None])
+        start = jnp.floor(jax.random.uniform(s_key, (b, masks)) * (length[:, None] - w + 1)).astype(jnp.int32)
+        return start, w
+
+    in_time = jnp.zeros(frame_mask.shape, bool)
+    if time_masks > 0 and time_width > 0:
+        start, w = spans(time_key, total, time_masks, time_width)
+        pos = position[..., None]  # [B, N, L, 1]
+        hit = (pos >= start[:, None, None]) & (pos < (start + w)[:, None, None])
+        in_time = hit.any(-1)
+    in_band = jnp.zeros((b, n_mels), bool)
+    if band_masks > 0 and band_width > 0:
+        start, w = spans(band_key, jnp.full((b,), n_mels), band_masks, band_width)
+        band = jnp.arange(n_mels)[None, :, None]  # [1, M, 1]
+        in_band = ((band >= start[:, None]) & (band < (start + w)[:, None])).any(-1)  # [B, M]
+    return frame_mask[..., None] & (in_time[..., None] | in_band[:, None, None, :])
+
+
+def spec_augment(rng: jax.Array, frames: jax.Array, frame_mask: jax.Array, *, time_masks: int,
+                 time_width: int, band_masks: int, band_width: int) -> jax.Array:
+    """Replaces the masked cells of normalised frames by the utterance's band means.
+
+    The fill value is the per-band mean over the utterance's real frames (zero after
+    utterance normalisation, near zero after batch norm), so a mask removes
+    information without adding an energy the utterance never had.
+
+    Args: frames ``[B, N, L, M]`` (after :func:`normalise_frames`); frame_mask
+    ``[B, N, L]``. Returns ``[B, N, L, M]``.
+    """
+    masked = spec_augment_mask(rng, frame_mask, frames.shape[-1], time_masks=time_masks,
+                               time_width=time_width, band_masks=band_masks, band_width=band_width)
+    mean, _ = utterance_band_stats(frames, frame_mask)
+    return jnp.where(masked, mean[:, None, None].astype(frames.dtype), frames)
