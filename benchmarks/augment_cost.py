@@ -10,7 +10,6 @@ process, one core; prints one JSON line per step: seconds of audio per second of
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -18,6 +17,8 @@ import tempfile
 import time
 
 import numpy as np
+
+from hmaf import cli
 
 SENTENCES = ["I really did not expect to see you here today",
              "this is the worst day of my life and nobody cares",
@@ -31,7 +32,7 @@ STEPS = ["noise:white:snr=10", "noise:pink:snr=10", "noise:babble:snr=10", "reve
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = cli.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--utterances", type=int, default=6)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", default=None)

@@ -1,6 +1,6 @@
 """Share of computed frames that are real, on a prepared corpus, padded vs packed.
 
-    python -m benchmarks.frame_share --data data/synthetic [--batch-size 8] [--out FILE.jsonl]
+    python -m benchmarks.frame_share --data data/synthetic [--batch_size 8] [--out FILE.jsonl]
 
 Reads the training batches of fold 0 as the trainer gets them
 (:class:`hmaf.data.source.CorpusSource`, one pass over the train split's
@@ -10,17 +10,18 @@ evaluation order) and packs each with the default packing
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 
 import numpy as np
 
+from hmaf import cli
+
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = cli.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", required=True)
-    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--batch_size", type=int, default=8)
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
     from hmaf.data.source import CorpusSource

@@ -8,8 +8,8 @@ jitted step) and batches per second; then the time a resumed ``train_batches(sta
 takes to deliver its first batch.
 
     python benchmarks/input_pipeline.py --fake speech --steps 200
-    python benchmarks/input_pipeline.py --fake uniform --speakers 6 --per-speaker 9 --batch-size 6
-    python benchmarks/input_pipeline.py --data /path/to/prepared --batch-size 8
+    python benchmarks/input_pipeline.py --fake uniform --speakers 6 --per_speaker 9 --batch_size 6
+    python benchmarks/input_pipeline.py --data /path/to/prepared --batch_size 8
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import json
 import tempfile
 import time
 
+from hmaf import cli
 from hmaf.data import pipeline
 from hmaf.data.fake_corpus import write_fake_corpus
 from hmaf.data.source import CorpusSource
@@ -35,16 +36,16 @@ def _measure(batches, steps: int | None) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = cli.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", help="a prepared corpus directory")
     parser.add_argument("--fake", choices=("uniform", "speech"),
                         help="write a random corpus with these length statistics instead")
     parser.add_argument("--speakers", type=int, default=10)
-    parser.add_argument("--per-speaker", type=int, default=60)
-    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--per_speaker", type=int, default=60)
+    parser.add_argument("--batch_size", type=int, default=8)
     parser.add_argument("--steps", type=int, default=200, help="training batches per configuration")
-    parser.add_argument("--window-batches", type=int, nargs="+", default=[4, 8, 16])
-    parser.add_argument("--resume-step", type=int, default=1000)
+    parser.add_argument("--window_batches", type=int, nargs="+", default=[4, 8, 16])
+    parser.add_argument("--resume_step", type=int, default=1000)
     args = parser.parse_args()
     if bool(args.data) == bool(args.fake):
         parser.error("give exactly one of --data or --fake")

@@ -28,6 +28,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
+from hmaf import cli
 from benchmarks.run import PAPER_SIZES, environment
 from hmaf.data.text import normalize_words
 from hmaf.data.vocab import Vocab
@@ -49,7 +50,7 @@ def median_ms(fn, repeats: int) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = cli.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--out", default=None, help="append the JSON line to this file")
     args = parser.parse_args()

@@ -24,7 +24,6 @@ processes on the machine slow every figure.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import os
@@ -36,6 +35,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from hmaf import cli
 
 VOICES = ("en+m1", "en+f2", "en+m3", "en+f4", "en-us", "en+m7")
 FALLBACK_SENTENCES = (
@@ -158,7 +159,7 @@ def measure_pipeline(manifest: Path, out_dir: Path, workers: int, embeddings: st
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = cli.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--utterances", type=int, default=40)
     parser.add_argument("--workers", type=int, default=os.cpu_count())
     parser.add_argument("--embeddings", default="glove6b50")

@@ -51,6 +51,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from hmaf import cli
 from hmaf.data.toy import random_batch
 from hmaf.models import build_model
 from hmaf.models.encoders import AudioAttention
@@ -337,7 +338,7 @@ def _parse_shape(text: str) -> tuple[int, int, int]:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = cli.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes and shapes (smoke run, < 2 min on CPU)")
     parser.add_argument("--sections", default="nested,train,infer,latency",
                         type=lambda s: [x for x in s.split(",") if x])

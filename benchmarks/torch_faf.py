@@ -45,6 +45,7 @@ import statistics
 import sys
 import time
 from typing import Any, Callable
+from hmaf import cli
 
 FORMS = ("packed", "padded")
 
@@ -63,7 +64,7 @@ def _parse_shape(text: str) -> tuple[int, int, int]:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = cli.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--threads", type=int, default=2, help="CPU threads for each framework (CPU only)")
     parser.add_argument("--shapes", default="8x24x64,32x24x64,8x48x128",
                         type=lambda s: [_parse_shape(x) for x in s.split(",") if x])

@@ -19,7 +19,6 @@ Prints one JSON line (machine named) and appends it to ``--out`` when given.
 
 from __future__ import annotations
 
-import argparse
 import glob
 import itertools
 import json
@@ -29,6 +28,7 @@ import statistics
 import sys
 import tempfile
 import time
+from hmaf import cli
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -58,7 +58,7 @@ def machine() -> str:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = cli.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", help="a prepared corpus directory")
     parser.add_argument("--fake", action="store_true", help="write a random speech-like corpus instead")
     parser.add_argument("--model", default="faf")

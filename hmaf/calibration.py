@@ -25,6 +25,8 @@ from typing import Any, Mapping
 import numpy as np
 from scipy import optimize, special
 
+from hmaf.io import atomic_path
+
 CALIBRATION_FILE = "calibration.json"  # in each stage directory, beside checkpoints/best
 ECE_BINS = 15
 FALSE_ALARM_RATE = 0.05
@@ -200,12 +202,9 @@ def reliability_diagram(probs: np.ndarray, labels: np.ndarray, path: str | os.Pa
         ax.text(edges[b] + 0.5 / bins, accuracy[b] + 0.01, str(counts[b]), ha="center", fontsize=6)
     ax.set(xlim=(0, 1), ylim=(0, 1.05), xlabel="confidence", ylabel="accuracy", title=title or None)
     ax.legend(loc="upper left", fontsize=8)
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
     try:
-        fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
     finally:
         plt.close(fig)
-        tmp.unlink(missing_ok=True)
     return path

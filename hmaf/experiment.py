@@ -47,16 +47,11 @@ from hmaf.analysis import generalisation
 from hmaf.analysis import paper as paper_lib
 from hmaf.analysis import splits as splits_lib
 from hmaf.analysis import tables
+from hmaf.io import atomic_write_text
 
 BRANCH_MODELS = {"text_only": "text", "audio_only": "audio"}
 SPLIT = "test"
 IN_SPLIT = "in_split"
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -241,14 +236,14 @@ def run_models(config: ml_collections.ConfigDict, run: Run) -> dict[str, dict]:
             logging.info("%s %s: training %s in %s", run.view, run.name, model, model_dir)
             start = time.perf_counter()
             metrics = train_and_evaluate(train, model_dir, source)
-            _write_atomic(record_path, json.dumps({"seconds": time.perf_counter() - start, "fold": run.fold,
+            atomic_write_text(record_path, json.dumps({"seconds": time.perf_counter() - start, "fold": run.fold,
                                                    "seed": run.seed, "split_file": run.split_file,
                                                    "split_sha256": digest}))
         else:
             logging.info("%s %s: %s already finished, skipping", run.view, run.name, model)
         if not predictions_path.exists():
             rows = predict_test_split(model_dir, source)
-            _write_atomic(predictions_path, "".join(json.dumps(r) + "\n" for r in rows))
+            atomic_write_text(predictions_path, "".join(json.dumps(r) + "\n" for r in rows))
         record = json.loads(record_path.read_text()) if record_path.exists() else {}
         cross = None
         if run.view == IN_SPLIT and config.cross.data and model in config.models:
@@ -272,7 +267,7 @@ def cross_evaluate(config: ml_collections.ConfigDict, model_dir: Path) -> dict:
     result = evaluate.evaluate_workdir(model_dir, config.cross.data, split="all",
                                        label_map=evaluate.parse_label_map(config.cross.label_map),
                                        batch_size=config.train.batch_size, **config.source.to_dict())
-    _write_atomic(path, json.dumps(result, indent=2))
+    atomic_write_text(path, json.dumps(result, indent=2))
     return result
 
 
@@ -436,9 +431,9 @@ def _write_reports(config, workdir: Path, results: dict, plan: Plan, elapsed_s: 
         summary["elapsed_s"] = elapsed_s
     public = {view: {setting: {run: _public(r) for run, r in runs.items()} for setting, runs in settings.items()}
               for view, settings in results.items()}
-    _write_atomic(workdir / "generalisation.json", json.dumps(general | {"results": public}, indent=2))
-    _write_atomic(workdir / "results.json", json.dumps(summary, indent=2))
-    _write_atomic(workdir / "results.md", report(config, summary, general, elapsed_s))
+    atomic_write_text(workdir / "generalisation.json", json.dumps(general | {"results": public}, indent=2))
+    atomic_write_text(workdir / "results.json", json.dumps(summary, indent=2))
+    atomic_write_text(workdir / "results.md", report(config, summary, general, elapsed_s))
     return summary
 
 
@@ -455,7 +450,7 @@ def run_experiment(config: ml_collections.ConfigDict, workdir: str | os.PathLike
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
         jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
     workdir.mkdir(parents=True, exist_ok=True)
-    _write_atomic(workdir / "experiment_config.json", json.dumps(config.to_dict(), indent=2, sort_keys=True))
+    atomic_write_text(workdir / "experiment_config.json", json.dumps(config.to_dict(), indent=2, sort_keys=True))
     start = time.perf_counter()
     plan = plan_generalisation(config, workdir)
     results: dict[str, dict[str, dict[str, dict]]] = {}

@@ -28,6 +28,7 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 
 from hmaf.data import folds as folds_lib
+from hmaf.io import atomic_write_text
 
 Split = dict[str, list[str]]
 REQUIRED = ("id", "label", "group")
@@ -189,6 +190,4 @@ def write_split(path: str | os.PathLike, split: Split) -> None:
     """Writes a split file atomically (temp file, then rename)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps({k: split[k] for k in ("train", "validation", "test")}, indent=1))
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps({k: split[k] for k in ("train", "validation", "test")}, indent=1))

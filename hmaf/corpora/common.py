@@ -22,6 +22,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from hmaf.corpora import engines, tts
+from hmaf.io import atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -103,24 +104,22 @@ def add_prepare_arguments(parser) -> None:
     """The options every corpus builder's CLI passes on to ``hmaf.prepare``."""
     parser.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     parser.add_argument("--embeddings", default="glove6b50", help="embedding spec for prepare")
-    parser.add_argument("--no-prepare", action="store_true",
+    parser.add_argument("--no_prepare", action="store_true",
                         help="only write DIR/source (manifest and audio), do not prepare")
+    parser.add_argument("--aligner", default="auto", choices=("aeneas", "pocketsphinx", "auto"),
+                        help="word aligner for prepare (docs/alignment.md)")
+    parser.add_argument("--augment", default="",
+                        help="waveform augmentation spec for prepare (docs/augmentation.md); default none")
 
 
 def write_jsonl(path: str, rows: Sequence[dict]) -> None:
     """Writes rows atomically (temp file in the same folder, then rename)."""
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row, sort_keys=True, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
+    atomic_write_text(path, "".join(json.dumps(row, sort_keys=True, ensure_ascii=False) + "\n" for row in rows))
 
 
 def write_json(path: str, obj: Any) -> None:
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=1, sort_keys=True, ensure_ascii=False)
-    os.replace(tmp, path)
+    """Writes ``obj`` as sorted, indented JSON atomically."""
+    atomic_write_text(path, json.dumps(obj, indent=1, sort_keys=True, ensure_ascii=False))
 
 
 def _render_one(index: int, job: TTSJob, engine: engines.Engine, source_dir: str, *,
@@ -194,9 +193,12 @@ def render(jobs: Sequence[TTSJob], source_dir: str, *, workers: int = 1, sample_
 
 
 def prepare_dir(manifest_path: str, out_dir: str, *, labels: Sequence[str] | None, name: str,
-                embeddings: str = "glove6b50", workers: int | None = None, seed: int = 0) -> dict:
-    """Runs ``hmaf.data.writer.prepare`` on a builder's manifest; returns dataset.json."""
+                embeddings: str = "glove6b50", workers: int | None = None, seed: int = 0,
+                aligner: str = "auto", augment: str = "") -> dict:
+    """Runs ``hmaf.data.writer.prepare`` on a builder's manifest; returns dataset.json.
+    ``aligner`` and ``augment`` are those of ``python -m hmaf.prepare``."""
     from hmaf.data.writer import prepare
 
     return prepare(manifest_path, out_dir, embeddings=embeddings, num_workers=workers,
-                   labels=list(labels) if labels is not None else None, name=name, seed=seed)
+                   labels=list(labels) if labels is not None else None, name=name, seed=seed,
+                   aligner=aligner, augment=augment)

@@ -12,7 +12,7 @@ the first N rows) with the emotion's utterance-level delivery and a word-level e
 (higher, slower, louder) on exactly the named words, over several voices of the
 ``--engines`` (espeak-ng by default; speaker = group = ``"<engine>:<voice>"``), then
 prepares DIR. The true word timings go to
-DIR/source/truth.jsonl (and into the manifest with ``--word-timings``).
+DIR/source/truth.jsonl (and into the manifest with ``--word_timings``).
 
 With the original recordings (``--recordings DIR``), no synthesis: each row is matched
 to the file whose name stem equals the stem of its ``file`` column
@@ -25,7 +25,6 @@ by utterance id instead of speaker groups.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import re
@@ -35,6 +34,7 @@ from typing import Sequence
 
 import numpy as np
 
+from hmaf import cli
 from hmaf.corpora import common, engines, tts
 
 log = logging.getLogger(__name__)
@@ -199,7 +199,7 @@ def recording_rows(rows: Sequence[dict[str, str]], recordings: str) -> tuple[lis
 def build(out_dir: str, *, metadata: str = DEFAULT_METADATA, limit: int | None = None,
           voices: Sequence[str] = DEFAULT_VOICES, recordings: str | None = None,
           word_timings: bool = False, workers: int | None = None, seed: int = 0,
-          embeddings: str = "glove6b50", prepare: bool = True,
+          embeddings: str = "glove6b50", aligner: str = "auto", augment: str = "", prepare: bool = True,
           engine_names: Sequence[str] = ("espeak",)) -> dict:
     """Writes DIR/source (manifest, audio or links to recordings, truth), DIR/utterances.jsonl
     (engine "recording" for the original audio) and prepares DIR."""
@@ -230,13 +230,13 @@ def build(out_dir: str, *, metadata: str = DEFAULT_METADATA, limit: int | None =
     common.write_jsonl(manifest_path, manifest)
     common.write_json(os.path.join(source_dir, "summary.json"), stats)
     dataset = (common.prepare_dir(manifest_path, out_dir, labels=EMOTIONS, name="emns",
-                                  embeddings=embeddings, workers=workers, seed=seed)
+                                  embeddings=embeddings, aligner=aligner, augment=augment, workers=workers, seed=seed)
                if prepare else None)
     return {"summary": stats, "dataset": dataset}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m hmaf.corpora.emns", description=__doc__.split("\n")[0])
+    parser = cli.ArgumentParser(prog="python -m hmaf.corpora.emns", description=__doc__.split("\n")[0])
     parser.add_argument("--out", required=True, help="output folder (prepared corpus)")
     parser.add_argument("--metadata", default=DEFAULT_METADATA, help="EMNS metadata CSV")
     parser.add_argument("--limit", type=int, default=None, help="use the first N rows only")
@@ -247,7 +247,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                              + ", ".join(FESTIVAL_VOICES) + ")")
     parser.add_argument("--recordings", default=None,
                         help="folder with the original EMNS audio: use it instead of synthesis")
-    parser.add_argument("--word-timings", action="store_true",
+    parser.add_argument("--word_timings", action="store_true",
                         help="put the true TTS word timings in the manifest (skip alignment)")
     parser.add_argument("--seed", type=int, default=0)
     common.add_prepare_arguments(parser)
@@ -256,7 +256,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     result = build(args.out, metadata=args.metadata, limit=args.limit,
                    voices=[v.strip() for v in args.voices.split(",") if v.strip()],
                    recordings=args.recordings, word_timings=args.word_timings,
-                   workers=args.workers, seed=args.seed, embeddings=args.embeddings,
+                   workers=args.workers, seed=args.seed, embeddings=args.embeddings, aligner=args.aligner, augment=args.augment,
                    prepare=not args.no_prepare, engine_names=engines.parse_engines(args.engines))
     s = result["summary"]
     print(f"EMNS: {s['num_utterances']} utterances, skipped {s['skipped']}"

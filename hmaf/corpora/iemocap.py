@@ -27,14 +27,13 @@ frustrated (fru). Every other utterance is skipped and counted by reason (``xxx`
 ``no_transcript``).
 
 speaker = session + actor gender (``Ses01F``); group = session (``Session1``) for
-leave-one-session-out folds. With ``--word-timings`` the release's own forced
+leave-one-session-out folds. With ``--word_timings`` the release's own forced
 alignment (``.wdseg``: 10 ms frames; ``<s>``, ``</s>``, ``<sil>`` and ``++noise++``
 tokens dropped, ``WORD(2)`` -> ``word``) is put in the manifest, so alignment is skipped.
 """
 
 from __future__ import annotations
 
-import argparse
 import collections
 import logging
 import os
@@ -42,6 +41,7 @@ import re
 import sys
 from typing import Sequence
 
+from hmaf import cli
 from hmaf.corpora import common
 
 log = logging.getLogger(__name__)
@@ -180,7 +180,7 @@ def manifest_rows(root: str, classes: int = 4, word_timings: bool = False) -> tu
 
 
 def build(root: str, out_dir: str, *, classes: int = 4, word_timings: bool = False,
-          prepare: bool = True, workers: int | None = None, embeddings: str = "glove6b50",
+          prepare: bool = True, workers: int | None = None, embeddings: str = "glove6b50", aligner: str = "auto", augment: str = "",
           seed: int = 0) -> dict:
     rows, stats = manifest_rows(root, classes, word_timings)
     source_dir = os.path.join(out_dir, "source")
@@ -189,24 +189,24 @@ def build(root: str, out_dir: str, *, classes: int = 4, word_timings: bool = Fal
     common.write_jsonl(manifest_path, rows)
     common.write_json(os.path.join(source_dir, "summary.json"), stats)
     dataset = (common.prepare_dir(manifest_path, out_dir, labels=LABELS[classes],
-                                  name=f"iemocap{classes}", embeddings=embeddings,
+                                  name=f"iemocap{classes}", embeddings=embeddings, aligner=aligner, augment=augment,
                                   workers=workers, seed=seed) if prepare else None)
     return {"summary": stats, "dataset": dataset}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m hmaf.corpora.iemocap",
+    parser = cli.ArgumentParser(prog="python -m hmaf.corpora.iemocap",
                                      description="IEMOCAP release -> manifest -> prepared corpus")
     parser.add_argument("--root", required=True, help="the IEMOCAP_full_release folder")
     parser.add_argument("--classes", type=int, choices=(4, 5), default=4)
     parser.add_argument("--out", required=True)
-    parser.add_argument("--word-timings", action="store_true",
+    parser.add_argument("--word_timings", action="store_true",
                         help="use the release's ForcedAlignment .wdseg timings (skip alignment)")
     common.add_prepare_arguments(parser)
     args = parser.parse_args(argv)
     try:
         result = build(args.root, args.out, classes=args.classes, word_timings=args.word_timings,
-                       prepare=not args.no_prepare, workers=args.workers, embeddings=args.embeddings)
+                       prepare=not args.no_prepare, workers=args.workers, embeddings=args.embeddings, aligner=args.aligner, augment=args.augment)
     except LayoutError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

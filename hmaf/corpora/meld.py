@@ -22,7 +22,6 @@ emphasis here.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import sys
@@ -31,6 +30,7 @@ from typing import Sequence
 
 import numpy as np
 
+from hmaf import cli
 from hmaf.corpora import common, engines, tts
 
 log = logging.getLogger(__name__)
@@ -127,7 +127,7 @@ def jobs_for(rows_by_source: dict[str, list[dict[str, str]]], task: str, seed: i
 
 def build(out_dir: str, *, task: str = "sentiment", data_dir: str = DEFAULT_DIR,
           limit: int | None = None, word_timings: bool = False, workers: int | None = None,
-          seed: int = 0, embeddings: str = "glove6b50", prepare: bool = True,
+          seed: int = 0, embeddings: str = "glove6b50", aligner: str = "auto", augment: str = "", prepare: bool = True,
           engine_names: Sequence[str] = ("espeak",)) -> dict:
     workers = workers or os.cpu_count() or 1
     rows = {source: read_csv(os.path.join(data_dir, f"meld_{source}.csv"), limit)
@@ -147,19 +147,19 @@ def build(out_dir: str, *, task: str = "sentiment", data_dir: str = DEFAULT_DIR,
                          for s in ("train", "validation", "test")})
     common.write_json(os.path.join(source_dir, "summary.json"), stats)
     dataset = (common.prepare_dir(manifest_path, out_dir, labels=TASKS[task], name=f"meld_{task}",
-                                  embeddings=embeddings, workers=workers, seed=seed)
+                                  embeddings=embeddings, aligner=aligner, augment=augment, workers=workers, seed=seed)
                if prepare else None)
     return {"summary": stats, "dataset": dataset}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m hmaf.corpora.meld",
+    parser = cli.ArgumentParser(prog="python -m hmaf.corpora.meld",
                                      description="MELD text spoken by espeak-ng -> prepared corpus")
     parser.add_argument("--out", required=True)
     parser.add_argument("--task", choices=tuple(TASKS), default="sentiment")
     parser.add_argument("--data", default=DEFAULT_DIR, help="folder with meld_train.csv, meld_dev.csv")
     parser.add_argument("--limit", type=int, default=None, help="first N rows of each CSV")
-    parser.add_argument("--word-timings", action="store_true",
+    parser.add_argument("--word_timings", action="store_true",
                         help="put the true TTS word timings in the manifest (skip alignment)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--engines", default="espeak",
@@ -169,7 +169,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     result = build(args.out, task=args.task, data_dir=args.data, limit=args.limit,
                    word_timings=args.word_timings, workers=args.workers, seed=args.seed,
-                   embeddings=args.embeddings, prepare=not args.no_prepare,
+                   embeddings=args.embeddings, aligner=args.aligner, augment=args.augment, prepare=not args.no_prepare,
                    engine_names=engines.parse_engines(args.engines))
     s = result["summary"]
     print(f"MELD {args.task}: {s['num_utterances']} utterances {s['splits']}, skipped {s['skipped']}, "

@@ -16,13 +16,13 @@ folds are speaker-independent.
 
 from __future__ import annotations
 
-import argparse
 import collections
 import csv
 import os
 import sys
 from typing import Sequence
 
+from hmaf import cli
 from hmaf.corpora import common
 
 LABELS = ("negative", "positive")
@@ -103,7 +103,7 @@ def manifest_rows(root: str, convention: str = "has0") -> tuple[list[dict], dict
 
 
 def build(root: str, out_dir: str, *, convention: str = "has0", prepare: bool = True,
-          workers: int | None = None, embeddings: str = "glove6b50", seed: int = 0) -> dict:
+          workers: int | None = None, embeddings: str = "glove6b50", aligner: str = "auto", augment: str = "", seed: int = 0) -> dict:
     rows, stats = manifest_rows(root, convention)
     source_dir = os.path.join(out_dir, "source")
     os.makedirs(source_dir, exist_ok=True)
@@ -112,13 +112,13 @@ def build(root: str, out_dir: str, *, convention: str = "has0", prepare: bool = 
     common.write_json(os.path.join(source_dir, "summary.json"), stats)
     labels = LABELS_HAS0 if convention == "has0" else LABELS
     dataset = (common.prepare_dir(manifest_path, out_dir, labels=labels, name=f"mosi_{convention}",
-                                  embeddings=embeddings, workers=workers, seed=seed)
+                                  embeddings=embeddings, aligner=aligner, augment=augment, workers=workers, seed=seed)
                if prepare else None)
     return {"summary": stats, "dataset": dataset}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m hmaf.corpora.mosi",
+    parser = cli.ArgumentParser(prog="python -m hmaf.corpora.mosi",
                                      description="CMU-MOSI raw release -> manifest -> prepared corpus")
     parser.add_argument("--root", required=True, help="the CMU_MOSI_Raw folder")
     parser.add_argument("--convention", choices=CONVENTIONS, default="has0")
@@ -127,7 +127,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         result = build(args.root, args.out, convention=args.convention, prepare=not args.no_prepare,
-                       workers=args.workers, embeddings=args.embeddings)
+                       workers=args.workers, embeddings=args.embeddings, aligner=args.aligner, augment=args.augment)
     except LayoutError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

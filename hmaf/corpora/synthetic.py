@@ -40,7 +40,6 @@ from one seeded generator: same seed and size -> same corpus, byte for byte.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import os
@@ -51,6 +50,7 @@ from typing import Sequence
 
 import numpy as np
 
+from hmaf import cli
 from hmaf.corpora import common, tts
 from hmaf.corpora import engines as engines_mod
 
@@ -490,7 +490,7 @@ def _alignment_figures(prepared: dict, truth: Sequence[dict]) -> dict:
 
 
 def build(out_dir: str, *, size: int = DEFAULT_SIZE, seed: int = 0, workers: int | None = None,
-          embeddings: str = "glove6b50", prepare: bool = True, **design_kwargs) -> dict:
+          embeddings: str = "glove6b50", aligner: str = "auto", augment: str = "", prepare: bool = True, **design_kwargs) -> dict:
     """Generates the corpus and (unless ``prepare=False``) prepares it into ``out_dir``.
 
     Returns {"generate": summary, "dataset": dataset.json content or None,
@@ -504,7 +504,8 @@ def build(out_dir: str, *, size: int = DEFAULT_SIZE, seed: int = 0, workers: int
     if prepare:
         result["dataset"] = common.prepare_dir(
             os.path.join(out_dir, "source", "manifest.jsonl"), out_dir, labels=LABELS,
-            name="synthetic", embeddings=embeddings, workers=workers, seed=seed)
+            name="synthetic", embeddings=embeddings, workers=workers, seed=seed,
+            aligner=aligner, augment=augment)
         t2 = time.perf_counter()
         report = alignment_report(out_dir, os.path.join(out_dir, "source", "truth.jsonl"))
         report["aligner_timing_s"] = result["dataset"].get("timing", {}).get("align_s")
@@ -518,7 +519,7 @@ def build(out_dir: str, *, size: int = DEFAULT_SIZE, seed: int = 0, workers: int
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = cli.ArgumentParser(
         prog="python -m hmaf.corpora.synthetic",
         description="Generate and prepare the embedded synthetic emotional-speech corpus.")
     parser.add_argument("--out", required=True, help="output folder (prepared corpus)")
@@ -528,13 +529,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="voices in all, split evenly over the engines")
     parser.add_argument("--engines", default=",".join(DEFAULT_ENGINES),
                         help="comma-separated synthesis engines (espeak, festival)")
-    parser.add_argument("--ambiguous-share", type=float, default=0.3)
-    parser.add_argument("--delivery-share", type=float, default=0.25)
-    parser.add_argument("--text-share", type=float, default=0.2)
+    parser.add_argument("--ambiguous_share", type=float, default=0.3)
+    parser.add_argument("--delivery_share", type=float, default=0.25)
+    parser.add_argument("--text_share", type=float, default=0.2)
     common.add_prepare_arguments(parser)
     args = parser.parse_args(argv)
     result = build(args.out, size=args.size, seed=args.seed, workers=args.workers,
-                   embeddings=args.embeddings, prepare=not args.no_prepare,
+                   embeddings=args.embeddings, aligner=args.aligner, augment=args.augment, prepare=not args.no_prepare,
                    num_speakers=args.speakers, engines=engines_mod.parse_engines(args.engines),
                    ambiguous_share=args.ambiguous_share,
                    delivery_share=args.delivery_share, text_share=args.text_share)

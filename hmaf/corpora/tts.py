@@ -155,14 +155,10 @@ class Synthesis:
         """Writes 16-bit PCM WAV atomically (temp file in the same folder, then rename)."""
         import soundfile as sf
 
-        path = os.fspath(path)
-        tmp = f"{path}.tmp{os.getpid()}"
-        try:
+        from hmaf.io import atomic_path
+
+        with atomic_path(path) as tmp:
             sf.write(tmp, self.audio, self.sample_rate, subtype="PCM_16", format="WAV")
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
 
 
 def clean_text(text: str) -> str:

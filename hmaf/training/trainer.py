@@ -32,6 +32,7 @@ import numpy as np
 from clu import metric_writers, periodic_actions
 
 from hmaf import checkpoint as ckpt
+from hmaf.io import atomic_write_text
 from hmaf.calibration import CALIBRATION_FILE, calibrate, calibration_report
 from hmaf.eval_step import make_eval_step, model_inputs
 from hmaf.metrics import classification_metrics
@@ -176,9 +177,7 @@ def _format_eta(seconds: float) -> str:
 
 
 def _write_json(path: Path, payload: dict) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True))
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(payload, indent=2, sort_keys=True))
 
 
 def train_stage(config: ml_collections.ConfigDict, stage: str, model_name: str, source: DataSource,

@@ -104,7 +104,7 @@ def test_build_with_both_engines_writes_utterances(tmp_path):
         '3,Hello there friend.,"Placing emphasis on {there}.",happiness\n')
     out = tmp_path / "out"
     assert emns.main(["--out", str(out), "--metadata", str(meta), "--engines", "espeak,festival",
-                      "--workers", "1", "--no-prepare"]) == 0
+                      "--workers", "1", "--no_prepare"]) == 0
     rows = [json.loads(l) for l in open(out / "utterances.jsonl")]
     assert [(r["engine"], r["voice"], r["group"]) for r in rows] == [
         ("espeak", "en+f1", "espeak:en+f1"), ("festival", "kal", "festival:kal"),

@@ -114,7 +114,7 @@ def test_tiny_corpus_end_to_end(tmp_path):
 def test_cli_engines_flag_and_utterances_file(tmp_path):
     out = tmp_path / "fest"
     assert synthetic.main(["--out", str(out), "--size", "8", "--speakers", "2", "--engines",
-                           "festival", "--no-prepare", "--workers", "1"]) == 0
+                           "festival", "--no_prepare", "--workers", "1"]) == 0
     rows = [json.loads(l) for l in open(out / "utterances.jsonl")]
     assert len(rows) == 8
     for row in rows:
