@@ -33,6 +33,7 @@ from __future__ import annotations
 import hashlib
 import math
 import re
+import threading
 
 import numpy as np
 
@@ -48,6 +49,10 @@ _ALTERNATE = re.compile(r"\(\d+\)$")  # "to(3)": the third pronunciation of "to"
 
 _decoders: dict[tuple[int, bool], object] = {}  # search -> Decoder; loading the model takes ~1 s
 _aliases: dict[str, tuple[str, str]] = {}  # out-of-dictionary word -> (name it was added under, phones)
+# The decoders and aliases above are shared, and a pocketsphinx Decoder is not thread-safe:
+# two threads searching at once crash the process (seen with Beam's in-process runner,
+# which runs bundles on a thread pool). Process pools are unaffected.
+_lock = threading.Lock()
 
 
 def _decoder(frate: int, wide: bool):
@@ -92,6 +97,23 @@ def _search(decoder, pcm: bytes, tokens: list[str]):
     return decoder.seg()
 
 
+def _first_path(pcm: bytes, words: list[str]) -> tuple[list[tuple[str, int, int, float]] | None, list[str], int]:
+    """(segments, tokens, frames per second) of the first search in :data:`SEARCHES`
+    that finds a path; segments is None when none does. Each segment is copied out of
+    the decoder as (word, start frame, end frame, acoustic score) while the caller
+    still holds ``_lock``."""
+    for frate, wide in SEARCHES:
+        decoder = _decoder(frate, wide)
+        try:
+            tokens = _tokens(decoder, words)
+            segments = _search(decoder, pcm, tokens)
+        except RuntimeError as e:  # pocketsphinx raises RuntimeError for its own failures
+            raise AlignmentError(f"pocketsphinx failed: {e}") from None
+        if segments is not None:
+            return [(seg.word, seg.start_frame, seg.end_frame, seg.ascore) for seg in segments], tokens, frate
+    return None, tokens, frate
+
+
 def align(samples: np.ndarray, words: list[str]) -> Alignment:
     """Times each word in 16 kHz mono float ``samples`` ``[samples]``.
 
@@ -103,16 +125,9 @@ def align(samples: np.ndarray, words: list[str]) -> Alignment:
       AlignmentError: any other failure (no pronunciation, decoder error, bad output).
     """
     pcm = (np.clip(np.asarray(samples, dtype=np.float32), -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
-    for frate, wide in SEARCHES:
-        decoder = _decoder(frate, wide)
-        try:
-            tokens = _tokens(decoder, list(words))
-            segments = _search(decoder, pcm, tokens)
-        except RuntimeError as e:  # pocketsphinx raises RuntimeError for its own failures
-            raise AlignmentError(f"pocketsphinx failed: {e}") from None
-        if segments is not None:
-            break
-    else:
+    with _lock:
+        segments, tokens, frate = _first_path(pcm, list(words))
+    if segments is None:
         raise NoPathError(f"pocketsphinx found no alignment of the {len(words)} words to "
                           f"{len(samples) / SAMPLE_RATE:.2f} s of audio in any search")
     expected = iter(tokens)
@@ -120,15 +135,15 @@ def align(samples: np.ndarray, words: list[str]) -> Alignment:
     starts, ends, confidence = [], [], []
     speech = speech_frames(samples, SAMPLE_RATE, FIT_TOP_DB)
     unexplained = 0
-    for seg in segments:
-        if want is None or _ALTERNATE.sub("", seg.word) != want:
-            first, last = seg.start_frame * 100 // frate, (seg.end_frame + 1) * 100 // frate
+    for word, start_frame, end_frame, ascore in segments:
+        if want is None or _ALTERNATE.sub("", word) != want:
+            first, last = start_frame * 100 // frate, (end_frame + 1) * 100 // frate
             unexplained += int(np.sum(speech[first:last]))
         else:
-            frames = seg.end_frame - seg.start_frame + 1
-            starts.append(seg.start_frame / frate)
-            ends.append((seg.end_frame + 1) / frate)
-            confidence.append(math.exp(math.log(max(seg.ascore, 1e-300)) / max(frames, 1)))
+            frames = end_frame - start_frame + 1
+            starts.append(start_frame / frate)
+            ends.append((end_frame + 1) / frate)
+            confidence.append(math.exp(math.log(max(ascore, 1e-300)) / max(frames, 1)))
             want = next(expected, None)
     if len(starts) != len(words):
         raise AlignmentError(f"pocketsphinx returned {len(starts)} of {len(words)} words")

@@ -155,3 +155,16 @@ def test_pocketsphinx_times_do_not_depend_on_earlier_utterances(spoken):
     for a, b in zip(forward, backward):
         np.testing.assert_array_equal(a.starts, b.starts)
         np.testing.assert_array_equal(a.ends, b.ends)
+
+
+def test_pocketsphinx_is_safe_from_several_threads(spoken):
+    # Beam's in-process runner aligns on a thread pool; shared decoders used by two threads
+    # at once crashed the whole process before they were locked.
+    from concurrent.futures import ThreadPoolExecutor
+
+    sequential = [align_sphinx.align(s, w) for w, _, _, s in spoken]
+    with ThreadPoolExecutor(4) as pool:
+        threaded = list(pool.map(lambda item: align_sphinx.align(item[3], item[0]), spoken * 4))
+    for a, b in zip(sequential * 4, threaded):
+        np.testing.assert_array_equal(a.starts, b.starts)
+        np.testing.assert_array_equal(a.ends, b.ends)
