@@ -40,6 +40,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--beam_data_dir", default=None,
                    help="where the Beam workers write the tfds dataset and rejects (default OUT/tfds); "
                         "on a cluster, storage they share with this process, e.g. gs://bucket/path")
+    p.add_argument("--dask", type=int, default=None, metavar="N",
+                   help="run the Beam pipeline on a local Dask cluster of N worker processes "
+                        "(implies --beam; pip install 'hmaf[dask]')")
     return p
 
 
@@ -73,20 +76,28 @@ def main(argv: list[str] | None = None) -> int:
     common = dict(embeddings=args.embeddings, l_max=args.l_max, long_word_rule=args.long_word_rule,
                   num_shards=args.num_shards, labels=labels, name=args.name, seed=args.seed,
                   progress=not args.no_progress)
-    if (args.beam_options is not None or args.beam_data_dir is not None) and not args.beam:
+    if (args.beam_options is not None or args.beam_data_dir is not None) and not args.beam and args.dask is None:
         print("error: --beam_options and --beam_data_dir need --beam", file=sys.stderr)
         return 1
     try:
         # deferred imports so --help stays fast
-        if args.beam:
+        if args.beam or args.dask is not None:
             try:
                 from hmaf.data.beam import prepare_beam
+                if args.dask is not None:
+                    from hmaf.data.dask_cluster import prepare_on_local_cluster
             except ModuleNotFoundError as e:
-                print(f"error: --beam needs {e.name}: pip install 'hmaf[beam]'", file=sys.stderr)
+                extra = "dask" if args.dask is not None else "beam"
+                print(f"error: --{extra} needs {e.name}: pip install 'hmaf[{extra}]'", file=sys.stderr)
                 return 1
 
-            info = prepare_beam(args.manifest, args.out, beam_options=args.beam_options,
-                                beam_data_dir=args.beam_data_dir, **common)
+            if args.dask is not None:
+                info = prepare_on_local_cluster(args.manifest, args.out, num_workers=args.dask,
+                                                beam_options=args.beam_options,
+                                                beam_data_dir=args.beam_data_dir, **common)
+            else:
+                info = prepare_beam(args.manifest, args.out, beam_options=args.beam_options,
+                                    beam_data_dir=args.beam_data_dir, **common)
         else:
             from hmaf.data.writer import prepare
 
