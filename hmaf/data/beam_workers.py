@@ -214,12 +214,14 @@ def _shard_plan(name: str, rows: Sequence[ManifestRow], results: Sequence[dict[s
 
 
 def _is_complete(records_dir: str, shard_name: str, shard_key: str) -> bool:
-    """A shard an earlier run finished (write_corpus re-checks its sha256)."""
+    """A shard an earlier run finished, as write_corpus decides it (same key, same sha256)."""
+    path = os.path.join(records_dir, shard_name)
     done_path = os.path.join(records_dir, f".{shard_name}.done")
-    if not (os.path.exists(os.path.join(records_dir, shard_name)) and os.path.exists(done_path)):
+    if not (os.path.exists(path) and os.path.exists(done_path)):
         return False
     with open(done_path, encoding="utf-8") as f:
-        return json.load(f).get("key") == shard_key
+        done = json.load(f)
+    return done.get("key") == shard_key and done.get("sha256") == writer._file_sha256(path)
 
 
 def _install_shard(records_dir: str, shard_name: str, shard_key: str) -> None:

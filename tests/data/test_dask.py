@@ -1,0 +1,162 @@
+"""Corpus preparation on a local Dask cluster (Beam's Dask runner) against the normal path."""
+
+import json
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from hmaf import prepare as prepare_cli
+from hmaf.corpora.synthetic import generate
+from hmaf.data import beam as beam_lib
+from hmaf.data import beam_workers, writer
+from hmaf.data.dask_cluster import local_cluster
+
+NUM_GOOD = 12
+NUM_SHARDS = 3
+
+
+@pytest.fixture(scope="module")
+def manifest(tmp_path_factory) -> Path:
+    """12 synthetic utterances and a corrupt audio file between them."""
+    folder = tmp_path_factory.mktemp("dask_corpus")
+    generate(str(folder), size=NUM_GOOD, seed=1, workers=1)
+    path = folder / "source" / "manifest.jsonl"
+    lines = path.read_text().splitlines()
+    (folder / "source" / "corrupt.wav").write_bytes(b"RIFF....WAVEjunk" * 20)
+    lines.insert(4, json.dumps({"audio": "corrupt.wav", "id": "corrupt", "transcript": "hello there",
+                                "label": "sad", "speaker": "x"}))
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def normal(manifest, tmp_path_factory) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("normal") / "tiny"
+    return out, writer.prepare(manifest, out, num_shards=NUM_SHARDS, num_workers=1, progress=False)
+
+
+def _spawned_children() -> set[int]:
+    """This process's descendants, except multiprocessing's resource tracker (it lives as long as we do)."""
+    children = set()
+    for child in psutil.Process().children(recursive=True):
+        try:
+            if "resource_tracker" not in " ".join(child.cmdline()):
+                children.add(child.pid)
+        except psutil.NoSuchProcess:
+            pass
+    return children
+
+
+def _wait_gone(pids: set[int], timeout: float = 10.0) -> set[int]:
+    deadline = time.monotonic() + timeout
+    alive = {p for p in pids if psutil.pid_exists(p)}
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.1)
+        alive = {p for p in alive if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE}
+    return alive
+
+
+def _assert_same_corpus(out: Path, info: dict, normal_dir: Path, normal_info: dict) -> None:
+    assert info["content_hash"] == normal_info["content_hash"]
+    assert info["num_examples"] == NUM_GOOD and info["shards"] == normal_info["shards"]
+    for shard in info["shards"]:  # byte for byte: same examples, same order, same shard
+        assert (out / "records" / shard).read_bytes() == (normal_dir / "records" / shard).read_bytes()
+    assert (out / "rejects.jsonl").read_text() == (normal_dir / "rejects.jsonl").read_text()
+    assert (out / "vocab.txt").read_text() == (normal_dir / "vocab.txt").read_text()
+    # Nothing half-written or staged is left: only the shards and their completion markers.
+    expected = set(info["shards"]) | {f".{s}.done" for s in info["shards"]}
+    assert set(os.listdir(out / "records")) == expected
+    assert not [f for f in os.listdir(out / "cache") if ".tmp-" in f]
+    assert not (out / beam_workers.OUTCOMES_DIR).exists()
+
+
+def test_dask_flag_writes_the_normal_corpus_and_leaves_no_process(manifest, normal, tmp_path):
+    before = _spawned_children()
+    out = tmp_path / "tiny"
+    status = prepare_cli.main(["--manifest", str(manifest), "--out", str(out), "--num_shards", str(NUM_SHARDS),
+                               "--no_progress", "--dask", "2"])
+    assert status == 0
+    info = json.loads((out / "dataset.json").read_text())
+    _assert_same_corpus(out, info, *normal)
+    assert info["beam_counters"] == {"examples": NUM_GOOD, "rejected_unreadable_audio": 1}
+    assert info["shards_written_on_workers"] == NUM_SHARDS and info["skipped_shards"] == 0
+    assert "--runner=DaskRunner" in info["beam_options"]
+    assert not _wait_gone(_spawned_children() - before)
+
+
+def test_a_killed_worker_costs_nothing(manifest, normal, tmp_path):
+    """SIGKILL one worker mid-run: Dask reruns its tasks, the corpus is the same, no partial file."""
+    out = tmp_path / "tiny"
+    outcome: dict = {}
+    with local_cluster(2) as cluster:
+        from dask.distributed import Client
+
+        with Client(cluster.scheduler_address) as client:
+            pids = set(client.run(os.getpid).values())
+
+        def run() -> None:
+            try:
+                outcome["info"] = beam_lib.prepare_beam(
+                    manifest, out, num_shards=NUM_SHARDS, progress=False,
+                    beam_options=f"--runner=DaskRunner --dask_client_address={cluster.scheduler_address}")
+            except BaseException as e:  # handed to the test thread
+                outcome["error"] = e
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        deadline = time.monotonic() + 60
+        while not list((out / "cache").glob("*.npz")) and time.monotonic() < deadline:
+            time.sleep(0.05)  # the first utterance is done: both workers are at work
+        cached_at_kill = len(list((out / "cache").glob("*.npz")))
+        victim = min(pids)
+        os.kill(victim, signal.SIGKILL)
+        assert thread.is_alive() and 0 < cached_at_kill < NUM_GOOD  # it really was mid-run
+        thread.join(timeout=120)
+        assert not thread.is_alive() and "error" not in outcome, outcome.get("error")
+        with Client(cluster.scheduler_address) as client:
+            pids_after = set(client.run(os.getpid).values())
+        assert victim not in pids_after and len(pids_after) == 2  # the nanny started a new one
+        all_workers = pids | pids_after
+    _assert_same_corpus(out, outcome["info"], *normal)
+    assert not _wait_gone(all_workers)
+
+
+def test_cluster_is_shut_down_on_error():
+    with pytest.raises(RuntimeError, match="boom"):
+        with local_cluster(1) as cluster:
+            from dask.distributed import Client
+
+            with Client(cluster.scheduler_address) as client:
+                pids = set(client.run(os.getpid).values())
+            raise RuntimeError("boom")
+    assert pids and not _wait_gone(pids)
+
+
+def test_bad_dask_arguments(manifest, tmp_path, capsys):
+    assert prepare_cli.main(["--manifest", str(manifest), "--out", str(tmp_path / "a"), "--dask", "0"]) == 1
+    assert "at least one worker" in capsys.readouterr().err
+    assert prepare_cli.main(["--manifest", str(manifest), "--out", str(tmp_path / "b"), "--dask", "2",
+                             "--beam_options=--runner=DirectRunner"]) == 1
+    assert "--runner=DirectRunner" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="tfds writer"):
+        beam_lib.prepare_beam(manifest, tmp_path / "c", beam_options="--runner=DaskRunner", worker_writes=False)
+
+
+def test_workers_path_on_the_direct_runner_resumes(manifest, normal, tmp_path):
+    """worker_writes on any runner: same corpus; a rerun reuses the cache and the finished shards."""
+    out = tmp_path / "tiny"
+    first = beam_lib.prepare_beam(manifest, out, num_shards=NUM_SHARDS, progress=False, worker_writes=True,
+                                  beam_options="--runner=FnApiRunner")
+    _assert_same_corpus(out, first, *normal)
+    shard = out / "records" / first["shards"][1]
+    shard.write_bytes(shard.read_bytes()[:-5])  # damaged: its marker's sha256 no longer holds
+    second = beam_lib.prepare_beam(manifest, out, num_shards=NUM_SHARDS, progress=False, worker_writes=True,
+                                   beam_options="--runner=FnApiRunner")
+    _assert_same_corpus(out, second, *normal)
+    assert second["cached_utterances"] == NUM_GOOD
+    assert second["shards_written_on_workers"] == 1 and second["skipped_shards"] == NUM_SHARDS - 1
