@@ -19,6 +19,13 @@
 
 Workers must read the audio at the manifest's paths (a shared or mounted file system) and
 have hmaf installed.
+
+On the Dask runner (``--beam_options="--runner=DaskRunner --dask_client_address=HOST:PORT"``,
+or ``--dask N`` for a local cluster, :mod:`hmaf.data.dask_cluster`), and on any runner with
+``worker_writes=True``, :mod:`hmaf.data.beam_workers` runs instead: no tfds dataset; the
+workers write the cache and the record shards straight into the output folder (storage
+they share with the driver), and the driver only builds the vocabulary and renames the
+finished shards. Same corpus, same ``content_hash``.
 """
 
 from __future__ import annotations

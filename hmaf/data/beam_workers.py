@@ -149,7 +149,7 @@ def _set_dask_tasks(options: beam.options.pipeline_options.PipelineOptions, num_
 
 
 def run_pipeline(options: beam.options.pipeline_options.PipelineOptions,
-                 build: Callable[[beam.Pipeline], None]) -> None:
+                 build: Callable[[beam.Pipeline], Any]) -> None:
     """Builds and runs one pipeline and waits for it; on the Dask runner closes its client after.
 
     Raises:
