@@ -27,19 +27,16 @@ from dask.distributed import LocalCluster  # the dask extra: pip install 'hmaf[d
 log = logging.getLogger(__name__)
 
 
-class _Terminated(Exception):
-    """SIGTERM arrived: unwinds like Ctrl-C so the cluster is shut down."""
-
-
 @contextlib.contextmanager
 def _sigterm_unwinds() -> Iterator[None]:
-    """While inside, SIGTERM raises in the main thread instead of killing the process outright."""
+    """While inside, SIGTERM unwinds the main thread (SystemExit, status 143) instead of killing
+    the process outright, so the ``finally`` blocks shut the cluster down."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def handler(signum: int, frame: Any) -> None:
-        raise _Terminated(f"signal {signum}")
+        raise SystemExit(128 + signum)
 
     previous = signal.signal(signal.SIGTERM, handler)
     try:

@@ -3,6 +3,8 @@
 import json
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -135,6 +137,34 @@ def test_cluster_is_shut_down_on_error():
                 pids = set(client.run(os.getpid).values())
             raise RuntimeError("boom")
     assert pids and not _wait_gone(pids)
+
+
+_HOLD_A_CLUSTER = """
+import os, time
+from dask.distributed import Client
+from hmaf.data.dask_cluster import local_cluster
+
+if __name__ == "__main__":
+    with local_cluster(1) as cluster:
+        with Client(cluster.scheduler_address) as client:
+            print(*client.run(os.getpid).values(), flush=True)
+        time.sleep(120)
+"""
+
+
+@pytest.mark.parametrize("sig, status", [(signal.SIGINT, -signal.SIGINT), (signal.SIGTERM, 128 + signal.SIGTERM)])
+def test_cluster_is_shut_down_on_a_signal(sig, status):
+    """Ctrl-C or SIGTERM to the launching process: it exits, and takes its workers with it."""
+    process = subprocess.Popen([sys.executable, "-c", _HOLD_A_CLUSTER], stdout=subprocess.PIPE, text=True,
+                               env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
+    try:
+        worker = int(process.stdout.readline())
+        process.send_signal(sig)
+        assert process.wait(timeout=60) == status
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert not _wait_gone({worker})
 
 
 def test_bad_dask_arguments(manifest, tmp_path, capsys):
