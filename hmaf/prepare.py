@@ -83,9 +83,10 @@ def main(argv: list[str] | None = None) -> int:
         # deferred imports so --help stays fast
         if args.beam or args.dask is not None:
             try:
-                from hmaf.data.beam import prepare_beam
                 if args.dask is not None:
                     from hmaf.data.dask_cluster import prepare_on_local_cluster
+                else:
+                    from hmaf.data.beam import prepare_beam
             except ModuleNotFoundError as e:
                 extra = "dask" if args.dask is not None else "beam"
                 print(f"error: --{extra} needs {e.name}: pip install 'hmaf[{extra}]'", file=sys.stderr)

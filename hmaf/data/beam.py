@@ -34,7 +34,6 @@ import dataclasses
 import json
 import logging
 import os
-import shlex
 import time
 from typing import Any, Iterator, Sequence
 
@@ -46,6 +45,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from hmaf.data import beam_workers
+from hmaf.data.beam_workers import pipeline_options
 from hmaf.data import features as features_lib
 from hmaf.data import writer
 from hmaf.data.manifest import ManifestRow
@@ -198,19 +198,6 @@ def _read_rejects(prefix: str) -> list[dict[str, Any]]:
     return rejects
 
 
-def pipeline_options(flags: str | None) -> beam.options.pipeline_options.PipelineOptions:
-    """Beam pipeline options from a command-line string, e.g. "--runner=DirectRunner --direct_num_workers=2".
-
-    ``--runner=DaskRunner`` is accepted as a short name: Beam 2.77 knows the Dask runner only
-    by its module path.
-    """
-    options = beam.options.pipeline_options.PipelineOptions(shlex.split(flags or ""))
-    standard = options.view_as(beam.options.pipeline_options.StandardOptions)
-    if standard.runner == "DaskRunner":
-        standard.runner = beam_workers.DASK_RUNNER
-    return options
-
-
 def prepare_beam(manifest: str | os.PathLike, out_dir: str | os.PathLike, *, beam_options: str | None = None,
                  beam_data_dir: str | None = None, embeddings: str = "glove6b50", l_max: int = 100,
                  long_word_rule: str = "subsample", num_shards: int | None = None,
@@ -221,13 +208,13 @@ def prepare_beam(manifest: str | os.PathLike, out_dir: str | os.PathLike, *, bea
     Args:
       beam_options: Beam pipeline flags as one string (runner and its options); default the
         DirectRunner in this process.
+      beam_data_dir: where the pipeline writes the tfds dataset and the rejects; default
+        ``out_dir/tfds``. On a cluster the workers write there, so it must be storage they
+        share with this process (e.g. ``gs://bucket/path`` on Dataflow).
       worker_writes: the workers write the cache and the record shards straight into
         ``out_dir``, which must then be storage they share (:mod:`hmaf.data.beam_workers`;
         no tfds dataset). Default: on the Dask runner only, which cannot run the tfds
         writer (it needs side inputs that runner does not support).
-      beam_data_dir: where the pipeline writes the tfds dataset and the rejects; default
-        ``out_dir/tfds``. On a cluster the workers write there, so it must be storage they
-        share with this process (e.g. ``gs://bucket/path`` on Dataflow).
       Others: as :func:`hmaf.data.writer.prepare`. The tfds dataset is rebuilt on every call;
         phase 2 resumes as in the normal path.
 
@@ -246,7 +233,7 @@ def prepare_beam(manifest: str | os.PathLike, out_dir: str | os.PathLike, *, bea
         if beam_data_dir is not None:
             raise ValueError("beam_data_dir is for the tfds path; with worker_writes the workers write into out_dir")
         return beam_workers.prepare_on_workers(
-            manifest, out_dir, options=options, options_text=beam_options or "", embeddings=embeddings,
+            manifest, out_dir, beam_options=beam_options, embeddings=embeddings,
             l_max=l_max, long_word_rule=long_word_rule, num_shards=num_shards, labels=labels, name=name,
             seed=seed, progress=progress)
     if beam_workers.is_dask(options):

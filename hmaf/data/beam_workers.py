@@ -37,6 +37,7 @@ import hashlib
 import json
 import logging
 import os
+import shlex
 import shutil
 import time
 from typing import Any, Callable, Iterator, Sequence
@@ -124,6 +125,19 @@ class _WriteShard(beam.DoFn):
             "examples": [[d.hex(), utt_id] for d, utt_id in digests.items()]})
         beam.metrics.Metrics.counter("hmaf", "shards_written").inc()
         return iter(())
+
+
+def pipeline_options(flags: str | None) -> beam.options.pipeline_options.PipelineOptions:
+    """Beam pipeline options from a command-line string, e.g. "--runner=DirectRunner --direct_num_workers=2".
+
+    ``--runner=DaskRunner`` is accepted as a short name: Beam 2.77 knows the Dask runner only
+    by its module path.
+    """
+    options = beam.options.pipeline_options.PipelineOptions(shlex.split(flags or ""))
+    standard = options.view_as(beam.options.pipeline_options.StandardOptions)
+    if standard.runner == "DaskRunner":
+        standard.runner = DASK_RUNNER
+    return options
 
 
 def is_dask(options: beam.options.pipeline_options.PipelineOptions) -> bool:
@@ -244,14 +258,14 @@ def _install_shard(records_dir: str, shard_name: str, shard_key: str) -> None:
 
 
 def prepare_on_workers(manifest: str | os.PathLike, out_dir: str | os.PathLike, *,
-                       options: beam.options.pipeline_options.PipelineOptions, options_text: str,
-                       embeddings: str = "glove6b50", l_max: int = 100, long_word_rule: str = "subsample",
+                       beam_options: str | None = None, embeddings: str = "glove6b50", l_max: int = 100, long_word_rule: str = "subsample",
                        num_shards: int | None = None, labels: Sequence[str] | None = None,
                        name: str | None = None, seed: int = 0, progress: bool = True) -> dict[str, Any]:
     """Prepares a corpus directory with phase 1 and the shard writing on the Beam workers.
 
     ``out_dir`` must be on storage the workers share with this process (the same path on
-    every machine). Other arguments as :func:`hmaf.data.writer.prepare`.
+    every machine). ``beam_options``: Beam pipeline flags as one string (default the
+    DirectRunner). Other arguments as :func:`hmaf.data.writer.prepare`.
 
     Returns:
       The content of ``dataset.json``, with ``beam_counters`` (counted here from the
@@ -259,6 +273,7 @@ def prepare_on_workers(manifest: str | os.PathLike, out_dir: str | os.PathLike, 
       ``shards_written_on_workers`` and ``worker_timing``.
     """
     t_start = time.perf_counter()
+    options = pipeline_options(beam_options)
     out_dir, name, rows, rejects = writer.read_inputs(manifest, out_dir, l_max=l_max,
                                                       long_word_rule=long_word_rule, labels=labels, name=name)
     cache_dir = os.path.join(out_dir, "cache")
@@ -299,7 +314,7 @@ def prepare_on_workers(manifest: str | os.PathLike, out_dir: str | os.PathLike, 
         manifest, out_dir, name, rows, results, rejects, embeddings=embeddings, l_max=l_max,
         long_word_rule=long_word_rule, num_shards=num_shards, labels=labels, seed=seed, progress=progress,
         phase1_s=phase1_s, t_start=t_start,
-        extra={"beam_counters": dict(sorted(counters.items())), "beam_options": options_text,
+        extra={"beam_counters": dict(sorted(counters.items())), "beam_options": beam_options or "",
                "skipped_shards": len(plan) - len(todo), "shards_written_on_workers": len(todo),
                "worker_timing": {"phase1_wall_s": round(phase1_s, 3), "shards_wall_s": round(shards_s, 3)}})
     if info["shards"] != [task[0] for task in plan]:  # write_corpus and the plan disagree: a bug here

@@ -71,22 +71,28 @@ def local_cluster(num_workers: int, *, memory_limit: str | float | int = "auto")
                 cluster.close()
 
 
-def prepare_on_local_cluster(manifest: str, out_dir: str, *, num_workers: int,
-                             beam_options: str | None = None, **kwargs: Any) -> dict[str, Any]:
-    """:func:`hmaf.data.beam.prepare_beam` on a local Dask cluster of ``num_workers`` processes.
+def prepare_on_local_cluster(manifest: str, out_dir: str, *, num_workers: int, beam_options: str | None = None,
+                             beam_data_dir: str | None = None, **kwargs: Any) -> dict[str, Any]:
+    """Prepares a corpus on a local Dask cluster of ``num_workers`` processes.
 
-    ``beam_options`` may add Dask runner flags (e.g. ``--dask_partition_size=8``) but not a
-    runner or a scheduler address: this function sets both.
+    :func:`hmaf.data.beam_workers.prepare_on_workers` on Beam's Dask runner (what
+    :func:`hmaf.data.beam.prepare_beam` runs for the Dask runner, without importing
+    TensorFlow into this process). ``beam_options`` may add Dask runner flags (e.g.
+    ``--dask_partition_size=8``) but not a runner or a scheduler address: this function
+    sets both. Other keywords as :func:`hmaf.data.writer.prepare`.
 
     Raises:
-      ValueError: ``beam_options`` names a runner or a client address.
+      ValueError: ``beam_options`` names a runner or a client address, or ``beam_data_dir``
+        is given (the workers write into ``out_dir``; there is no tfds dataset).
     """
     extra = shlex.split(beam_options or "")
     clash = [f for f in extra if f.split("=")[0] in ("--runner", "--dask_client_address")]
     if clash:
         raise ValueError(f"--dask starts its own cluster and runner; drop {clash} from --beam_options")
-    from hmaf.data.beam import prepare_beam
+    if beam_data_dir is not None:
+        raise ValueError("--beam_data_dir is for the tfds path; with --dask the workers write into --out")
+    from hmaf.data.beam_workers import prepare_on_workers
 
     with local_cluster(num_workers) as cluster:
         flags = ["--runner=DaskRunner", f"--dask_client_address={cluster.scheduler_address}", *extra]
-        return prepare_beam(manifest, out_dir, beam_options=shlex.join(flags), **kwargs)
+        return prepare_on_workers(manifest, out_dir, beam_options=shlex.join(flags), **kwargs)
