@@ -57,6 +57,8 @@ DASK_RUNNER = "apache_beam.runners.dask.dask_runner.DaskRunner"
 ROWS_PER_TASK = 2
 MAX_TASKS = 2000
 
+_warmed_up = False  # per process: see _PreprocessToCache.setup
+
 ShardExamples = list[tuple[ManifestRow, str, int]]  # (row, cache key, label index) in shard order
 
 
@@ -77,7 +79,12 @@ class _PreprocessToCache(beam.DoFn):
         self._outcomes: list[dict[str, Any]] = []
 
     def setup(self) -> None:
-        writer._warm_up()  # once per worker process: imports and FFT set-up
+        # The Dask runner sets a DoFn up for every task (bundle): pay the imports and FFT
+        # set-up once per worker process, not per task.
+        global _warmed_up
+        if not _warmed_up:
+            writer._warm_up()
+            _warmed_up = True
 
     def start_bundle(self) -> None:
         self._outcomes = []

@@ -121,6 +121,7 @@ def test_a_killed_worker_costs_nothing(manifest, normal, tmp_path):
         thread.join(timeout=120)
         assert not thread.is_alive() and "error" not in outcome, outcome.get("error")
         with Client(cluster.scheduler_address) as client:
+            client.wait_for_workers(2, timeout=60)
             pids_after = set(client.run(os.getpid).values())
         assert victim not in pids_after and len(pids_after) == 2  # the nanny started a new one
         all_workers = pids | pids_after
