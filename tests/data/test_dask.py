@@ -9,8 +9,11 @@ import threading
 import time
 from pathlib import Path
 
+import apache_beam as beam
 import psutil
 import pytest
+from apache_beam.runners.dask.dask_runner import DaskOptions
+from dask.distributed import Client
 
 from hmaf import prepare as prepare_cli
 from hmaf.corpora.synthetic import generate
@@ -77,12 +80,53 @@ def _assert_same_corpus(out: Path, info: dict, normal_dir: Path, normal_info: di
     assert not (out / beam_workers.OUTCOMES_DIR).exists()
 
 
-def test_dask_flag_writes_the_normal_corpus_and_leaves_no_process(manifest, normal, tmp_path):
+def _workers(before: set[int]) -> list[int]:
+    """Dask worker processes started since ``before`` (spawned children, not their own children)."""
+    workers = []
+    for pid in _spawned_children() - before:
+        try:
+            if "spawn_main" in " ".join(psutil.Process(pid).cmdline()):
+                workers.append(pid)
+        except psutil.NoSuchProcess:
+            pass
+    return workers
+
+
+def test_dask_flag_survives_a_killed_worker(manifest, normal, tmp_path, monkeypatch):
+    """``--dask 2`` with one worker SIGKILLed mid-run: Dask reruns its tasks; the corpus is the
+    normal path's, no partial file is left, no process outlives the command, and the driver
+    never touches frames (the workers write the shards)."""
+    def driver_must_not(*args, **kwargs):
+        raise AssertionError("the driver read frames or wrote a shard")
+
+    # Patched in this (the driver's) process only: the workers are other processes.
+    monkeypatch.setattr(writer, "_load_utterance", driver_must_not)
+    monkeypatch.setattr(writer, "_write_shard", driver_must_not)
     before = _spawned_children()
     out = tmp_path / "tiny"
-    status = prepare_cli.main(["--manifest", str(manifest), "--out", str(out), "--num_shards", str(NUM_SHARDS),
-                               "--no_progress", "--dask", "2"])
-    assert status == 0
+    outcome: dict = {}
+
+    def run() -> None:
+        try:
+            outcome["status"] = prepare_cli.main([
+                "--manifest", str(manifest), "--out", str(out), "--num_shards", str(NUM_SHARDS), "--no_progress",
+                "--dask", "2"])
+        except BaseException as e:  # handed to the test's thread
+            outcome["error"] = e
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    deadline = time.monotonic() + 120
+    while not list((out / "cache").glob("*.npz")) and time.monotonic() < deadline:
+        time.sleep(0.05)  # the first utterance is done: both workers are at work
+    cached_at_kill = len(list((out / "cache").glob("*.npz")))
+    workers = _workers(before)
+    assert len(workers) == 2, workers
+    os.kill(min(workers), signal.SIGKILL)
+    assert thread.is_alive() and 0 < cached_at_kill < NUM_GOOD  # it really was mid-run
+    thread.join(timeout=180)
+    assert not thread.is_alive() and outcome.get("status") == 0, outcome
+
     info = json.loads((out / "dataset.json").read_text())
     _assert_same_corpus(out, info, *normal)
     assert info["beam_counters"] == {"examples": NUM_GOOD, "rejected_unreadable_audio": 1}
@@ -91,49 +135,21 @@ def test_dask_flag_writes_the_normal_corpus_and_leaves_no_process(manifest, norm
     assert not _wait_gone(_spawned_children() - before)
 
 
-def test_a_killed_worker_costs_nothing(manifest, normal, tmp_path):
-    """SIGKILL one worker mid-run: Dask reruns its tasks, the corpus is the same, no partial file."""
-    out = tmp_path / "tiny"
-    outcome: dict = {}
-    with local_cluster(2) as cluster:
-        from dask.distributed import Client
-
-        with Client(cluster.scheduler_address) as client:
-            pids = set(client.run(os.getpid).values())
-
-        def run() -> None:
-            try:
-                outcome["info"] = beam_lib.prepare_beam(
-                    manifest, out, num_shards=NUM_SHARDS, progress=False,
-                    beam_options=f"--runner=DaskRunner --dask_client_address={cluster.scheduler_address}")
-            except BaseException as e:  # handed to the test thread
-                outcome["error"] = e
-
-        thread = threading.Thread(target=run)
-        thread.start()
-        deadline = time.monotonic() + 60
-        while not list((out / "cache").glob("*.npz")) and time.monotonic() < deadline:
-            time.sleep(0.05)  # the first utterance is done: both workers are at work
-        cached_at_kill = len(list((out / "cache").glob("*.npz")))
-        victim = min(pids)
-        os.kill(victim, signal.SIGKILL)
-        assert thread.is_alive() and 0 < cached_at_kill < NUM_GOOD  # it really was mid-run
-        thread.join(timeout=120)
-        assert not thread.is_alive() and "error" not in outcome, outcome.get("error")
-        with Client(cluster.scheduler_address) as client:
-            client.wait_for_workers(2, timeout=60)
-            pids_after = set(client.run(os.getpid).values())
-        assert victim not in pids_after and len(pids_after) == 2  # the nanny started a new one
-        all_workers = pids | pids_after
-    _assert_same_corpus(out, outcome["info"], *normal)
-    assert not _wait_gone(all_workers)
+def test_beam_flag_with_the_dask_runner_takes_the_worker_path(manifest, tmp_path, monkeypatch):
+    """``--beam --beam_options="--runner=DaskRunner ..."`` runs what ``--dask`` runs, on the given cluster."""
+    seen = {}
+    monkeypatch.setattr(beam_workers, "prepare_on_workers", lambda *args, **kwargs: seen.update(kwargs) or seen)
+    flags = "--runner=DaskRunner --dask_client_address=tcp://10.0.0.7:8786"
+    beam_lib.prepare_beam(manifest, tmp_path / "x", beam_options=flags, num_shards=2)
+    assert seen["beam_options"] == flags and seen["num_shards"] == 2
+    options = beam_workers.pipeline_options(flags)
+    assert options.view_as(beam.options.pipeline_options.StandardOptions).runner == beam_workers.DASK_RUNNER
+    assert options.view_as(DaskOptions).address == "tcp://10.0.0.7:8786"
 
 
 def test_cluster_is_shut_down_on_error():
     with pytest.raises(RuntimeError, match="boom"):
         with local_cluster(1) as cluster:
-            from dask.distributed import Client
-
             with Client(cluster.scheduler_address) as client:
                 pids = set(client.run(os.getpid).values())
             raise RuntimeError("boom")
