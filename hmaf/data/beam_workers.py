@@ -148,6 +148,7 @@ def pipeline_options(flags: str | None) -> beam.options.pipeline_options.Pipelin
 
 
 def is_dask(options: beam.options.pipeline_options.PipelineOptions) -> bool:
+    """Whether the options name Beam's Dask runner (short or full name)."""
     runner = options.view_as(beam.options.pipeline_options.StandardOptions).runner
     return runner in ("DaskRunner", DASK_RUNNER)
 

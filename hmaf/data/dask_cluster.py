@@ -46,7 +46,7 @@ def _sigterm_unwinds() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def local_cluster(num_workers: int, *, memory_limit: str | float | int = "auto") -> Iterator[Any]:
+def local_cluster(num_workers: int) -> Iterator[LocalCluster]:
     """A running ``LocalCluster`` of ``num_workers`` single-threaded worker processes.
 
     Its address is ``cluster.scheduler_address``. Workers get one BLAS/OpenMP thread
@@ -63,7 +63,7 @@ def local_cluster(num_workers: int, *, memory_limit: str | float | int = "auto")
     with _sigterm_unwinds():
         try:
             cluster = LocalCluster(n_workers=num_workers, threads_per_worker=1, processes=True,
-                                   dashboard_address=None, memory_limit=memory_limit)
+                                   dashboard_address=None)
             log.info("local Dask cluster at %s with %d workers", cluster.scheduler_address, num_workers)
             yield cluster
         finally:
