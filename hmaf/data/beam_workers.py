@@ -315,6 +315,8 @@ def prepare_on_workers(manifest: str | os.PathLike, out_dir: str | os.PathLike, 
         for shard_name, shard_key, _ in todo:
             _install_shard(records_dir, shard_name, shard_key)
     shards_s = time.perf_counter() - t2
+    log.info("workers: %d rows in %.1f s, %d of %d shards in %.1f s", len(rows), phase1_s, len(todo), len(plan),
+             shards_s)
     shutil.rmtree(outcome_dir, ignore_errors=True)
 
     counters = collections.Counter("examples" if r["status"] == "ok" else f"rejected_{r['reason']}" for r in results)
