@@ -4,7 +4,8 @@ Reads a manifest (JSONL or CSV, see :mod:`hmaf.data.manifest`), aligns and featu
 every utterance and writes the corpus directory (see :mod:`hmaf.data.writer`). Rerunning
 the same command resumes an interrupted run. With ``--beam`` the per-utterance work runs as
 an Apache Beam pipeline through tensorflow-datasets (:mod:`hmaf.data.beam`, docs/scaling.md)
-on the runner ``--beam_options`` names; the corpus written is the same. ``--augment SPEC`` adds
+on the runner ``--beam_options`` names; the corpus written is the same. ``--dask N`` runs it on
+a local Dask cluster of N worker processes (:mod:`hmaf.data.dask_cluster`). ``--augment SPEC`` adds
 augmented copies of every utterance (:mod:`hmaf.data.augment`, docs/augmentation.md). Prints a summary;
 exit status 1 when the manifest is unreadable or no example is usable.
 """
@@ -48,6 +49,9 @@ def _parser() -> cli.ArgumentParser:
     p.add_argument("--beam_data_dir", default=None,
                    help="where the Beam workers write the tfds dataset and rejects (default OUT/tfds); "
                         "on a cluster, storage they share with this process, e.g. gs://bucket/path")
+    p.add_argument("--dask", type=int, default=None, metavar="N",
+                   help="run the Beam pipeline on a local Dask cluster of N worker processes "
+                        "(implies --beam; pip install 'hmaf[dask]')")
     return p
 
 
@@ -82,18 +86,30 @@ def main(argv: list[str] | None = None) -> int:
     common = dict(embeddings=args.embeddings, l_max=args.l_max, long_word_rule=args.long_word_rule,
                   num_shards=args.num_shards, labels=labels, name=args.name, seed=args.seed,
                   progress=not args.no_progress)
-    if args.augment and args.beam:
-        print("error: --augment is not available with --beam yet", file=sys.stderr)
+    if args.augment and (args.beam or args.dask is not None):
+        print(f"error: --augment is not available with {'--dask' if args.dask is not None else '--beam'} yet",
+              file=sys.stderr)
         return 1
-    if (args.beam_options is not None or args.beam_data_dir is not None) and not args.beam:
-        print("error: --beam_options and --beam_data_dir need --beam", file=sys.stderr)
+    if (args.beam_options is not None or args.beam_data_dir is not None) and not args.beam and args.dask is None:
+        print("error: --beam_options and --beam_data_dir need --beam or --dask", file=sys.stderr)
         return 1
     if args.beam and args.aligner != DEFAULT_ALIGNER:
         print(f"error: --beam aligns with --aligner {DEFAULT_ALIGNER} only", file=sys.stderr)
         return 1
     try:
         # deferred imports so --help stays fast
-        if args.beam:
+        if args.dask is not None:
+            try:
+                from hmaf.data.dask_cluster import prepare_on_local_cluster
+            except ModuleNotFoundError as e:
+                print(f"error: --dask needs {e.name}: pip install 'hmaf[dask]'", file=sys.stderr)
+                return 1
+
+            # The workers align each row themselves, so --aligner applies (unlike the tfds path of --beam).
+            info = prepare_on_local_cluster(args.manifest, args.out, num_workers=args.dask,
+                                            beam_options=args.beam_options, beam_data_dir=args.beam_data_dir,
+                                            aligner=args.aligner, **common)
+        elif args.beam:
             try:
                 from hmaf.data.beam import prepare_beam
             except ModuleNotFoundError as e:

@@ -19,6 +19,13 @@
 
 Workers must read the audio at the manifest's paths (a shared or mounted file system) and
 have hmaf installed.
+
+On the Dask runner (``--beam_options="--runner=DaskRunner --dask_client_address=HOST:PORT"``,
+or ``--dask N`` for a local cluster, :mod:`hmaf.data.dask_cluster`), and on any runner with
+``worker_writes=True``, :mod:`hmaf.data.beam_workers` runs instead: no tfds dataset; the
+workers write the cache and the record shards straight into the output folder (storage
+they share with the driver), and the driver only builds the vocabulary and renames the
+finished shards. Same corpus, same ``content_hash``.
 """
 
 from __future__ import annotations
@@ -27,7 +34,6 @@ import dataclasses
 import json
 import logging
 import os
-import shlex
 import time
 from typing import Any, Iterator, Sequence
 
@@ -38,6 +44,8 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from hmaf.data import beam_workers
+from hmaf.data.beam_workers import pipeline_options
 from hmaf.data import features as features_lib
 from hmaf.data import writer
 from hmaf.data.manifest import ManifestRow
@@ -191,16 +199,11 @@ def _read_rejects(prefix: str) -> list[dict[str, Any]]:
     return rejects
 
 
-def pipeline_options(flags: str | None) -> beam.options.pipeline_options.PipelineOptions:
-    """Beam pipeline options from a command-line string, e.g. "--runner=DirectRunner --direct_num_workers=2"."""
-    return beam.options.pipeline_options.PipelineOptions(shlex.split(flags or ""))
-
-
 def prepare_beam(manifest: str | os.PathLike, out_dir: str | os.PathLike, *, beam_options: str | None = None,
                  beam_data_dir: str | None = None, embeddings: str = "glove6b50", l_max: int = 100,
                  long_word_rule: str = "subsample", num_shards: int | None = None,
                  labels: Sequence[str] | None = None, name: str | None = None, seed: int = 0,
-                 progress: bool = True) -> dict[str, Any]:
+                 progress: bool = True, worker_writes: bool | None = None) -> dict[str, Any]:
     """Prepares a corpus directory like :func:`hmaf.data.writer.prepare`, phase 1 on Apache Beam.
 
     Args:
@@ -209,6 +212,10 @@ def prepare_beam(manifest: str | os.PathLike, out_dir: str | os.PathLike, *, bea
       beam_data_dir: where the pipeline writes the tfds dataset and the rejects; default
         ``out_dir/tfds``. On a cluster the workers write there, so it must be storage they
         share with this process (e.g. ``gs://bucket/path`` on Dataflow).
+      worker_writes: the workers write the cache and the record shards straight into
+        ``out_dir``, which must then be storage they share (:mod:`hmaf.data.beam_workers`;
+        no tfds dataset). Default: on the Dask runner only, which cannot run the tfds
+        writer (it needs side inputs that runner does not support).
       Others: as :func:`hmaf.data.writer.prepare`. The tfds dataset is rebuilt on every call;
         phase 2 resumes as in the normal path.
 
@@ -220,6 +227,18 @@ def prepare_beam(manifest: str | os.PathLike, out_dir: str | os.PathLike, *, bea
       ValueError: bad arguments, no usable example, or a row the pipeline neither kept
         nor rejected.
     """
+    options = pipeline_options(beam_options)
+    if worker_writes is None:
+        worker_writes = beam_workers.is_dask(options)
+    if worker_writes:
+        if beam_data_dir is not None:
+            raise ValueError("beam_data_dir is for the tfds path; with worker_writes the workers write into out_dir")
+        return beam_workers.prepare_on_workers(
+            manifest, out_dir, beam_options=beam_options, embeddings=embeddings,
+            l_max=l_max, long_word_rule=long_word_rule, num_shards=num_shards, labels=labels, name=name,
+            seed=seed, progress=progress)
+    if beam_workers.is_dask(options):
+        raise ValueError("the Dask runner cannot run the tfds writer (no side inputs); use worker_writes=True")
     t_start = time.perf_counter()
     settings = PrepareSettings(embeddings=embeddings, l_max=l_max, long_word_rule=long_word_rule,
                                num_shards=num_shards, labels=labels, name=name, seed=seed, progress=progress)
@@ -238,7 +257,7 @@ def prepare_beam(manifest: str | os.PathLike, out_dir: str | os.PathLike, *, bea
     t1 = time.perf_counter()
     builder = HmafCorpus(data_dir=tfds_dir, config=config)
     builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
-        beam_options=pipeline_options(beam_options)))
+        beam_options=options))
 
     # Hand-off to phase 2 through the writer's cache (the pipeline's examples, in row order).
     by_id = {row.id: row for row in rows}  # ids are unique (read_manifest rejects duplicates)
