@@ -303,7 +303,7 @@ def read_split_file(path: str | os.PathLike) -> dict[str, tuple[str, ...]]:
 
 
 def from_config(config: ml_collections.ConfigDict, *, data_dir: str | os.PathLike | None = None,
-                vocab_path: str | os.PathLike | None = None):
+                vocab_path: str | os.PathLike | None = None, pack: bool | None = None):
     """The batches of ``config`` (a training config, e.g. the one saved with a
     checkpoint): the one constructor training, evaluation, experiments and inference use.
 
@@ -312,10 +312,12 @@ def from_config(config: ml_collections.ConfigDict, *, data_dir: str | os.PathLik
     Batch size, seed, padding, packing (``config.pack_frames``, ``pack_row_multiple``),
     splits and augmented copies all come from ``config``; fields a config saved by an
     older version lacks take their defaults. ``vocab_path``: the training corpus's
-    vocabulary, to evaluate a trained model on another corpus.
+    vocabulary, to evaluate a trained model on another corpus. ``pack``: overrides
+    ``config.pack_frames`` (False: the trainer packs per device when it shards batches).
     """
     data = config.data
-    pack = dict(pack=bool(config.get("pack_frames", False)), row_multiple=int(config.get("pack_row_multiple", 8)))
+    pack = dict(pack=bool(config.get("pack_frames", False)) if pack is None else pack,
+                row_multiple=int(config.get("pack_row_multiple", 8)))
     if data.source == "toy":
         from hmaf.data.toy import ToySource
         return ToySource(batch_size=config.batch_size, seed=config.seed, **pack, **data.get("toy", {}))

@@ -1,0 +1,193 @@
+"""Multi-process training (``jax.distributed`` on CPU through gloo): two processes of two
+forced devices each train like ONE process of four devices on the same global batches,
+padded and packed, and a killed two-process job resumes to the same end.
+
+Every run is a subprocess (the device count and the distributed runtime are fixed per
+process); the runs use the tiny audio-only config (one stage, 6 steps, validation
+every 2, evaluation tails of 6 = 4 + 2 examples padded to the 4 devices).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+STEPS = 6
+OVERRIDES = dict(num_train_steps=STEPS, eval_every=2, log_every=1, data_parallel=True)
+SPLIT_SIZES = (48, 22, 22)  # eval tails of 6 examples: batches of 4 and 2 (padded to 4 devices)
+
+# One process of the job: trains the given layouts one after the other.
+DRIVER = textwrap.dedent(f"""
+    import sys
+    from pathlib import Path
+    from configs import default
+    from hmaf.training import distributed
+    from hmaf.training.trainer import train_and_evaluate
+
+    workdir, coordinator, num_processes, process_id = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+    config = default.get_config("tiny", model="audio_only")
+    config.update({OVERRIDES!r})
+    config.data.toy.split_sizes = {SPLIT_SIZES!r}
+    config.distributed.update(coordinator=coordinator, num_processes=num_processes, process_id=process_id)
+    distributed.initialize(config)
+    for layout in sys.argv[5:]:
+        config.pack_frames = layout == "packed"
+        train_and_evaluate(config, Path(workdir) / layout)
+""")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def env(devices: int) -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2", "JAX_PLATFORMS": "cpu",
+            "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
+
+
+def start(args: list[str], devices: int, log: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, *args], cwd=REPO, env=env(devices), stdout=log.open("w"),
+                            stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def stop(procs: list[subprocess.Popen]) -> None:
+    """No process survives a test: kill each one's process group."""
+    for proc in procs:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def finish(procs: list[subprocess.Popen], logs: list[Path], timeout: float = 600) -> None:
+    try:
+        deadline = time.time() + timeout
+        for proc, log in zip(procs, logs):
+            proc.wait(timeout=max(deadline - time.time(), 1))
+            assert proc.returncode == 0, log.read_text()[-4000:]
+    finally:
+        stop(procs)
+
+
+def job(workdir: Path, processes: int, devices: int, *layouts: str, cli: list[str] | None = None
+        ) -> tuple[list[subprocess.Popen], list[Path]]:
+    """Starts ``processes`` processes of ``devices`` devices each (the driver, or
+    ``python -m hmaf.train`` with the ``cli`` arguments)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    coordinator = f"127.0.0.1:{free_port()}"
+    procs, logs = [], []
+    for i in range(processes):
+        if cli is None:
+            args = ["-c", DRIVER, str(workdir), coordinator, str(processes), str(i), *layouts]
+        else:
+            args = ["-m", "hmaf.train", "--workdir", str(workdir), *cli,
+                    f"--config.distributed.coordinator={coordinator}",
+                    f"--config.distributed.num_processes={processes}", f"--config.distributed.process_id={i}"]
+        logs.append(workdir / f"process{i}.log")
+        procs.append(start(args, devices, logs[-1]))
+    return procs, logs
+
+
+def latest_state(run: Path) -> tuple[int, dict]:
+    import orbax.checkpoint as ocp
+
+    manager = ocp.CheckpointManager((run / "audio" / "checkpoints" / "latest").absolute(),
+                                    options=ocp.CheckpointManagerOptions(read_only=True))
+    step = manager.latest_step()
+    restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(),
+                                                             meta=ocp.args.JsonRestore()))
+    manager.close()
+    return step, restored["state"]
+
+
+def train_losses(run: Path) -> np.ndarray:
+    """``train/loss`` per step from the TensorBoard events (written by process 0 only)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.util import tensor_util
+
+    events = list((run / "audio").glob("events.out.tfevents.*"))
+    assert len(events) == 1, events  # one writer: process 0
+    acc = EventAccumulator(str(events[0]), size_guidance={"tensors": 0})
+    acc.Reload()
+    return np.array([float(tensor_util.make_ndarray(e.tensor_proto)) for e in acc.Tensors("train/loss")])
+
+
+def max_diff(a, b) -> float:
+    import jax
+
+    return max(jax.tree.leaves(jax.tree.map(
+        lambda x, y: float(np.max(np.abs(np.asarray(x, np.float64) - np.asarray(y, np.float64)))), a, b)))
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """One process of 4 devices and two processes of 2, concurrently, padded then packed."""
+    root = tmp_path_factory.mktemp("distributed")
+    one = job(root / "one", 1, 4, "padded", "packed")
+    two = job(root / "two", 2, 2, "padded", "packed")
+    try:
+        finish(*two)
+        finish(*one)
+    finally:
+        stop(one[0] + two[0])
+    return root
+
+
+@pytest.mark.parametrize("layout", ["padded", "packed"])
+def test_two_processes_equal_one_process_of_four_devices(runs, layout):
+    one, two = runs / "one" / layout, runs / "two" / layout
+    step_one, state_one = latest_state(one)
+    step_two, state_two = latest_state(two)
+    assert step_one == step_two == STEPS
+    assert max_diff(state_one["params"], state_two["params"]) < 1e-5
+    assert max_diff(state_one["opt_state"], state_two["opt_state"]) < 1e-5
+    losses_one, losses_two = train_losses(one), train_losses(two)
+    assert len(losses_one) == STEPS and np.all(np.isfinite(losses_one))
+    np.testing.assert_allclose(losses_two, losses_one, atol=1e-5)
+    # Evaluation gathered every process's predictions: metrics over the whole split.
+    m_one, m_two = (json.loads((r / "metrics.json").read_text())["audio"] for r in (one, two))
+    for split, size in zip(("train", "validation", "test"), SPLIT_SIZES):
+        assert np.sum(m_two[split]["confusion"]) == size
+        assert m_two[split]["wa"] == pytest.approx(m_one[split]["wa"])
+    # Files every process would write alike are written once, by process 0.
+    assert len(list((two / "audio").glob("events.out.tfevents.*"))) == 1
+
+
+def test_killed_two_process_job_resumes_to_the_same_end(runs, tmp_path):
+    """The whole job is killed after its first checkpoint and restarted: it resumes and
+    ends where the uninterrupted two-process run (the padded run above) ended."""
+    cli = ["--config", "configs/audio_only.py:tiny", *[f"--config.{k}={v}" for k, v in OVERRIDES.items()],
+           f"--config.data.toy.split_sizes={SPLIT_SIZES}"]
+    workdir = tmp_path / "killed"
+    procs, logs = job(workdir, 2, 2, cli=cli)
+    marker = workdir / "audio" / "checkpoints" / "latest" / "2"
+    try:
+        deadline = time.time() + 600
+        while not marker.exists() and all(p.poll() is None for p in procs) and time.time() < deadline:
+            time.sleep(0.05)
+        assert marker.exists(), logs[0].read_text()[-4000:]
+    finally:
+        stop(procs)
+    assert not (workdir / "audio" / "metrics.json").exists(), "the job finished before it was killed"
+    procs, logs = job(workdir, 2, 2, cli=cli)
+    finish(procs, logs)
+    assert "resuming from step" in logs[0].read_text()
+    step, resumed = latest_state(workdir)
+    _, uninterrupted = latest_state(runs / "two" / "padded")
+    assert step == STEPS
+    assert max_diff(resumed["params"], uninterrupted["params"]) < 1e-6
+    final = json.loads((workdir / "metrics.json").read_text())["final"]
+    expected = json.loads((runs / "two" / "padded" / "metrics.json").read_text())["final"]
+    assert final == expected
