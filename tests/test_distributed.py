@@ -47,6 +47,92 @@ DRIVER = textwrap.dedent(f"""
 """)
 
 
+def test_pack_per_device_keeps_each_device_s_frames_on_the_device():
+    """Each device's rows gather only its own frames, with one row count for all, and
+    the processes' shares put together rebuild every real frame of the global batch."""
+    from hmaf.data.layout import BatchLayout
+    from hmaf.data.toy import random_batch
+    from hmaf.training.distributed import pack_per_device
+
+    batch = random_batch(np.random.default_rng(0), 8, 6, 10, vocab_size=20)
+    layout = BatchLayout(batch_size=8, pad_words_to=6, pad_frames_to=10, pack=True, mean_frames=6.0,
+                         mean_words=4.5)
+    shares = [pack_per_device(batch, layout, 4, first, 2) for first in (0, 2)]  # 2 processes, 2 devices each
+    src = np.concatenate([s["pack_src"] for s in shares])  # [4 devices, P, R]
+    mask = np.concatenate([s["pack_mask"] for s in shares])
+    assert src.shape[0] == 4 and src.shape[2] == 10 and mask.shape == src.shape
+    unpack = np.concatenate([s["unpack_index"] for s in shares]).reshape(4, 2, 6, 10)  # per device
+    real = batch["frame_mask"].reshape(4, 2, 6, 10)
+    frames = batch["frames"].reshape(4, 2 * 6 * 10, -1)
+    for d in range(4):  # device d's indices stay inside its own 2 examples and P * R positions
+        assert src[d].max() < 2 * 6 * 10 and unpack[d].max() < src[d].size
+        rows = frames[d][src[d]]  # [P, R, M]: the device's own frames only
+        rebuilt = rows.reshape(-1, rows.shape[-1])[unpack[d]]  # [2, 6, 10, M]
+        np.testing.assert_array_equal(rebuilt[real[d]], batch["frames"].reshape(4, 2, 6, 10, -1)[d][real[d]])
+        assert mask[d].sum() == real[d].sum()
+    np.testing.assert_array_equal(np.concatenate([s["frames"] for s in shares]), batch["frames"])
+    with pytest.raises(ValueError, match="batch size 6 does not divide over 4 devices"):
+        pack_per_device({k: v[:6] for k, v in batch.items()}, layout, 4, 0, 2)
+
+
+PER_DEVICE_STEP = textwrap.dedent("""
+    import json, re
+    import jax, numpy as np
+    from hmaf.data.layout import BatchLayout
+    from hmaf.data.toy import random_batch
+    from hmaf.models import build_model
+    from hmaf.training.distributed import pack_per_device
+    from hmaf.training.sharding import make_mesh, replicate, shard_batch
+    from hmaf.training.steps import create_train_state, make_train_step
+
+    batch = random_batch(np.random.default_rng(0), 8, 6, 10, vocab_size=20, num_classes=3)
+    model = build_model("audio_only", num_classes=3, vocab_size=20, embed_dim=8, hidden=7, attention_dim=6,
+                        fusion_dim=5, filters=4, widths=(2, 3))
+    layout = BatchLayout(batch_size=8, pad_words_to=6, pad_frames_to=10, pack=True, mean_frames=6.0,
+                         mean_words=4.5)
+    mesh = make_mesh()
+    packed = shard_batch(pack_per_device(batch, layout, 4, 0, 4), mesh, packed_per_device=True)
+    step = make_train_step(model, donate=False)
+    many = replicate(create_train_state(model, batch), mesh)
+    hlo = step.lower(many, packed, jax.random.key(1)).compile().as_text()
+    many, m_many = step(many, packed, jax.random.key(1))
+    one = jax.device_put(create_train_state(model, batch), jax.devices()[0])
+    one, m_one = step(one, jax.device_put(batch, jax.devices()[0]), jax.random.key(1))
+    diff = max(jax.tree.leaves(jax.tree.map(lambda a, b: float(np.max(np.abs(np.asarray(a) - np.asarray(b)))),
+                                            one.params, many.params)))
+    print("RESULT " + json.dumps(dict(loss_one=float(m_one["loss"]), loss_many=float(m_many["loss"]), diff=diff,
+                                      all_gathers=len(re.findall(r"all-gather-start|all-gather\\(", hlo)),
+                                      all_reduces=len(re.findall(r"all-reduce", hlo)))))
+""")
+
+
+def test_per_device_packing_equals_one_device_and_gathers_no_frames():
+    """Four devices, each packing its own sub-batch: one train step equals the padded
+    step on one device, and the compiled step has no all-gather (each device gathers
+    its own frames into its rows; only the gradients are all-reduced)."""
+    proc = subprocess.run([sys.executable, "-c", PER_DEVICE_STEP], cwd=REPO, env=env(4), capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    result = json.loads([l for l in proc.stdout.splitlines() if l.startswith("RESULT ")][-1][len("RESULT "):])
+    np.testing.assert_allclose(result["loss_many"], result["loss_one"], rtol=1e-5)
+    assert result["diff"] < 1e-5
+    assert result["all_reduces"] > 0 and result["all_gathers"] == 0
+
+
+def test_distributed_config_errors():
+    from configs import default
+    from hmaf.training.distributed import initialize
+
+    config = default.get_config("tiny")
+    assert initialize(config) is False  # one process: nothing to join
+    config.distributed.num_processes = 2
+    with pytest.raises(ValueError, match="coordinator=HOST:PORT"):
+        initialize(config)
+    config.distributed.update(coordinator="127.0.0.1:1", process_id=2)
+    with pytest.raises(ValueError, match=r"process_id=2 must lie in \[0, 2\)"):
+        initialize(config)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -12,9 +12,10 @@ process, so that process ``p``'s devices hold exactly its rows.
 
 With the packed layout every device's sub-batch of ``B / D`` examples is packed on its
 own (:func:`pack_per_device`), with one static row count for all devices, so a
-device's packed rows hold only its own frames. The packing indices are written in the
-flat coordinates of the global batch (a device's offset added), so the model's gather
-keeps its single-device meaning under ``jax.jit``.
+device's packed rows hold only its own frames. The packing arrays get a leading group
+axis (one group per device) and index within their group; the model batches its gathers
+over that axis (:class:`hmaf.models.encoders.AudioAttention`), so under ``jax.jit`` the
+partitioned step gathers frames on each device from its own sub-batch only.
 """
 
 from __future__ import annotations
@@ -106,8 +107,10 @@ def pack_per_device(batch: Mapping[str, np.ndarray], layout, num_devices: int, f
 
     Returns the rows of :func:`process_rows` plus, for ``D_l = local_devices`` devices
     of ``P`` rows of ``R`` frames each, ``pack_src``/``pack_mask``/``pack_start``/
-    ``pack_end`` ``[D_l * P, R]`` and ``unpack_index`` ``[B / num_devices * D_l, N, L]``,
-    indices in the global batch's flat coordinates. ``P`` is the layout's plan for a
+    ``pack_end`` ``[D_l, P, R]`` and ``unpack_index`` ``[B / num_devices * D_l, N, L]``,
+    indices within each device's own sub-batch (``pack_src`` into its
+    ``B / num_devices * N * L`` frames, ``unpack_index`` into its ``P * R`` packed
+    positions). ``P`` is the layout's plan for a
     ``[B / num_devices, N, L]`` batch, or, when a device's words need more, the next
     multiple of ``row_multiple`` that fits every device of the GLOBAL batch: each
     process sees the whole global batch, so all agree on ``P`` without talking.
@@ -124,10 +127,8 @@ def pack_per_device(batch: Mapping[str, np.ndarray], layout, num_devices: int, f
     parts = []
     for d in range(first_device, first_device + local_devices):
         sub = {k: v[d * per_device:(d + 1) * per_device] for k, v in batch.items()}
-        packed = pack_batch(sub, rows=plan, row_multiple=multiple)
-        packed["pack_src"] = packed["pack_src"] + np.int32(d * per_device * n * l)
-        packed["unpack_index"] = packed["unpack_index"] + np.int32(d * plan * l)
-        parts.append(packed)
+        parts.append(pack_batch(sub, rows=plan, row_multiple=multiple))
     local = {k: v[rows] for k, v in batch.items()}
-    local.update({k: np.concatenate([p[k] for p in parts]) for k in PACK_KEYS})
+    local.update({k: np.stack([p[k] for p in parts]) for k in PACK_KEYS if k != "unpack_index"})
+    local["unpack_index"] = np.concatenate([p["unpack_index"] for p in parts])
     return local
