@@ -64,6 +64,11 @@ def get_config(arg: str | None = None, model: str = "faf") -> ml_collections.Con
     config.pack_frames = True
     config.pack_row_multiple = 8  # rows rounded up to this (fewer shapes to compile vs less padding)
     config.data_parallel = False  # shard each batch over all devices (jax.sharding)
+    # Multi-process training (docs/scaling.md, "Multi-process training"): every process
+    # runs the same command with its own process_id; auto=True lets
+    # jax.distributed.initialize() find the cluster (TPU VM, SLURM). Batches are then
+    # always sharded over the devices of all processes.
+    config.distributed = ml_collections.ConfigDict(dict(coordinator="", num_processes=1, process_id=0, auto=False))
     config.staged = True  # train text and audio branches first, then fine-tune the fusion
     config.stage = "all"  # or one stage: text | audio | fusion
     config.branches_dir = ""  # where the text/audio stages live; "" = the workdir

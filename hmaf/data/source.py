@@ -310,7 +310,7 @@ def read_split_file(path: str | os.PathLike) -> dict[str, tuple[str, ...]]:
 
 
 def from_config(config: ml_collections.ConfigDict, *, data_dir: str | os.PathLike | None = None,
-                vocab_path: str | os.PathLike | None = None, splits: bool = True):
+                vocab_path: str | os.PathLike | None = None, splits: bool = True, pack: bool | None = None):
     """The batches of ``config`` (a training config, e.g. the one saved with a
     checkpoint): the one constructor training, evaluation, experiments and inference use.
 
@@ -321,9 +321,12 @@ def from_config(config: ml_collections.ConfigDict, *, data_dir: str | os.PathLik
     older version lacks take their defaults. ``vocab_path``: the training corpus's
     vocabulary, to evaluate a trained model on another corpus; ``splits=False``: no
     train/validation/test splits (another corpus evaluated as a whole, split "all").
+    ``pack``: overrides ``config.pack_frames`` (False: the trainer packs per device when it
+    shards batches).
     """
     data = config.data
-    pack = dict(pack=bool(config.get("pack_frames", False)), row_multiple=int(config.get("pack_row_multiple", 8)))
+    pack = dict(pack=bool(config.get("pack_frames", False)) if pack is None else pack,
+                row_multiple=int(config.get("pack_row_multiple", 8)))
     if data.source == "toy":
         from hmaf.data.toy import ToySource
         return ToySource(batch_size=config.batch_size, seed=config.seed, **pack, **data.get("toy", {}))

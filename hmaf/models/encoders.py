@@ -175,12 +175,20 @@ class AudioAttention(nn.Module):
                 split_rngs={"params": False},
             )(*frame_args, name="frame")(frames, frame_mask)
         else:
-            rows = jnp.take(frames.reshape((-1, frames.shape[-1])), packing["pack_src"], axis=0)  # [P, R, M]
+            # Packed per device (hmaf.training.distributed), the arrays have a leading
+            # group axis G [G, P, R] and index within their group's B / G examples: the
+            # gathers are batched over G, so no device reads another device's frames.
+            groups = packing["pack_src"].shape[0] if packing["pack_src"].ndim == 3 else 1
+            take = jax.vmap(lambda values, index: jnp.take(values, index, axis=0))
+            src = packing["pack_src"].reshape((groups, -1))  # [G, P * R]
+            rows = take(frames.reshape((groups, -1, frames.shape[-1])), src)  # [G, P * R, M]
+            row_shape = packing["pack_mask"].shape[-2:]
+            rows = rows.reshape((-1, *row_shape, frames.shape[-1]))  # [G * P, R, M]
             f_h, scores = FrameAttention(*frame_args, name="frame")(
-                rows, packing["pack_mask"], packing["pack_start"], packing["pack_end"])
-            index = packing["unpack_index"]  # [B, N, L] -> packed position
-            f_h = jnp.take(f_h.reshape((-1, f_h.shape[-1])), index, axis=0)  # [B, N, L, 2H]
-            scores = jnp.take(scores.reshape(-1), index)  # [B, N, L]
+                rows, *(packing[k].reshape((-1, *row_shape)) for k in ("pack_mask", "pack_start", "pack_end")))
+            index = packing["unpack_index"].reshape((groups, -1))  # [G, B / G * N * L] -> packed position
+            f_h = take(f_h.reshape((groups, -1, f_h.shape[-1])), index).reshape((*frame_mask.shape, -1))
+            scores = take(scores.reshape((groups, -1)), index).reshape(frame_mask.shape)  # [B, N, L]
         f_alpha = masked_softmax(scores, frame_mask)  # eq. 4, per word
         f_v = weighted_sum(f_alpha, f_h)  # eq. 6: [B, N, 2H]
         w_h = BiGRU(self.hidden, unroll=self.unroll, dtype=self.dtype, hoist_input=self.hoist_input,

@@ -37,7 +37,7 @@ from hmaf.calibration import CALIBRATION_FILE, calibrate, calibration_report
 from hmaf.eval_step import make_eval_step, model_inputs
 from hmaf.metrics import classification_metrics
 from hmaf.models import BRANCHES, build_model, model_options
-from hmaf.training import sharding
+from hmaf.training import distributed, sharding
 from hmaf.training.data import Prefetch
 from hmaf.training.steps import create_train_state, init_variables, make_optimizer, make_train_step
 
@@ -86,19 +86,46 @@ def model_spec(config: ml_collections.ConfigDict, model_name: str, source: DataS
 
 class BatchPreparer:
     """Places a finished numpy batch from the source (padded, packed: see
-    :func:`hmaf.data.source.from_config`) on the device: the step's inputs only, and
-    with ``config.data_parallel`` the batch sharded over every device."""
+    :func:`hmaf.data.source.from_config`) on the device: the step's inputs only.
 
-    def __init__(self, config: ml_collections.ConfigDict):
-        self.mesh = sharding.make_mesh() if config.get("data_parallel", False) else None
+    With ``config.data_parallel``, and always on several processes, the GLOBAL batch is
+    sharded over every device of every process: this process keeps its share of the
+    rows and, with ``config.pack_frames``, packs each of its devices' sub-batches on its
+    own with ``layout`` (:mod:`hmaf.training.distributed`)."""
+
+    def __init__(self, config: ml_collections.ConfigDict, layout=None):
+        sharded = config.get("data_parallel", False) or jax.process_count() > 1
+        self.mesh = sharding.make_mesh() if sharded else None
+        self.layout = layout if config.get("pack_frames", False) else None
         if self.mesh is not None:
-            logging.info("data parallel over %d devices (%s)", self.mesh.size, jax.devices()[0].device_kind)
+            self.first_device, self.local_devices = sharding.local_devices(self.mesh)
+            logging.info("data parallel over %d devices of %d process(es) (%s)%s", self.mesh.size,
+                         jax.process_count(), jax.devices()[0].device_kind,
+                         ", frames packed per device" if self.layout is not None else "")
 
-    def __call__(self, batch: Mapping[str, Any]) -> dict:
+    def __call__(self, batch: Mapping[str, Any], pad: bool = False) -> dict:
+        """``pad``: repeat the last example until the batch divides over the devices
+        (evaluation tails); the caller drops the extra predictions."""
         batch = model_inputs(batch)
-        if self.mesh is not None:
-            return sharding.shard_batch(batch, self.mesh)
-        return jax.device_put(batch)
+        if self.mesh is None:
+            return jax.device_put(batch)
+        if pad:
+            batch = distributed.pad_to_multiple(batch, self.mesh.size)
+        if self.layout is not None:
+            local = distributed.pack_per_device(batch, self.layout, self.mesh.size, self.first_device,
+                                                self.local_devices)
+            return sharding.shard_batch(local, self.mesh, packed_per_device=True)
+        rows = distributed.process_rows(len(batch["label"]), self.mesh.size, self.first_device, self.local_devices)
+        return sharding.shard_batch({k: v[rows] for k, v in batch.items()}, self.mesh)
+
+    def for_eval(self, batch: Mapping[str, Any]) -> dict:
+        return self(batch, pad=True)
+
+    def for_checkpoint(self, tree: PyTree) -> PyTree:
+        """Sharded: the replicated arrays as numpy, so that the checkpoint carries no
+        device topology (``hmaf.checkpoint.load`` on one device restores it) and Orbax
+        writes it from process 0; resuming places it as the target state is placed."""
+        return tree if self.mesh is None else jax.tree.map(sharding.to_host, tree)
 
     def place_state(self, state: PyTree) -> PyTree:
         return state if self.mesh is None else sharding.replicate(state, self.mesh)
@@ -152,7 +179,9 @@ def predict_logits(model, variables: PyTree, batches: Iterable[dict], eval_step=
     labels, logits = [], []
     with Prefetch(batches, lambda b: (prepare(b), np.asarray(b["label"])), prefetch) as placed:
         for batch, label in placed:
-            logits.append(np.asarray(eval_step(variables, batch)["logits"]))
+            # Every process gets the whole batch's logits (gathered across processes);
+            # rows beyond the labels pad a tail to the device count.
+            logits.append(sharding.to_host(eval_step(variables, batch)["logits"])[:len(label)])
             labels.append(label)
     return np.concatenate(logits), np.concatenate(labels)
 
@@ -177,7 +206,8 @@ def _format_eta(seconds: float) -> str:
 
 
 def _write_json(path: Path, payload: dict) -> None:
-    atomic_write_text(path, json.dumps(payload, indent=2, sort_keys=True))
+    if jax.process_index() == 0:  # the same content on every process: one writer
+        atomic_write_text(path, json.dumps(payload, indent=2, sort_keys=True))
 
 
 def train_stage(config: ml_collections.ConfigDict, stage: str, model_name: str, source: DataSource,
@@ -206,16 +236,18 @@ def train_stage(config: ml_collections.ConfigDict, stage: str, model_name: str, 
 
     checkpoints = ckpt.StageCheckpoints(stage_dir)
     meta = {"step": 0, "best_metric": -math.inf, "best_step": -1, "evals_without_improvement": 0}
+    prepare = BatchPreparer(config, getattr(source, "layout", None))
+    state = prepare.place_state(state)  # before restoring: every process restores its own replicas
     restored = checkpoints.restore_latest(state)
     if restored is not None:
         state, meta = restored
         logging.info("stage %s: resuming from step %d", stage, meta["step"])
-    prepare = BatchPreparer(config)
-    state = prepare.place_state(state)
     writer = metric_writers.create_default_writer(str(stage_dir), just_logging=jax.process_index() > 0)
     writer.write_hparams(hparams(config) | {"stage": stage, "stage_model": model_name})
     train_step, eval_step = make_train_step(model), make_eval_step(model)
     rng = jax.random.key(config.seed)
+    if prepare.mesh is not None:
+        rng = sharding.replicate(rng, prepare.mesh)
     step = first_step = int(meta["step"])
     total, prefetch = budget.total_steps, int(config.get("prefetch", 2))
     report = periodic_actions.ReportProgress(num_train_steps=total, writer=writer, every_steps=config.log_every,
@@ -248,7 +280,7 @@ def train_stage(config: ml_collections.ConfigDict, stage: str, model_name: str, 
             for action in actions:
                 action(step)
             if step % config.log_every == 0 or step == total:
-                host = jax.device_get(pending)
+                host = jax.tree.map(sharding.to_host, pending)
                 pending = []
                 losses = np.array([m["loss"] for m in host])
                 if not np.all(np.isfinite(losses)):
@@ -269,7 +301,7 @@ def train_stage(config: ml_collections.ConfigDict, stage: str, model_name: str, 
                 variables = {"params": state.params, "batch_stats": state.batch_stats}
                 with report.timed("eval"):
                     val = evaluate(model, variables, source.eval_batches("validation"), num_classes, label_names,
-                                   eval_step, prepare, prefetch)
+                                   eval_step, prepare.for_eval, prefetch)
                 metric = val[config.select_metric]
                 writer.write_scalars(step, {f"validation/{k}": val[k] for k in ("wa", "ua", "weighted_f1")})
                 improved = metric > meta["best_metric"]
@@ -280,15 +312,16 @@ def train_stage(config: ml_collections.ConfigDict, stage: str, model_name: str, 
                              budget.epoch(step), step, val["wa"], val["ua"], val["weighted_f1"],
                              " (best)" if improved else "")
                 if improved:
-                    checkpoints.save_best(step, variables, spec, config.to_dict())
-                checkpoints.save_latest(step, state, meta)
+                    checkpoints.save_best(step, prepare.for_checkpoint(variables), spec, config.to_dict())
+                checkpoints.save_latest(step, prepare.for_checkpoint(state), meta)
                 window_start, window_examples = time.perf_counter(), 0  # evaluation is not training speed
     finally:
         batches.close()
     writer.flush()
     best = checkpoints.restore_best_variables({"params": state.params, "batch_stats": state.batch_stats})
     checkpoints.close()
-    outputs = {split: predict_logits(model, best, source.eval_batches(split), eval_step, prepare, prefetch)
+    outputs = {split: predict_logits(model, best, source.eval_batches(split), eval_step, prepare.for_eval,
+                                     prefetch)
                for split in SPLITS}
     results = {split: classification_metrics(labels, logits.argmax(-1), num_classes, label_names)
                for split, (logits, labels) in outputs.items()}
@@ -309,7 +342,8 @@ def train_stage(config: ml_collections.ConfigDict, stage: str, model_name: str, 
         writer.write_scalars(meta["best_step"], {f"best/{split}/{k}": results[split][k]
                                                  for k in ("wa", "ua", "weighted_f1")})
     writer.close()
-    _write_json(done, results)
+    if distributed.is_primary():
+        _write_json(done, results)
     logging.info("stage %s done after %.2f epochs (%d steps, stopped by %s): best epoch %.2f (step %d), "
                  "test WA %.4f UA %.4f F1 %.4f", stage, budget.epoch(step), step, stopped_by.replace("_", " "),
                  budget.epoch(meta["best_step"]), meta["best_step"], results["test"]["wa"], results["test"]["ua"],
@@ -321,20 +355,26 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
                        source: DataSource | None = None) -> dict:
     """Runs the stages of ``config`` (all, or only ``config.stage``) and writes
     ``workdir/metrics.json`` with each stage's metrics and the final model's."""
+    distributed.initialize(config)  # several processes: join the job before any device is used
+    primary = distributed.is_primary()  # files every process would write alike: process 0 only
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    _write_json(workdir / "config.json", config.to_dict())
+    if primary:
+        _write_json(workdir / "config.json", config.to_dict())
     if source is None:
         from hmaf.data.source import from_config  # the data pipeline imports TensorFlow
-        source = from_config(config)
+        # Sharded over devices, BatchPreparer packs each device's rows: the source packs nothing.
+        sharded = config.get("data_parallel", False) or jax.process_count() > 1
+        source = from_config(config, pack=False if sharded else None)
     data_dir = getattr(source, "data_dir", None)
-    if data_dir:  # inference needs the corpus's vocabulary and labels beside the checkpoints
+    if data_dir and primary:  # inference needs the corpus's vocabulary and labels beside the checkpoints
         (workdir / "corpus").mkdir(exist_ok=True)
         for name in CORPUS_FILES:
             shutil.copyfile(Path(data_dir) / name, workdir / "corpus" / name)
         layout = getattr(source, "layout", None)
         if layout is not None:  # inference shapes its batches as training did
             from hmaf.data.layout import LAYOUT_FILE
+            layout = dataclasses.replace(layout, pack=bool(config.get("pack_frames", False)))
             _write_json(workdir / "corpus" / LAYOUT_FILE, layout.to_dict())
     plan = stages_for(config)
     branches_dir = Path(config.get("branches_dir") or workdir)
@@ -367,5 +407,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
         results["final"] = {split: {k: results[final_stage][split][k] for k in ("wa", "ua", "weighted_f1")}
                             for split in SPLITS}
         results["final"]["model"] = config.model.name
-    _write_json(workdir / "metrics.json", results)
+    if primary:
+        _write_json(workdir / "metrics.json", results)
     return results
