@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs everything, generates and prepares the embedded default corpus
-# (espeak-ng speech, 4 emotions), and trains the paper's FAF model on it with the
+# (espeak-ng and festival speech, 4 emotions), and trains the paper's FAF model on it with the
 # staged protocol. Results: runs/faf/metrics.json; TensorBoard: runs/faf.
 set -euo pipefail
 cd "$(dirname "$0")/.."
