@@ -157,11 +157,14 @@ def test_cluster_is_shut_down_on_error():
 
 
 _HOLD_A_CLUSTER = """
-import os, time
+import os, signal, time
 from dask.distributed import Client
 from hmaf.data.dask_cluster import local_cluster
 
 if __name__ == "__main__":
+    # As in a terminal: a shell that starts a job in the background (CI may) makes it
+    # ignore SIGINT, and Python then never raises KeyboardInterrupt.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     with local_cluster(1) as cluster:
         with Client(cluster.scheduler_address) as client:
             print(*client.run(os.getpid).values(), flush=True)
