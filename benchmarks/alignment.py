@@ -31,13 +31,13 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
-import os
-import platform
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+
+from benchmarks.preprocess import machine as benchmark_machine
 
 EMNS = Path(__file__).resolve().parents[2] / "shared" / "data" / "emns" / "emns_train.csv"
 FALLBACK_SENTENCES = (
@@ -200,17 +200,6 @@ def run(cases: list[Case], aligner: str, mismatch: bool) -> list[dict]:
     return rows
 
 
-def _machine() -> dict:
-    cpu = platform.processor()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return {"platform": platform.platform(), "python": platform.python_version(), "cpu": cpu,
-            "cpu_count": os.cpu_count(), "load_1min": round(os.getloadavg()[0], 2)}
-
-
 def _table(rows: list[dict]) -> str:
     lines = ["| aligner | engine/set | utts | words | on med | on mean | on p90 | on ≤20 | on ≤50 | "
              "off med | off mean | off p90 | off ≤20 | fail | fallback | x RT |", "|" + "---|" * 16]
@@ -255,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"{m['correct_rejected']}/{m['pairs']}, other utterance's transcript caught "
                   f"{m['swapped_caught']}/{m['pairs']} {m['rejected_examples'] or ''}")
     if args.out:
-        machine = _machine()
+        machine = benchmark_machine()
         with open(args.out, "a", encoding="utf-8") as f:
             for row in rows:
                 f.write(json.dumps({"benchmark": "alignment", **row, "skipped": skipped, "machine": machine,

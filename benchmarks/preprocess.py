@@ -49,7 +49,8 @@ FALLBACK_SENTENCES = (
 EMNS = Path(__file__).resolve().parents[2] / "shared" / "data" / "emns" / "emns_train.csv"
 
 
-def _machine() -> dict:
+def machine() -> dict:
+    """The machine a benchmark ran on: platform, Python, CPU model, cores, 1-minute load."""
     cpu = platform.processor()
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
@@ -57,7 +58,7 @@ def _machine() -> dict:
     except (OSError, StopIteration):
         pass
     return {"platform": platform.platform(), "python": platform.python_version(), "cpu": cpu,
-            "cpu_count": os.cpu_count()}
+            "cpu_count": os.cpu_count(), "load_1min": round(os.getloadavg()[0], 2)}
 
 
 def _sentences(n: int) -> list[str]:
@@ -168,7 +169,7 @@ def main() -> None:
     args = parser.parse_args()
 
     folder = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="hmaf-bench-"))
-    machine = _machine()
+    machine_info = machine()
     t = time.perf_counter()
     manifest, items = synthesize_corpus(folder, args.utterances)
     lines = [{"benchmark": "preprocess", "part": "synthesize_corpus", "utterances": len(items),
@@ -177,7 +178,7 @@ def main() -> None:
     for workers in sorted({1, args.workers}):
         lines += measure_pipeline(manifest, folder / f"prepared-{workers}", workers, args.embeddings)
     for line in lines:
-        line.update(machine=machine, load_avg_1m=round(os.getloadavg()[0], 2))
+        line.update(machine=machine_info, load_avg_1m=round(os.getloadavg()[0], 2))
         print(json.dumps(line))
     if args.out:
         with open(args.out, "a", encoding="utf-8") as f:

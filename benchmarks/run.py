@@ -330,7 +330,8 @@ def _variables(model, batch):
     return jax.jit(lambda b: model.init({"params": jax.random.key(0), "dropout": jax.random.key(1)}, b))(batch)
 
 
-def _parse_shape(text: str) -> tuple[int, int, int]:
+def parse_shape(text: str) -> tuple[int, int, int]:
+    """``"8x24x64"`` -> ``(8, 24, 64)``: batch, words, frames per word."""
     parts = tuple(int(x) for x in text.lower().split("x"))
     if len(parts) != 3:
         raise argparse.ArgumentTypeError(f"shape {text!r} is not BxNxL")
@@ -343,7 +344,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--sections", default="nested,train,infer,latency",
                         type=lambda s: [x for x in s.split(",") if x])
     parser.add_argument("--models", default=",".join(MODELS), help="(--quick: faf only unless given)", type=lambda s: [x for x in s.split(",") if x])
-    parser.add_argument("--shapes", default=None, type=lambda s: [_parse_shape(x) for x in s.split(",")])
+    parser.add_argument("--shapes", default=None, type=lambda s: [parse_shape(x) for x in s.split(",")])
     parser.add_argument("--variants", default=None, type=lambda s: [x for x in s.split(",") if x],
                         help=f"nested variants, default all: {','.join(NESTED_VARIANTS)}")
     parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))

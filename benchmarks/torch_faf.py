@@ -45,6 +45,7 @@ import statistics
 import sys
 import time
 from typing import Any, Callable
+from benchmarks.run import parse_shape
 from hmaf import cli
 
 FORMS = ("packed", "padded")
@@ -56,18 +57,11 @@ def _pin(threads: int) -> list[int]:
     return cpus
 
 
-def _parse_shape(text: str) -> tuple[int, int, int]:
-    parts = tuple(int(x) for x in text.lower().split("x"))
-    if len(parts) != 3:
-        raise argparse.ArgumentTypeError(f"shape {text!r} is not BxNxL")
-    return parts
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = cli.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--threads", type=int, default=2, help="CPU threads for each framework (CPU only)")
     parser.add_argument("--shapes", default="8x24x64,32x24x64,8x48x128",
-                        type=lambda s: [_parse_shape(x) for x in s.split(",") if x])
+                        type=lambda s: [parse_shape(x) for x in s.split(",") if x])
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--quick", action="store_true", help="tiny model sizes (smoke test)")
