@@ -27,3 +27,18 @@ def test_default_config_batches_carry_each_speakers_statistics(tmp_path):
             continue
         np.testing.assert_array_equal(batch["band_mean"][i], stats[speaker][0])
         np.testing.assert_array_equal(batch["band_std"][i], stats[speaker][1])
+
+
+def test_a_corpus_without_speaker_statistics_is_a_clear_error(tmp_path):
+    import pytest
+
+    from configs import default
+    from hmaf.data.fake_corpus import write_fake_corpus
+    from hmaf.data.source import CorpusError, from_config
+
+    write_fake_corpus(tmp_path, num_speakers=5, per_speaker=3, max_words=5, max_frames=6)
+    (tmp_path / "speaker_stats.json").unlink()  # a corpus prepared before the statistics existed
+    config = default.get_config()
+    config.data.dir, config.batch_size = str(tmp_path), 4
+    with pytest.raises(CorpusError, match="speaker_stats.json not found.*hmaf.data.normalize"):
+        next(iter(from_config(config).eval_batches("all")))
