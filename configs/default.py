@@ -12,7 +12,11 @@ def get_config(arg: str | None = None, model: str = "faf") -> ml_collections.Con
         dropout=0.5, train_embedding=True, unroll=1, dtype="float32"))
     # Generalisation options (hmaf/models/classifiers.py); the paper's setting in brackets.
     # Audio input normalisation: batch (masked batch norm) | utterance | speaker | none [none].
-    config.model.audio_norm = "batch"
+    # speaker: each speaker's band statistics (hmaf.prepare writes speaker_stats.json) -- the
+    # best of the four across synthesis engines (leave-one-engine-out, docs/experiments.md
+    # "Generalisation across engines"); without a speaker's statistics (hmaf.predict on one
+    # recording) the utterance's own are used, which measured near chance on another engine.
+    config.model.audio_norm = "speaker"
     # Dropout on the fused word vectors V before the CNN decision [none: 0.0].
     config.model.fused_dropout = 0.5
     # Text branch: word ids -> UNK with this probability in training [0.0].

@@ -115,11 +115,15 @@ class Predictor:
         or "auto" (:mod:`hmaf.data.align`); default the training corpus's.
       calibration: the stage's :func:`hmaf.calibration.calibrate` record, or None
         (raw probabilities, no unfamiliar-input flag).
+      speaker_profile: (band mean float32 ``[64]``, band std float32 ``[64]``) of the
+        speaker of every recording (:func:`hmaf.data.normalize.load_profile`), for models
+        with ``audio_norm="speaker"``; None: each utterance's own statistics stand in.
     """
 
     def __init__(self, model, variables, vocab: Vocab, label_names: Sequence[str], *, l_max: int = 100,
                  long_word_rule: str = "subsample", aligner: str = "auto", layout: BatchLayout | None = None,
-                 calibration: Mapping[str, Any] | None = None):
+                 calibration: Mapping[str, Any] | None = None,
+                 speaker_profile: tuple[np.ndarray, np.ndarray] | None = None):
         from hmaf.eval_step import make_eval_step
 
         self.model = model
@@ -131,11 +135,13 @@ class Predictor:
         self.aligner = aligner
         self.layout = layout
         self.calibration = dict(calibration) if calibration else None
+        self.speaker_profile = speaker_profile
         self._eval_step = make_eval_step(model, with_attention=True)
 
     @classmethod
     def from_workdir(cls, workdir: str | os.PathLike, stage: str | None = None,
-                     aligner: str | None = None) -> "Predictor":
+                     aligner: str | None = None,
+                     speaker_profile: tuple[np.ndarray, np.ndarray] | None = None) -> "Predictor":
         """Restores the best checkpoint of ``workdir`` (the last stage trained, or ``stage``)
         with the corpus vocabulary and labels saved beside it in ``workdir/corpus``."""
         from hmaf import checkpoint
@@ -154,7 +160,7 @@ class Predictor:
         return cls(model, variables, Vocab.load(corpus / "vocab.txt"), meta["label_names"],
                    l_max=meta.get("l_max", 100), long_word_rule=meta.get("long_word_rule", "subsample"),
                    aligner=aligner or meta.get("aligner", "auto"), layout=layout_for(workdir, config),
-                   calibration=calibration)
+                   calibration=calibration, speaker_profile=speaker_profile)
 
     def preprocess(self, audio: str | os.PathLike, text: str | None = None, *,
                    word_timings: Sequence[Sequence[object]] | None = None) -> Utterance:
@@ -167,8 +173,12 @@ class Predictor:
                            audio: Sequence[str] | None = None) -> list[Prediction]:
         """Predictions for already preprocessed utterances (one jitted call)."""
         ids = [self.vocab.ids(u.words) for u in utterances]
-        out = self._eval_step(self.variables, utterance_batch(ids, [u.frames for u in utterances],
-                                                                  layout=self.layout))
+        batch = utterance_batch(ids, [u.frames for u in utterances], layout=self.layout)
+        if self.speaker_profile is not None:  # one speaker's statistics on every row
+            rows = batch["word_ids"].shape[0]
+            batch["band_mean"], batch["band_std"] = (np.tile(np.asarray(v, np.float32)[None], (rows, 1))
+                                                     for v in self.speaker_profile)
+        out = self._eval_step(self.variables, batch)
         out = {k: np.asarray(v) for k, v in out.items()}
         if self.calibration is not None:
             out["probs"], scores, flags = apply_calibration(out["logits"], self.calibration)

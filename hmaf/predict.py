@@ -21,6 +21,7 @@ import sys
 from typing import Sequence, TextIO
 
 from hmaf import cli
+from hmaf.data import normalize
 from hmaf.data.manifest import ManifestError, read_manifest
 from hmaf.inference import WORD_ATTENTIONS, Prediction, Predictor, PreprocessError
 from hmaf.io import atomic_open
@@ -78,6 +79,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--stage", default=None, help="text, audio or fusion (default: the last trained)")
     parser.add_argument("--aligner", choices=("aeneas", "pocketsphinx", "auto"), default=None,
                         help="word aligner (default: the one the training corpus was prepared with)")
+    parser.add_argument("--speaker_profile", default=None,
+                        help="the speaker's band statistics for audio_norm=speaker models: a profile JSON or a "
+                             "speaker_stats.json (python -m hmaf.data.normalize; default: each recording's own)")
+    parser.add_argument("--speaker", default=None, help="the speaker to take from a --speaker_profile speaker_stats.json")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument("--frames", action="store_true", help="also give the frame-level attention f_alpha")
     parser.add_argument("--out", default=None, help="with --manifest: write JSONL here (default: stdout)")
@@ -86,7 +91,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
 
     try:
-        predictor = Predictor.from_workdir(args.workdir, args.stage, aligner=args.aligner)
+        profile = normalize.load_profile(args.speaker_profile, args.speaker) if args.speaker_profile else None
+    except (OSError, ValueError) as e:
+        print(f"error: --speaker_profile: {e}", file=sys.stderr)
+        return 2
+    try:
+        predictor = Predictor.from_workdir(args.workdir, args.stage, aligner=args.aligner, speaker_profile=profile)
     except FileNotFoundError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

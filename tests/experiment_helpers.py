@@ -41,7 +41,8 @@ def tiny_source(config):
     from hmaf.data.source import CorpusSource
 
     return CorpusSource(config.data.dir, fold=0, num_folds=config.data.num_folds, batch_size=config.batch_size,
-                        bucket=False, pad_words_to=24, pad_frames_to=112)
+                        bucket=False, pad_words_to=24, pad_frames_to=112,
+                        speaker_stats=config.model.audio_norm == "speaker")  # as from_config attaches them
 
 
 def tiny_workdir(root: Path) -> Path:

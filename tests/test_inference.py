@@ -111,3 +111,25 @@ def test_predict_manifest_goes_on_after_a_bad_row(workdir, wav, tmp_path):
     lines = {r["id"]: r for r in map(json.loads, out.read_text().splitlines())}
     assert lines["good"]["true_label"] == "happy" and lines["good"]["label"]
     assert lines["bad"]["error"] == "unreadable_audio" and "no such file" in lines["bad"]["detail"]
+
+
+def test_a_speaker_profile_reaches_speaker_normalised_models(workdir, wav, tmp_path, capsys):
+    from hmaf.data.normalize import utterance_stats
+
+    predictor = Predictor.from_workdir(workdir)
+    assert predictor.model.audio_norm == "speaker"  # the default config's
+    utt = predictor.preprocess(wav, "What the hell, this is great!")
+    own = predictor.predict_utterances([utt])[0].probabilities
+    mean, std = utterance_stats(utt.frames)
+    predictor.speaker_profile = (mean, std)  # the utterance's own statistics: the fallback's result
+    assert predictor.predict_utterances([utt])[0].probabilities == pytest.approx(own, abs=1e-4)
+    predictor.speaker_profile = (mean + 3.0, std * 2.0)
+    shifted = predictor.predict_utterances([utt])[0].probabilities
+    assert shifted != pytest.approx(own, abs=1e-6)
+    profile = tmp_path / "profile.json"
+    profile.write_text(json.dumps({"mean": (mean + 3.0).tolist(), "std": (std * 2.0).tolist(), "frames": 9}))
+    args = ["--workdir", str(workdir), "--audio", str(wav), "--text", "What the hell, this is great!", "--json"]
+    assert predict.main(args + ["--speaker_profile", str(profile)]) == 0
+    assert json.loads(capsys.readouterr().out)["probabilities"] == pytest.approx(shifted, abs=1e-5)
+    assert predict.main(args + ["--speaker_profile", str(tmp_path / "none.json")]) == 2
+    assert "none.json" in capsys.readouterr().err

@@ -15,6 +15,7 @@ import os
 import numpy as np
 
 from hmaf.data import records  # imports TensorFlow with GPUs hidden
+from hmaf.data.normalize import write_speaker_stats
 from hmaf.data.vocab import Vocab
 
 import tensorflow as tf
@@ -97,4 +98,6 @@ def write_fake_corpus(out_dir: str | os.PathLike, *, labels: tuple[str, ...] = L
     }
     with open(os.path.join(out_dir, "dataset.json"), "w", encoding="utf-8") as f:
         json.dump(meta, f, indent=1)
+    # As hmaf.prepare does: models with audio_norm="speaker" read these statistics.
+    write_speaker_stats(out_dir, [os.path.join(out_dir, "records", name) for name in shards])
     return examples

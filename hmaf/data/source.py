@@ -201,8 +201,10 @@ class CorpusSource:
             with open(path, encoding="utf-8") as f:
                 raw = json.load(f)
         except FileNotFoundError:
-            raise CorpusError(f"{path} not found: audio_norm='speaker' needs the per-speaker band statistics "
-                              "that hmaf.prepare writes") from None
+            raise CorpusError(f"{path} not found: audio_norm='speaker' (the default) needs the per-speaker band "
+                              f"statistics that hmaf.prepare writes; for a corpus prepared without them run "
+                              f"`python -m hmaf.data.normalize {self.data_dir}`, or train with "
+                              f"--config.model.audio_norm=batch") from None
         except json.JSONDecodeError as e:
             raise CorpusError(f"{path} is not valid JSON: {e}") from None
         stats = {}
