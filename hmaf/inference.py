@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -136,6 +137,12 @@ class Predictor:
         self.layout = layout
         self.calibration = dict(calibration) if calibration else None
         self.speaker_profile = speaker_profile
+        if getattr(model, "audio_norm", None) == "speaker" and speaker_profile is None:
+            # Measured: a speaker-normalised model fed each utterance's own statistics
+            # falls to near chance (docs/experiments.md); say so rather than fail quietly.
+            logging.warning("this model normalises audio per speaker and no speaker profile was given: "
+                            "each utterance's own band statistics stand in, which is much less accurate; "
+                            "pass speaker_profile= (hmaf.predict --speaker_profile, see docs/augmentation.md)")
         self._eval_step = make_eval_step(model, with_attention=True)
 
     @classmethod

@@ -40,7 +40,8 @@ class _Branches(nn.Module):
     """Shared attributes of every model (sizes of the paper as defaults).
 
     Generalisation options (``config.model``; paper setting in brackets):
-      audio_norm: audio input normalisation ("batch" ours, default; "none" paper), see
+      audio_norm: audio input normalisation ("speaker" in configs/default.py, chosen across engines;
+        "batch" the module default; "none" paper), see
         :func:`hmaf.models.frontend.normalise_frames`.
       fused_dropout: dropout on the word vectors entering the CNN decision (0.5 ours,
         default; the paper names none there).
