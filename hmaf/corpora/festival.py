@@ -381,12 +381,8 @@ class FestivalEngine:
         if sample_rate and sample_rate != SAMPLE_RATE:
             audio = tts._resample(audio, SAMPLE_RATE, sample_rate)
         out_rate = sample_rate or SAMPLE_RATE
-        lead, trail = int(round(lead_s * out_rate)), int(round(trail_s * out_rate))
-        audio = np.concatenate([np.zeros(lead, np.float32), audio, np.zeros(trail, np.float32)])
-        if noise_dbfs is not None:
-            rng = np.random.default_rng(seed)
-            audio = audio + rng.normal(0.0, 10.0 ** (noise_dbfs / 20.0), audio.shape).astype(np.float32)
-        audio = np.clip(audio, -1.0, 1.0).astype(np.float32)
+        audio, lead = tts.frame_speech(audio, out_rate, lead_s=lead_s, trail_s=trail_s, noise_dbfs=noise_dbfs,
+                                       seed=seed)
         words, untimed, offset = [], [], lead / out_rate
         for token, span in zip(tokens, spans):
             word = tts.transcript_words(token.text)

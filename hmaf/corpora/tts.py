@@ -383,6 +383,22 @@ def _resample(audio: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
     return resample_poly(audio, rate_out // g, rate_in // g).astype(np.float32)
 
 
+def frame_speech(audio: np.ndarray, rate: int, *, lead_s: float, trail_s: float, noise_dbfs: float | None,
+                 seed: int) -> tuple[np.ndarray, int]:
+    """Every engine's finishing step: ``lead_s``/``trail_s`` seconds of silence around the
+    speech ``[samples]``, optional white noise at ``noise_dbfs`` (seeded), clipped to [-1, 1].
+
+    Returns:
+      (float32 audio, the lead in samples: word times shift by ``lead / rate``).
+    """
+    lead, trail = int(round(lead_s * rate)), int(round(trail_s * rate))
+    audio = np.concatenate([np.zeros(lead, np.float32), audio, np.zeros(trail, np.float32)])
+    if noise_dbfs is not None:
+        rng = np.random.default_rng(seed)
+        audio = audio + rng.normal(0.0, 10.0 ** (noise_dbfs / 20.0), audio.shape).astype(np.float32)
+    return np.clip(audio, -1.0, 1.0).astype(np.float32), lead
+
+
 def synthesize(segments: str | Sequence[Segment | str], voice: str = "en", *,
                utterance: Prosody | None = None, sample_rate: int | None = 16000,
                lead_s: float = 0.0, trail_s: float = 0.0, noise_dbfs: float | None = None,
@@ -423,12 +439,7 @@ def synthesize(segments: str | Sequence[Segment | str], voice: str = "en", *,
                        f"SSML layout")
     rate = sample_rate or native
     audio = _resample(pcm, native, rate)
-    lead, trail = int(round(lead_s * rate)), int(round(trail_s * rate))
-    audio = np.concatenate([np.zeros(lead, np.float32), audio, np.zeros(trail, np.float32)])
-    if noise_dbfs is not None:
-        rng = np.random.default_rng(seed)
-        audio = audio + rng.normal(0.0, 10.0 ** (noise_dbfs / 20.0), audio.shape).astype(np.float32)
-    audio = np.clip(audio, -1.0, 1.0).astype(np.float32)
+    audio, lead = frame_speech(audio, rate, lead_s=lead_s, trail_s=trail_s, noise_dbfs=noise_dbfs, seed=seed)
     words, untimed = [], []
     for (word, _, _), span in zip(tokens, spans):
         if span is None:
