@@ -17,6 +17,9 @@ def get_config(arg: str | None = None, model: str = "faf") -> ml_collections.Con
     # "Generalisation across engines"); without a speaker's statistics (hmaf.predict on one
     # recording) the utterance's own are used, which measured near chance on another engine.
     config.model.audio_norm = "speaker"
+    # speaker norm, ours: in training this share of utterances uses its own statistics
+    # instead of its speaker's, as at predict time without a speaker profile [none: 0.0].
+    config.model.speaker_stats_dropout = 0.0
     # Dropout on the fused word vectors V before the CNN decision [none: 0.0].
     config.model.fused_dropout = 0.5
     # Text branch: word ids -> UNK with this probability in training [0.0].

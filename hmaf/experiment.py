@@ -26,6 +26,12 @@ tests and the by-kind breakdown read. Layout of ``W``::
 Every model directory is a complete workdir (``hmaf.predict --workdir``). A finished
 model (its ``metrics.json``) is skipped on rerun; an interrupted one resumes from its
 latest checkpoint, so a killed experiment continues where it stopped.
+
+Under ``jax.distributed`` (``--config.train.distributed.*``, as for ``hmaf.train``)
+every process runs the same experiment: each trains on its share of every global
+batch, predicts the test split itself (the same rows in every process), and only
+process 0 writes the files every process would write alike (split files, records,
+predictions, reports); the others wait for the split files before they read them.
 """
 
 from __future__ import annotations
@@ -48,6 +54,7 @@ from hmaf.analysis import paper as paper_lib
 from hmaf.analysis import splits as splits_lib
 from hmaf.analysis import tables
 from hmaf.io import atomic_write_text
+from hmaf.training import distributed
 
 BRANCH_MODELS = {"text_only": "text", "audio_only": "audio"}
 SPLIT = "test"
@@ -171,11 +178,15 @@ def make_source(train: ml_collections.ConfigDict, options: ml_collections.Config
     padding, e.g. one padded shape for the whole corpus) are written into
     ``train.data``, so that the config saved with each checkpoint rebuilds the same
     batches in ``hmaf.evaluate`` and ``hmaf.predict``."""
+    import jax
+
     from hmaf.data.source import from_config
 
     if train.data.source == "corpus":
         train.data.update(options.to_dict())
-    return from_config(train)
+    # Sharded over devices, the trainer packs each device's rows itself (as hmaf.train).
+    sharded = train.get("data_parallel", False) or jax.process_count() > 1
+    return from_config(train, pack=False if sharded else None)
 
 
 def predict_test_split(model_dir: Path, source) -> list[dict]:
@@ -236,15 +247,19 @@ def run_models(config: ml_collections.ConfigDict, run: Run) -> dict[str, dict]:
             logging.info("%s %s: training %s in %s", run.view, run.name, model, model_dir)
             start = time.perf_counter()
             metrics = train_and_evaluate(train, model_dir, source)
-            atomic_write_text(record_path, json.dumps({"seconds": time.perf_counter() - start, "fold": run.fold,
-                                                   "seed": run.seed, "split_file": run.split_file,
-                                                   "split_sha256": digest}))
+            record = {"seconds": time.perf_counter() - start, "fold": run.fold, "seed": run.seed,
+                      "split_file": run.split_file, "split_sha256": digest}
+            if distributed.is_primary():
+                atomic_write_text(record_path, json.dumps(record))
         else:
             logging.info("%s %s: %s already finished, skipping", run.view, run.name, model)
-        if not predictions_path.exists():
+            record = json.loads(record_path.read_text()) if record_path.exists() else {}
+        if predictions_path.exists():
+            rows = _read_predictions(predictions_path)
+        else:  # every process predicts (same rows); process 0 writes them
             rows = predict_test_split(model_dir, source)
-            atomic_write_text(predictions_path, "".join(json.dumps(r) + "\n" for r in rows))
-        record = json.loads(record_path.read_text()) if record_path.exists() else {}
+            if distributed.is_primary():
+                atomic_write_text(predictions_path, "".join(json.dumps(r) + "\n" for r in rows))
         cross = None
         if run.view == IN_SPLIT and config.cross.data and model in config.models:
             cross = cross_evaluate(config, model_dir)
@@ -252,7 +267,7 @@ def run_models(config: ml_collections.ConfigDict, run: Run) -> dict[str, dict]:
         results[model] = {"test": _split_metrics(metrics, SPLIT), "validation": _split_metrics(metrics, "validation"),
                           "seconds": record.get("seconds"), "cross": cross,
                           "stages": {k: v for k, v in generalisation.stage_info(metrics).items() if k == own_stage},
-                          "predictions": _read_predictions(predictions_path)}
+                          "predictions": rows}
     return results
 
 
@@ -267,7 +282,8 @@ def cross_evaluate(config: ml_collections.ConfigDict, model_dir: Path) -> dict:
     result = evaluate.evaluate_workdir(model_dir, config.cross.data, split="all",
                                        label_map=evaluate.parse_label_map(config.cross.label_map),
                                        batch_size=config.train.batch_size, **config.source.to_dict())
-    atomic_write_text(path, json.dumps(result, indent=2))
+    if distributed.is_primary():
+        atomic_write_text(path, json.dumps(result, indent=2))
     return result
 
 
@@ -315,7 +331,8 @@ def plan_generalisation(config: ml_collections.ConfigDict, workdir: Path) -> Pla
 
     def add_runs(view: str, setting: str, key: str, fold: int, directory: Path, split: dict) -> None:
         split_path = workdir / "splits" / f"{key}.json"
-        splits_lib.write_split(split_path, split)
+        if distributed.is_primary():  # the others read it after run_experiment's barrier
+            splits_lib.write_split(split_path, split)
         for seed in run_seeds:
             name = f"fold{fold}-seed{seed}" if view == "heldout_sentences" else f"seed{seed}"
             plan.runs.append(Run(view, setting, name, fold, seed, directory / f"seed{seed}", models,
@@ -429,6 +446,8 @@ def _write_reports(config, workdir: Path, results: dict, plan: Plan, elapsed_s: 
     summary["comparisons"] = general["views"].get(IN_SPLIT, {}).get("comparisons", {})
     if elapsed_s is not None:
         summary["elapsed_s"] = elapsed_s
+    if not distributed.is_primary():
+        return summary
     public = {view: {setting: {run: _public(r) for run, r in runs.items()} for setting, runs in settings.items()}
               for view, settings in results.items()}
     atomic_write_text(workdir / "generalisation.json", json.dumps(general | {"results": public}, indent=2))
@@ -441,6 +460,7 @@ def run_experiment(config: ml_collections.ConfigDict, workdir: str | os.PathLike
     """Runs (or resumes) the whole experiment; writes and returns ``results.json``."""
     workdir = Path(workdir or config.workdir)
     check_corpus(config)
+    several = distributed.initialize(config.train)  # join the job before any device is used
     if config.compilation_cache:
         # Every fold compiles the same programs (same model, same padded shapes): a
         # persistent cache makes that a one-time cost, also across reruns.
@@ -450,9 +470,14 @@ def run_experiment(config: ml_collections.ConfigDict, workdir: str | os.PathLike
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
         jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
     workdir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(workdir / "experiment_config.json", json.dumps(config.to_dict(), indent=2, sort_keys=True))
+    if distributed.is_primary():
+        atomic_write_text(workdir / "experiment_config.json", json.dumps(config.to_dict(), indent=2, sort_keys=True))
     start = time.perf_counter()
     plan = plan_generalisation(config, workdir)
+    if several:  # the split files exist (process 0 wrote them) before any process reads them
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices("hmaf.experiment: split files written")
     results: dict[str, dict[str, dict[str, dict]]] = {}
     for run in in_split_runs(config, workdir) + plan.runs:
         results.setdefault(run.view, {}).setdefault(run.setting, {})[run.name] = run_models(config, run)
@@ -468,6 +493,8 @@ def main(argv):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     absl_logging.get_absl_handler().addFilter(lambda record: "orbax" not in record.pathname)
     summary = run_experiment(flags.FLAGS.config, flags.FLAGS.workdir)
+    if not distributed.is_primary():  # process 0 wrote the reports
+        return
     workdir = Path(flags.FLAGS.workdir or flags.FLAGS.config.workdir)
     print((workdir / "results.md").read_text())
     print(f"results: {workdir / 'results.json'}, {workdir / 'generalisation.json'} "

@@ -272,3 +272,73 @@ def test_two_processes_equal_one_process_of_four_devices(runs, layout):
         assert np.sum(m_two["audio"][split]["confusion"]) == size
         assert m_two["audio"][split]["wa"] == pytest.approx(m_one["audio"][split]["wa"])
         assert m_two["final"][split] == pytest.approx(m_one["final"][split])
+
+
+# One process of a two-process experiment: in-split fold 0 and leave-one-engine-out.
+EXPERIMENT = textwrap.dedent("""
+    import logging, sys
+    from pathlib import Path
+    from configs.experiments import base
+    from hmaf import experiment
+
+    logging.basicConfig(level=logging.INFO)  # the log names each process's place in the job
+
+    data, workdir, coordinator, process_id = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+    config = base.experiment("views", data, models=("audio_only",), num_folds=3)
+    config.folds = "0"
+    config.train.model.update(hidden=4, attention_dim=4, fusion_dim=4, filters=4, widths=(2,))
+    config.train.batch_size = 2  # one example per process
+    config.branch_train_steps = 2
+    config.train.update(eval_every=2, log_every=1)
+    config.source.update(bucket=False, pad_words_to=16, pad_frames_to=16)
+    config.generalisation.update(views="in_split,loeo")
+    config.train.distributed.update(coordinator=coordinator, num_processes=2, process_id=process_id)
+    written = []  # the experiment's own files this process writes (process 0's job alone)
+
+    def recording(write):
+        def wrapped(path, *args, **kwargs):
+            written.append(str(path))
+            return write(path, *args, **kwargs)
+        return wrapped
+
+    experiment.atomic_write_text = recording(experiment.atomic_write_text)
+    experiment.splits_lib.write_split = recording(experiment.splits_lib.write_split)
+    experiment.run_experiment(config, Path(workdir))
+    print("WRITTEN", len(written))
+""")
+
+
+def test_experiment_runs_under_two_processes(tmp_path):
+    """``hmaf.experiment`` under ``jax.distributed``: both processes join one job, only
+    process 0 writes the split files, records, predictions and reports (and they are
+    there before the other process reads them), every
+    prediction covers the WHOLE test split (not one process's share) and agrees with the
+    gathered test metrics, and the reports are written."""
+    sys.path.insert(0, str(REPO / "tests"))
+    from experiment_helpers import fake_corpus_with_utterances
+
+    data = fake_corpus_with_utterances(tmp_path)
+    workdir = tmp_path / "run"
+    coordinator = f"127.0.0.1:{free_port()}"
+    logs = [tmp_path / f"process{i}.log" for i in range(2)]
+    procs = [start(["-c", EXPERIMENT, str(data), str(workdir), coordinator, str(i)], 1, log)
+             for i, log in enumerate(logs)]
+    finish(procs, logs)
+    for i, log in enumerate(logs):
+        text = log.read_text()
+        assert f"jax.distributed: process {i} of 2, 1 local of 2 global devices" in text
+        written = int(text.split("WRITTEN ")[-1].split()[0])
+        assert (written > 0) if i == 0 else (written == 0), (i, written)  # files written once
+    general = json.loads((workdir / "generalisation.json").read_text())
+    assert set(general["views"]["loeo"]["settings"]) == {"e0 → e1", "e1 → e0"}
+    runs = [workdir / "fold0" / "seed0"] + [workdir / "loeo" / d / "seed0" for d in ("e0_to_e1", "e1_to_e0")]
+    for run in runs:
+        metrics = json.loads((run / "audio_only" / "metrics.json").read_text())["audio"]["test"]
+        rows = [json.loads(line) for line in (run / "audio_only" / "predictions.jsonl").read_text().splitlines()]
+        assert len(rows) == metrics["num_examples"]
+        assert np.mean([r["label"] == r["predicted"] for r in rows]) == pytest.approx(metrics["wa"])
+    for direction in ("e0_to_e1", "e1_to_e0"):
+        split = json.loads((workdir / "splits" / f"loeo-{direction}.json").read_text())
+        rows = (workdir / "loeo" / direction / "seed0" / "audio_only" / "predictions.jsonl").read_text().splitlines()
+        assert sorted(json.loads(r)["id"] for r in rows) == sorted(split["test"])
+    assert "### Leave one engine out" in (workdir / "results.md").read_text()

@@ -106,6 +106,41 @@ def test_speaker_norm_uses_the_given_statistics_and_falls_back_to_the_utterance(
     np.testing.assert_array_equal(fallback, own)
 
 
+def test_speaker_stats_dropout_swaps_in_each_utterance_s_own_statistics_in_training_only():
+    batch = small_batch(seed=4, b=16)
+    rng = np.random.default_rng(1)
+    stats = {"band_mean": rng.normal(size=(16, 64)).astype(np.float32),
+             "band_std": rng.uniform(0.5, 2.0, size=(16, 64)).astype(np.float32)}
+    frames, mask = batch["frames"], batch["frame_mask"]
+    speaker = np.asarray(normalise_frames(frames, mask, "speaker", train=False, band_stats=stats))
+    own = np.asarray(normalise_frames(frames, mask, "utterance", train=False))
+
+    def dropped(rate, train=True, seed=0):
+        return np.asarray(normalise_frames(frames, mask, "speaker", train=train, band_stats=stats,
+                                           stats_dropout=rate, rng=jax.random.key(seed)))
+
+    np.testing.assert_allclose(dropped(1.0), own, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(dropped(0.0), speaker)
+    np.testing.assert_array_equal(dropped(1.0, train=False), speaker)  # never at evaluation
+    half = dropped(0.5)
+    is_own = [np.allclose(half[u], own[u], atol=1e-5) for u in range(16)]
+    is_speaker = [np.array_equal(half[u], speaker[u]) for u in range(16)]
+    assert all(a != b for a, b in zip(is_own, is_speaker))  # each utterance one or the other
+    assert 0 < sum(is_own) < 16
+    assert [np.allclose(dropped(0.5, seed=1)[u], own[u], atol=1e-5) for u in range(16)] != is_own  # drawn per key
+    with pytest.raises(ValueError, match=r"speaker_stats_dropout=1.5: a rate must lie in \[0, 1\]"):
+        build_model("audio_only", num_classes=CLASSES, vocab_size=VOCAB, embed_dim=EMBED, **TINY,
+                    speaker_stats_dropout=1.5)
+    # Through the model: rate 1 in training equals the utterance norm, and the dropout
+    # RNG decides nothing else in a model without ordinary dropout.
+    with_stats = dict(batch, **stats)
+    model, variables = model_and_vars("audio_only", batch, audio_norm="speaker", speaker_stats_dropout=1.0, **QUIET)
+    utt_model = build_model("audio_only", num_classes=CLASSES, vocab_size=VOCAB, embed_dim=EMBED,
+                            **TINY, **QUIET, audio_norm="utterance")
+    np.testing.assert_allclose(run(model, variables, with_stats, train=True)[0],
+                               run(utt_model, variables, batch, train=True)[0], rtol=1e-5, atol=1e-5)
+
+
 def test_speaker_norm_reaches_the_model_through_the_batch():
     batch = small_batch(seed=3)
     mean, std = utterance_band_stats(jnp.asarray(batch["frames"]), batch["frame_mask"])

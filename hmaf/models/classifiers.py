@@ -43,6 +43,9 @@ class _Branches(nn.Module):
       audio_norm: audio input normalisation ("speaker" in configs/default.py, chosen across engines;
         "batch" the module default; "none" paper), see
         :func:`hmaf.models.frontend.normalise_frames`.
+      speaker_stats_dropout: with audio_norm="speaker", the share of training
+        utterances normalised by their own statistics instead of their speaker's (ours;
+        no paper setting, as the paper does not normalise).
       fused_dropout: dropout on the word vectors entering the CNN decision (0.5 ours,
         default; the paper names none there).
       word_dropout, embedding_dropout: text-branch regularisation (0 paper).
@@ -69,6 +72,7 @@ class _Branches(nn.Module):
     unroll: int = 1
     dtype: Dtype = jnp.float32
     audio_norm: str = "batch"
+    speaker_stats_dropout: float = 0.0
     fused_dropout: float = 0.5
     word_dropout: float = 0.0
     embedding_dropout: float = 0.0
@@ -105,7 +109,7 @@ class _Branches(nn.Module):
     def audio_branch(self, batch, train):
         w_h, w_alpha, f_alpha = AudioAttention(
             self.hidden, self.attention_dim, self.unroll, self.dtype, audio_norm=self.audio_norm,
-            spec_augment=self.spec_augment, name="audio",
+            speaker_stats_dropout=self.speaker_stats_dropout, spec_augment=self.spec_augment, name="audio",
         )(batch["frames"], batch["frame_mask"], batch["word_mask"], packed_inputs(batch), train=train,
           band_stats=band_stats_of(batch))
         self.sow("intermediates", "w_alpha", w_alpha)
@@ -223,7 +227,7 @@ class UtteranceFrameFusionModel(_Branches):
         u_text = weighted_sum(t_alpha, t_h)
         u_audio, uf_alpha = UtteranceFrameAttention(
             self.hidden, self.attention_dim, self.unroll, self.dtype, audio_norm=self.audio_norm,
-            spec_augment=self.spec_augment, name="audio_utt",
+            speaker_stats_dropout=self.speaker_stats_dropout, spec_augment=self.spec_augment, name="audio_utt",
         )(batch["frames"], batch["frame_mask"], train=train, band_stats=band_stats_of(batch))
         self.sow("intermediates", "uf_alpha", uf_alpha)
         u_text, u_audio, _ = self.drop_modality(u_text, u_audio, train)

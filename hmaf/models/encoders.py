@@ -138,6 +138,8 @@ class AudioAttention(nn.Module):
 
     Attributes:
       audio_norm: input normalisation (:func:`hmaf.models.frontend.normalise_frames`).
+      speaker_stats_dropout: in training, the share of utterances normalised by their
+        own statistics instead of their speaker's (``audio_norm="speaker"``).
       spec_augment: ``(time_masks, time_mask_frames, band_masks, band_mask_bands)``
         of :func:`hmaf.models.frontend.spec_augment` in training; zeros: off.
     """
@@ -148,6 +150,7 @@ class AudioAttention(nn.Module):
     dtype: Dtype = jnp.float32
     hoist_input: bool = True
     audio_norm: str = "batch"
+    speaker_stats_dropout: float = 0.0
     spec_augment: tuple[int, int, int, int] = (0, 0, 0, 0)
 
     @nn.compact
@@ -201,9 +204,13 @@ class AudioAttention(nn.Module):
 def input_frames(module: nn.Module, frames: jax.Array, frame_mask: jax.Array, *, train: bool,
                  band_stats: Mapping[str, jax.Array] | None) -> jax.Array:
     """Normalised (and in training SpecAugment-masked) frames ``[B, N, L, M]``, zero at
-    padding. ``module`` has ``audio_norm`` and ``spec_augment``; call inside its compact
-    method (the batch norm and the dropout RNG belong to it)."""
-    frames = normalise_frames(frames, frame_mask, module.audio_norm, train=train, band_stats=band_stats)
+    padding. ``module`` has ``audio_norm``, ``speaker_stats_dropout`` and
+    ``spec_augment``; call inside its compact method (the batch norm and the dropout RNG
+    belong to it)."""
+    stats_dropout = module.speaker_stats_dropout if band_stats is not None else 0.0
+    rng = module.make_rng("dropout") if train and stats_dropout > 0.0 else None
+    frames = normalise_frames(frames, frame_mask, module.audio_norm, train=train, band_stats=band_stats,
+                              stats_dropout=stats_dropout, rng=rng)
     time_masks, time_width, band_masks, band_width = module.spec_augment
     if train and (time_masks * time_width > 0 or band_masks * band_width > 0):
         frames = spec_augment(module.make_rng("dropout"), frames, frame_mask, time_masks=time_masks,
@@ -230,6 +237,7 @@ class UtteranceFrameAttention(nn.Module):
     dtype: Dtype = jnp.float32
     hoist_input: bool = True
     audio_norm: str = "batch"
+    speaker_stats_dropout: float = 0.0
     spec_augment: tuple[int, int, int, int] = (0, 0, 0, 0)
 
     @nn.compact

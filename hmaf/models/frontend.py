@@ -36,7 +36,8 @@ def utterance_band_stats(frames: jax.Array, frame_mask: jax.Array) -> tuple[jax.
 
 
 def normalise_frames(frames: jax.Array, frame_mask: jax.Array, mode: str, *, train: bool,
-                     band_stats: Mapping[str, jax.Array] | None = None) -> jax.Array:
+                     band_stats: Mapping[str, jax.Array] | None = None, stats_dropout: float = 0.0,
+                     rng: jax.Array | None = None) -> jax.Array:
     """Normalises log-mel frames per band; call inside a module's compact method.
 
     Modes (``config.model.audio_norm``):
@@ -45,10 +46,14 @@ def normalise_frames(frames: jax.Array, frame_mask: jax.Array, mode: str, *, tra
       ``utterance``: ``(x - mean_u) / std_u`` with each utterance's own statistics.
       ``speaker``: ``(x - band_mean) / band_std`` from ``band_stats`` (the speaker's
         statistics, batch keys ``band_mean``/``band_std`` ``[B, M]``); without them the
-        utterance's own statistics, as ``utterance``.
+        utterance's own statistics, as ``utterance``. In training, with
+        ``stats_dropout`` p > 0, each utterance uses its own statistics instead of its
+        speaker's with probability p (draws from ``rng``), so that the model also knows
+        the input it gets at predict time without a speaker profile.
       ``none``: the raw log-mel energies (the paper, §3.1).
 
-    Args: frames ``[B, N, L, M]``; frame_mask ``[B, N, L]``. Returns ``[B, N, L, M]``,
+    Args: frames ``[B, N, L, M]``; frame_mask ``[B, N, L]``; stats_dropout in [0, 1];
+    rng: needed when training with ``stats_dropout`` > 0. Returns ``[B, N, L, M]``,
     zero at padded frames.
     """
     if mode == "batch":
@@ -60,8 +65,12 @@ def normalise_frames(frames: jax.Array, frame_mask: jax.Array, mode: str, *, tra
         mean, std = utterance_band_stats(frames, frame_mask)
         frames = (frames - mean[:, None, None]) / std[:, None, None]
     elif mode == "speaker":
-        mean, std = band_stats["band_mean"], band_stats["band_std"]
-        frames = (frames - mean[:, None, None]) / jnp.maximum(std, _EPS)[:, None, None]
+        mean, std = band_stats["band_mean"], jnp.maximum(band_stats["band_std"], _EPS)
+        if train and stats_dropout > 0.0:
+            own_mean, own_std = utterance_band_stats(frames, frame_mask)
+            own = jax.random.bernoulli(rng, stats_dropout, (frames.shape[0], 1))  # [B, 1]
+            mean, std = jnp.where(own, own_mean, mean), jnp.where(own, own_std, std)
+        frames = (frames - mean[:, None, None]) / std[:, None, None]
     elif mode != "none":
         raise ValueError(f"audio_norm={mode!r}; choose one of {AUDIO_NORMS}")
     return jnp.where(frame_mask[..., None], frames, 0.0)
