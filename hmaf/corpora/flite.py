@@ -31,9 +31,9 @@ Delivery, from the same percentages as the other engines (:class:`hmaf.corpora.t
   ``f0_stddev``), so 0 % leaves a voice as Flite ships it. ``rms`` draws its F0 from an
   accent model (``spamf0``) that ignores both settings (measured): there the same formula,
   ``f0' = mean*(1+pitch) + (f0-mean)*(1+range)``, is applied to the waveform by Praat's
-  PSOLA (:func:`hmaf.corpora.festival._psola`, as festival does for its HTS voice);
-* volume: as festival (:func:`hmaf.corpora.festival._level`): the active speech is brought
-  to :data:`hmaf.corpora.festival.REFERENCE_DBFS`, then scaled by ``1 + volume%``, peaks
+  PSOLA (:func:`hmaf.corpora.shaping.psola`, as festival does for its HTS voice);
+* volume: as festival (:mod:`hmaf.corpora.shaping`): the active speech is brought
+  to :data:`hmaf.corpora.shaping.REFERENCE_DBFS`, then scaled by ``1 + volume%``, peaks
   above 0.8 bent towards 1;
 * word emphasis (a segment's own prosody): duration through Flite's token feature
   ``local_duration_stretch`` (read by both duration paths); pitch through the token
@@ -57,7 +57,7 @@ from typing import Sequence
 
 import numpy as np
 
-from hmaf.corpora import festival, tts
+from hmaf.corpora import festival, shaping, tts
 
 SAMPLE_RATE = 16000
 # name -> (library suffix, kind); the kind decides the pitch path: "diphone", "cg"
@@ -208,7 +208,7 @@ def parse_voice(voice: str) -> VoiceSpec:
     return VoiceSpec(voice, base, VOICES[base][1], pitch, rate)
 
 
-def _raw(spec: VoiceSpec, text: str, tokens: Sequence[festival._Token], stretch: float,
+def _raw(spec: VoiceSpec, text: str, tokens: Sequence[shaping.Token], stretch: float,
          shift: float, spread: float) -> tuple[np.ndarray, list[tuple[int, float, float]], int]:
     """Flite's 16 kHz audio ``[samples]``, [(token index, start s, end s)] per word, token count.
 
@@ -274,25 +274,25 @@ class FliteEngine:
         spec = parse_voice(voice)
         if isinstance(segments, str):
             segments = [tts.Segment(segments)]
-        transcript, tokens = festival.tokens_of(segments)
+        transcript, tokens = shaping.tokens_of(segments)
         if not tts.transcript_words(transcript):
             raise tts.TTSError(f"nothing to say in {transcript!r}")
         utt = utterance or tts.Prosody()
-        rate = festival._rate(utt.rate) * spec.rate_factor
-        shift = festival._factor(utt.pitch) * spec.pitch_factor
-        spread = max(0.05, festival._factor(utt.range))
+        rate = shaping.rate_factor(utt.rate) * spec.rate_factor
+        shift = shaping.percent_factor(utt.pitch) * spec.pitch_factor
+        spread = max(0.05, shaping.percent_factor(utt.range))
         native = spec.kind != "spamf0"  # whether Flite's F0 model takes the pitch settings
         audio, raw_words, count = _raw(spec, transcript, tokens, 1.0 / rate,
                                        shift if native else 1.0, spread if native else 1.0)
         if count != len(tokens):
             raise tts.TTSError(f"Flite split {transcript!r} into {count} tokens, expected {len(tokens)}")
-        spans = festival._token_spans(raw_words, len(tokens))
+        spans = shaping.token_spans(raw_words, len(tokens))
         if not native or (spec.kind == "cg" and any(t.pitch != 1.0 for t in tokens)):
             # Durations were stretched by Flite itself: PSOLA only moves the pitch.
-            audio, spans = festival._psola(audio, spans, [dataclasses.replace(t, duration=1.0) for t in tokens],
+            audio, spans = shaping.psola(audio, spans, [dataclasses.replace(t, duration=1.0) for t in tokens],
                                            1.0 if native else shift, 1.0 if native else spread)
-        audio = festival._level(audio, festival.REFERENCE_DBFS) * festival._factor(utt.volume)
-        audio = festival._soft_limit(festival._word_gain(audio, spans, tokens))
+        audio = shaping.level(audio, shaping.REFERENCE_DBFS) * shaping.percent_factor(utt.volume)
+        audio = shaping.soft_limit(shaping.word_gain(audio, spans, tokens))
         if sample_rate and sample_rate != SAMPLE_RATE:
             audio = tts._resample(audio, SAMPLE_RATE, sample_rate)
         out_rate = sample_rate or SAMPLE_RATE
