@@ -70,3 +70,16 @@ def test_soft_limit_keeps_quiet_samples_and_never_clips():
     assert np.all(np.abs(y) <= 1.0) and np.all(np.diff(y) >= 0)  # monotonic: no folding
     loud = (np.abs(x) > shaping.LIMIT_KNEE) & (np.abs(x) <= 1.5)
     assert np.all(np.abs(y[loud]) < np.abs(x[loud])) and np.all(np.abs(y[loud]) < 1.0)
+
+
+def test_emns_and_meld_give_flite_speakers_flite_voices():
+    from hmaf.corpora import emns, meld
+
+    speakers = emns.speaker_voices(("espeak", "flite"))
+    assert speakers[:2] == [("espeak", "en+f1"), ("flite", "kal16")]
+    assert {v for e, v in speakers if e == "flite"} == set(emns.FLITE_VOICES)
+    for name, gender in (("Ross", "male"), ("Monica", "female"), ("Gunther", "male"),
+                         ("Janice", "female"), ("Someone", "")):
+        voice = meld.voice_for(name, gender, "flite")
+        assert flite.parse_voice(voice).name == voice  # a real Flite voice
+    assert meld.voice_for("Ross", "male", "flite") == "rms"
