@@ -83,3 +83,11 @@ def test_emns_and_meld_give_flite_speakers_flite_voices():
         voice = meld.voice_for(name, gender, "flite")
         assert flite.parse_voice(voice).name == voice  # a real Flite voice
     assert meld.voice_for("Ross", "male", "flite") == "rms"
+
+
+def test_missing_flite_is_a_clear_error(monkeypatch):
+    monkeypatch.setattr(flite, "_find", lambda name: None)
+    monkeypatch.setattr(flite, "_LIBRARY", None)
+    assert not flite.available()
+    with pytest.raises(tts.TTSError, match="install the Debian package flite"):
+        engines.open_engine("flite").synthesize("hello there", "slt")
