@@ -32,7 +32,8 @@ of four kinds (shares are knobs):
 * ``both``: one emotion word, emphasised, with the class's delivery.
 
 So text + audio beats either alone, and word-level fusion beats utterance-level fusion.
-Speakers are voices of the engines (``--engines``, default espeak-ng and festival, the
+Speakers are voices of the engines (``--engines``, default espeak-ng and festival; Flite
+is available and left out of the default by measurement, docs/experiments.md; the
 speakers split evenly over them); speaker = group = ``"<engine>:<voice>"``, manifest
 splits hold out whole speakers; every speaker gets each class to within one utterance. Every random choice comes
 from one seeded generator: same seed and size -> same corpus, byte for byte.
