@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs everything hmaf needs on a fresh Debian/Ubuntu machine: the system
-# packages (espeak-ng and festival with three voices for the embedded corpus,
+# packages (espeak-ng, festival with three voices and flite for the embedded corpus,
 # espeak-ng also for aeneas; ffmpeg for audio decoding; festival/estools headers
 # to build aeneas-ng) and a virtual environment in .venv with the package and
 # its test extras.
@@ -9,8 +9,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=0
-APT_PACKAGES="espeak-ng libespeak-ng-dev ffmpeg festival-dev libestools-dev festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts"
-for bin in espeak-ng ffmpeg ffprobe festival; do command -v "$bin" >/dev/null || need_apt=1; done
+APT_PACKAGES="espeak-ng libespeak-ng-dev ffmpeg festival-dev libestools-dev festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts flite"
+for bin in espeak-ng ffmpeg ffprobe festival flite; do command -v "$bin" >/dev/null || need_apt=1; done
 # shellcheck disable=SC2086
 dpkg -s $APT_PACKAGES >/dev/null 2>&1 || need_apt=1
 if [ "$need_apt" = 1 ]; then

@@ -48,6 +48,7 @@ REQUIRED_COLUMNS = ("id", "utterance", "description", "emotion")
 PLACEHOLDERS = frozenset({"transcription", "user_id", "emotion"})
 DEFAULT_VOICES = ("en+f1", "en+f2", "en+f3", "en+f4")  # espeak-ng
 FESTIVAL_VOICES = ("kal", "ked", "slt")
+FLITE_VOICES = ("kal16", "awb", "rms", "slt")
 AUDIO_SUFFIXES = (".wav", ".webm", ".flac", ".mp3", ".ogg", ".m4a")
 
 # Utterance-level delivery per emotion: (pitch %, pitch range %, rate %, volume %).
@@ -116,9 +117,10 @@ def _split_of(utt_id: str) -> str:
 def speaker_voices(engine_names: Sequence[str] = ("espeak",),
                    voices: Sequence[str] = DEFAULT_VOICES) -> list[tuple[str, str]]:
     """(engine, voice) of each speaker: ``voices`` for espeak-ng, :data:`FESTIVAL_VOICES`
-    for festival, interleaved so that rows alternate between the engines."""
-    per_engine = [[(e, v) for v in (voices if e == "espeak" else FESTIVAL_VOICES)]
-                  for e in engine_names]
+    for festival, :data:`FLITE_VOICES` for flite, interleaved so that rows alternate
+    between the engines."""
+    table = {"espeak": tuple(voices), "festival": FESTIVAL_VOICES, "flite": FLITE_VOICES}
+    per_engine = [[(e, v) for v in table[e]] for e in engine_names]
     out = []
     for k in range(max(len(v) for v in per_engine)):
         out += [v[k] for v in per_engine if k < len(v)]
@@ -244,7 +246,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="comma-separated espeak-ng voices (speakers)")
     parser.add_argument("--engines", default="espeak",
                         help="comma-separated synthesis engines: espeak, festival (voices "
-                             + ", ".join(FESTIVAL_VOICES) + ")")
+                             + ", ".join(FESTIVAL_VOICES) + "), flite (voices "
+                             + ", ".join(FLITE_VOICES) + ")")
     parser.add_argument("--recordings", default=None,
                         help="folder with the original EMNS audio: use it instead of synthesis")
     parser.add_argument("--word_timings", action="store_true",

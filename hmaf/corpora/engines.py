@@ -1,4 +1,4 @@
-"""One interface over the synthesis engines: espeak-ng and festival.
+"""One interface over the synthesis engines: espeak-ng, festival and Flite.
 
 An engine turns text + delivery + emphasis into 16 kHz mono float speech and the true
 start/end of every transcript word:
@@ -13,8 +13,9 @@ start/end of every transcript word:
   each engine does with them: the engine's module docstring and docs/corpora.md);
 * the result's ``words`` are the engine's own timings (no aligner involved).
 
-Engines are long-running processes (espeak server, ``festival --pipe``): open one per
-worker thread with :func:`open_engine` and close it when done. A speaker is one voice of
+espeak-ng and festival are long-running processes (espeak server, ``festival --pipe``),
+Flite runs in-process (one synthesis at a time): open one engine per worker thread with
+:func:`open_engine` and close it when done. A speaker is one voice of
 one engine; its group name is ``"<engine>:<voice>"`` (:func:`group_of`).
 """
 
@@ -22,9 +23,9 @@ from __future__ import annotations
 
 from typing import Protocol, Sequence
 
-from hmaf.corpora import festival, tts
+from hmaf.corpora import festival, flite, tts
 
-ENGINES = ("espeak", "festival")
+ENGINES = ("espeak", "festival", "flite")
 
 
 class Engine(Protocol):
@@ -64,6 +65,8 @@ def open_engine(name: str) -> Engine:
         return EspeakEngine()
     if name == "festival":
         return festival.FestivalEngine()
+    if name == "flite":
+        return flite.FliteEngine()
     raise ValueError(f"unknown synthesis engine {name!r} (engines: {', '.join(ENGINES)})")
 
 

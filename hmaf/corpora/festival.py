@@ -23,10 +23,11 @@ Delivery, from the same percentages as espeak-ng's SSML (:class:`hmaf.corpora.tt
   this works whatever intonation method a voice uses and scales the range around the
   utterance's own mean); the HTS module ignores targets and its
   F0 options, so for ``slt`` the same formula is applied to the waveform's pitch contour
-  by Praat's PSOLA (``parselmouth``);
-* volume: the waveform is scaled to a fixed active-speech level (:data:`REFERENCE_DBFS`,
-  espeak-ng's typical level, so that loudness means the same for both engines), then by
-  ``1 + volume%``; peaks above 0.8 are bent towards 1 (:func:`_soft_limit`), not clipped;
+  by Praat's PSOLA (:func:`hmaf.corpora.shaping.psola`);
+* volume: the waveform is scaled to a fixed active-speech level
+  (:data:`hmaf.corpora.shaping.REFERENCE_DBFS`, espeak-ng's typical level, so that loudness
+  means the same for every engine), then by ``1 + volume%``; peaks above 0.8 are bent
+  towards 1 (:func:`hmaf.corpora.shaping.soft_limit`), not clipped;
 * word emphasis (a segment's own prosody: pitch, rate, volume): diphone voices stretch the
   segments of the emphasised words after the Duration module and raise their F0 targets;
   for HTS, PSOLA stretches and raises the words' span; the gain is applied to the span
@@ -39,9 +40,7 @@ same bytes whatever was synthesised before (tested).
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
-import re
 import select
 import shutil
 import subprocess
@@ -53,6 +52,8 @@ from typing import Sequence
 import numpy as np
 
 from hmaf.corpora import tts
+from hmaf.corpora.shaping import (MIN_F0, REFERENCE_DBFS, Token, level, percent_factor, psola,
+                                  rate_factor, soft_limit, token_spans, tokens_of, word_gain)
 
 SAMPLE_RATE = 16000
 # name -> (festival voice function, kind); kind "diphone" or "hts" decides the delivery path.
@@ -68,16 +69,8 @@ PERSONAS = {
     "p3": (1.22, 1.02),
     "p4": (0.82, 0.97),
 }
-# Default emphasis of an SSML-style level (pitch %, rate %, volume %), for Segment.emphasis.
-EMPHASIS_LEVELS = {"strong": (40.0, 75.0, 50.0), "moderate": (20.0, 88.0, 25.0),
-                   "none": (0.0, 100.0, 0.0), "reduced": (-10.0, 110.0, -20.0)}
-REFERENCE_DBFS = -19.0  # active-speech RMS every utterance is brought to before its gain (espeak-ng level)
-RAMP_S = 0.01
-LIMIT_KNEE = 0.8  # above this magnitude the waveform is compressed (_soft_limit)
 REQUEST_TIMEOUT_S = 60.0
-MIN_F0 = 40.0
 DONE = "HMAF-DONE"
-_PRAAT_LOCK = threading.Lock()
 
 # festival's Scheme (SIOD) has no let* and no max: hence nested lets and hmaf-max.
 SCHEME = r"""
@@ -187,58 +180,8 @@ def parse_voice(voice: str) -> VoiceSpec:
     return VoiceSpec(voice, function, kind, pitch, rate)
 
 
-def _factor(value: str | None) -> float:
-    return 1.0 + float(value[:-1]) / 100.0 if value else 1.0
-
-
-def _rate(value: str | None) -> float:
-    return float(value[:-1]) / 100.0 if value else 1.0
-
-
 def _scheme_string(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-@dataclasses.dataclass(frozen=True)
-class _Token:
-    text: str
-    pitch: float  # factor
-    duration: float  # factor (> 1: slower)
-    gain: float  # factor
-
-
-def tokens_of(segments: Sequence[tts.Segment | str]) -> tuple[str, list[_Token]]:
-    """(transcript, whitespace tokens with their word-level emphasis factors)."""
-    words, tokens = [], []
-    for seg in segments:
-        seg = tts.Segment(seg) if isinstance(seg, str) else seg
-        text = tts.clean_text(seg.text)
-        if not text:
-            continue
-        pitch, duration, gain = 1.0, 1.0, 1.0
-        if seg.emphasis is not None:
-            if seg.emphasis not in EMPHASIS_LEVELS:
-                raise ValueError(f"emphasis must be one of {tuple(EMPHASIS_LEVELS)}, got {seg.emphasis!r}")
-            p, r, v = EMPHASIS_LEVELS[seg.emphasis]
-            pitch, duration, gain = 1 + p / 100, 100 / r, 1 + v / 100
-        if seg.prosody is not None:
-            pitch *= _factor(seg.prosody.pitch)
-            duration /= _rate(seg.prosody.rate)
-            gain *= _factor(seg.prosody.volume)
-        # Leading punctuation of a segment belongs to the previous word (", but"): glue it
-        # on, as espeak's builder does, so the token split matches festival's.
-        lead = re.match(r"[^\w\s]+(?=\s|$)", text)
-        if lead and tokens:
-            last = tokens[-1]
-            tokens[-1] = dataclasses.replace(last, text=last.text + lead.group())
-            words[-1] += lead.group()
-            text = text[lead.end():].strip()
-            if not text:
-                continue
-        for t in text.split():
-            tokens.append(_Token(t, pitch, duration, gain))
-        words.append(text)
-    return " ".join(words), tokens
 
 
 class FestivalEngine:
@@ -315,7 +258,7 @@ class FestivalEngine:
             out += chunk
         return out.decode("utf-8", "replace").strip()[-500:]
 
-    def _raw(self, spec: VoiceSpec, text: str, tokens: Sequence[_Token], stretch: float,
+    def _raw(self, spec: VoiceSpec, text: str, tokens: Sequence[Token], stretch: float,
              hts_rate: float, shift: float, spread: float) -> tuple[np.ndarray, list[tuple[int, float, float]], int]:
         """festival's 16 kHz audio, [(token index, start, end)] per word, token count."""
         with self._lock:
@@ -326,7 +269,7 @@ class FestivalEngine:
                            f"loading voice {spec.function}")
                 self._voice = spec.function
             path = os.path.join(self._tmp, "utt.wav")
-            # HTS recomputes durations and F0 itself: its emphasis is done by _psola.
+            # HTS recomputes durations and F0 itself: its emphasis is done by psola.
             emph = " ".join(f"({k} {t.duration:.4f} {t.pitch:.4f})" for k, t in enumerate(tokens)
                             if spec.kind == "diphone" and (t.duration != 1.0 or t.pitch != 1.0))
             if os.path.exists(path):
@@ -363,9 +306,9 @@ class FestivalEngine:
         if not tts.transcript_words(transcript):
             raise tts.TTSError(f"nothing to say in {transcript!r}")
         utt = utterance or tts.Prosody()
-        rate = _rate(utt.rate) * spec.rate_factor
-        shift = _factor(utt.pitch) * spec.pitch_factor
-        spread = max(0.05, _factor(utt.range))
+        rate = rate_factor(utt.rate) * spec.rate_factor
+        shift = percent_factor(utt.pitch) * spec.pitch_factor
+        spread = max(0.05, percent_factor(utt.range))
         diphone = spec.kind == "diphone"
         audio, raw_words, count = self._raw(
             spec, transcript, tokens, stretch=1.0 / rate, hts_rate=rate,
@@ -373,11 +316,11 @@ class FestivalEngine:
         if count != len(tokens):
             raise tts.TTSError(f"festival split {transcript!r} into {count} tokens, expected "
                                f"{len(tokens)}")
-        spans = _token_spans(raw_words, len(tokens))
+        spans = token_spans(raw_words, len(tokens))
         if not diphone:
-            audio, spans = _psola(audio, spans, tokens, shift, spread)
-        audio = _level(audio, REFERENCE_DBFS) * _factor(utt.volume)
-        audio = _soft_limit(_word_gain(audio, spans, tokens))
+            audio, spans = psola(audio, spans, tokens, shift, spread)
+        audio = level(audio, REFERENCE_DBFS) * percent_factor(utt.volume)
+        audio = soft_limit(word_gain(audio, spans, tokens))
         if sample_rate and sample_rate != SAMPLE_RATE:
             audio = tts._resample(audio, SAMPLE_RATE, sample_rate)
         out_rate = sample_rate or SAMPLE_RATE
@@ -421,116 +364,3 @@ def _shut_down(proc: subprocess.Popen, tmp: str) -> None:
     proc.stdout.close()
     proc.stderr.close()
     shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _token_spans(words: Sequence[tuple[int, float, float]], count: int
-                 ) -> list[tuple[float, float] | None]:
-    """(start, end) seconds of each token: the union of its festival words."""
-    spans: list[tuple[float, float] | None] = [None] * count
-    for index, start, end in words:
-        if 0 <= index < count and end > start:
-            old = spans[index]
-            spans[index] = (start, end) if old is None else (min(old[0], start), max(old[1], end))
-    return spans
-
-
-def _level(audio: np.ndarray, dbfs: float) -> np.ndarray:
-    """``audio`` scaled so that its active frames (within 40 dB of the loudest) have RMS ``dbfs``."""
-    frame = 320
-    n = len(audio) // frame
-    if n == 0:
-        return audio
-    rms = np.sqrt(np.mean(audio[:n * frame].reshape(n, frame) ** 2, axis=1))
-    active = rms[rms > rms.max() * 0.01]
-    level = float(np.sqrt(np.mean(active ** 2))) if active.size else 0.0
-    if level <= 0:
-        return audio
-    return (audio * (10 ** (dbfs / 20) / level)).astype(np.float32)
-
-
-def _word_gain(audio: np.ndarray, spans: Sequence[tuple[float, float] | None],
-               tokens: Sequence[_Token]) -> np.ndarray:
-    """Applies each emphasised token's gain over its span, with :data:`RAMP_S` ramps."""
-    envelope = np.ones(len(audio), np.float32)
-    ramp = int(RAMP_S * SAMPLE_RATE)
-    for span, token in zip(spans, tokens):
-        if span is None or token.gain == 1.0:
-            continue
-        a, b = int(span[0] * SAMPLE_RATE), min(len(audio), int(math.ceil(span[1] * SAMPLE_RATE)))
-        shape = np.full(b - a, token.gain, np.float32)
-        k = min(ramp, (b - a) // 2)
-        if k:
-            shape[:k] = np.linspace(1.0, token.gain, k)
-            shape[-k:] = np.linspace(token.gain, 1.0, k)
-        envelope[a:b] *= shape
-    return (audio * envelope).astype(np.float32)
-
-
-def _soft_limit(audio: np.ndarray, knee: float = LIMIT_KNEE) -> np.ndarray:
-    """Samples above ``knee`` bend smoothly towards 1 (tanh) instead of clipping: the
-    loud deliveries stay loud without the hard-clipping distortion that would mark them."""
-    magnitude = np.abs(audio)
-    over = magnitude > knee
-    if not over.any():
-        return audio
-    out = audio.copy()
-    bent = knee + (1.0 - knee) * np.tanh((magnitude[over] - knee) / (1.0 - knee))
-    out[over] = np.sign(audio[over]) * bent
-    return out.astype(np.float32)
-
-
-def _psola(audio: np.ndarray, spans: list[tuple[float, float] | None], tokens: Sequence[_Token],
-           shift: float, spread: float) -> tuple[np.ndarray, list[tuple[float, float] | None]]:
-    """Pitch mean/range and word emphasis by Praat's PSOLA; returns audio and moved spans.
-
-    The pitch contour becomes ``mean*shift + (f0-mean)*spread``, times the token's pitch
-    factor inside emphasised spans; the duration tier stretches those spans by the token's
-    duration factor (linear 5 ms transitions). New word times come from the tier's own
-    integral ("Get target duration"), so the timings follow the audio exactly.
-    """
-    import parselmouth
-    from parselmouth.praat import call, run
-
-    with _PRAAT_LOCK:
-        # PSOLA draws random pulse positions in unvoiced stretches from Praat's global
-        # generator: seed it (under a lock, as threads share it) so the output repeats.
-        run("random_initializeWithSeedUnsafelyButPredictably (0)")
-        try:
-            return _psola_seeded(parselmouth, call, audio, spans, tokens, shift, spread)
-        finally:
-            run("random_initializeSafelyAndUnpredictably ()")
-
-
-def _psola_seeded(parselmouth, call, audio: np.ndarray, spans: list[tuple[float, float] | None],
-                  tokens: Sequence[_Token], shift: float, spread: float
-                  ) -> tuple[np.ndarray, list[tuple[float, float] | None]]:
-    sound = parselmouth.Sound(audio.astype(np.float64), sampling_frequency=SAMPLE_RATE)
-    manipulation = call(sound, "To Manipulation", 0.01, 75, 600)
-    pitch = call(manipulation, "Extract pitch tier")
-    emphasised = [(span, t) for span, t in zip(spans, tokens)
-                  if span is not None and (t.pitch != 1.0 or t.duration != 1.0)]
-    if call(pitch, "Get number of points") > 0:
-        mean = call(pitch, "Get mean (points)", 0, 0)
-        factor = "1"
-        for (a, b), t in emphasised:
-            factor = f"(if x >= {a:.5f} and x < {b:.5f} then {t.pitch:.5f} else {factor} fi)"
-        call(pitch, "Formula", f"max({MIN_F0}, ({mean:.4f}*{shift:.5f} + (self - {mean:.4f})*"
-                               f"{spread:.5f}) * {factor})")
-        call([pitch, manipulation], "Replace pitch tier")
-    total = len(audio) / SAMPLE_RATE
-    duration = call("Create DurationTier", "stretch", 0, total)
-    call(duration, "Add point", 0, 1.0)
-    edge = 0.005
-    for (a, b), t in emphasised:
-        call(duration, "Add point", max(0.0, a - edge), 1.0)
-        call(duration, "Add point", a, t.duration)
-        call(duration, "Add point", b, t.duration)
-        call(duration, "Add point", min(total, b + edge), 1.0)
-    call([duration, manipulation], "Replace duration tier")
-    result = call(manipulation, "Get resynthesis (overlap-add)")
-    out = np.asarray(result.values[0], np.float32)
-
-    def moved(x: float) -> float:
-        return float(call(duration, "Get target duration", 0, x))
-
-    return out, [None if s is None else (moved(s[0]), moved(s[1])) for s in spans]

@@ -51,6 +51,13 @@ FESTIVAL_MAIN_VOICES = {"Chandler": "kal", "Joey": "ked", "Ross": "kal+p2", "Mon
                         "Phoebe": "slt+p1", "Rachel": "slt+p3"}
 FESTIVAL_POOLS = {"female": ("slt+p2", "slt+p4"), "male": ("kal+p1", "ked+p1", "ked+p2"),
                   "": ("kal+p3", "ked+p3", "slt+p2")}
+# Flite: the same scheme over its voices (kal16, awb, rms male; slt female).
+FLITE_MAIN_VOICES = {"Chandler": "kal16", "Joey": "awb", "Ross": "rms", "Monica": "slt",
+                     "Phoebe": "slt+p1", "Rachel": "slt+p3"}
+FLITE_POOLS = {"female": ("slt+p2", "slt+p4"), "male": ("kal16+p1", "awb+p1", "rms+p1"),
+               "": ("kal16+p3", "rms+p3", "slt+p2")}
+ENGINE_VOICES = {"espeak": (MAIN_VOICES, POOLS), "festival": (FESTIVAL_MAIN_VOICES, FESTIVAL_POOLS),
+                 "flite": (FLITE_MAIN_VOICES, FLITE_POOLS)}
 DELIVERY = {  # (pitch %, pitch range %, rate %, volume %)
     "anger": (10.0, 70.0, 125.0, 55.0),
     "disgust": (-12.0, 30.0, 85.0, 10.0),
@@ -65,8 +72,7 @@ DELIVERY_JITTER = (5.0, 8.0, 5.0, 6.0)
 
 def voice_for(speaker: str, gender: str, engine: str = "espeak") -> str:
     """A deterministic voice of ``engine`` for a MELD speaker."""
-    main, pools = ((MAIN_VOICES, POOLS) if engine == "espeak" else
-                   (FESTIVAL_MAIN_VOICES, FESTIVAL_POOLS))
+    main, pools = ENGINE_VOICES[engine]
     if speaker in main:
         return main[speaker]
     pool = pools.get(gender.strip().lower(), pools[""])
@@ -163,7 +169,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="put the true TTS word timings in the manifest (skip alignment)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--engines", default="espeak",
-                        help="comma-separated synthesis engines: espeak, festival")
+                        help="comma-separated synthesis engines: espeak, festival, flite")
     common.add_prepare_arguments(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")

@@ -1,8 +1,9 @@
 """Speech synthesis with espeak-ng and the engine's own, exact word timings.
 
 Also home of the types every engine shares (:class:`Prosody`, :class:`Segment`,
-:class:`WordTiming`, :class:`Synthesis`, :class:`TTSError`); the engine interface over
-espeak-ng and festival is :mod:`hmaf.corpora.engines`.
+:class:`WordTiming`, :class:`Synthesis`, :class:`TTSError`) and of their finishing step
+(:func:`frame_speech`); the engine interface over espeak-ng, festival and Flite is
+:mod:`hmaf.corpora.engines`.
 
 Text is given as :class:`Segment` s (plain text, optionally with word-level SSML
 ``<prosody>`` or ``<emphasis>``) plus an optional utterance-level :class:`Prosody`; it is

@@ -135,3 +135,18 @@ def test_cli_engines_flag_and_utterances_file(tmp_path):
         assert (out / "source" / m["audio"]).read_bytes() == (again / "source" / m["audio"]).read_bytes()
     with pytest.raises(ValueError, match="unknown synthesis engine"):
         synthetic.main(["--out", str(tmp_path / "x"), "--engines", "espeak,nope"])
+
+
+def test_every_engines_delivery_table_overlaps_between_classes():
+    """The table itself, for every engine (flite too): each class's middle 80 % of every
+    setting (mean ± 1.2816 sd of its jitter) overlaps another class's."""
+    assert set(synthetic.DELIVERY) == set(synthetic.ENGINE_VOICES) == set(synthetic.DELIVERY_JITTER)
+    for engine, table in synthetic.DELIVERY.items():
+        sd = np.asarray(synthetic.DELIVERY_JITTER[engine])
+        for label, mean in table.items():
+            lo, hi = np.asarray(mean) - 1.2816 * sd, np.asarray(mean) + 1.2816 * sd
+            for dim in range(4):
+                assert any(abs(other[dim] - mean[dim]) < hi[dim] - lo[dim]
+                           for k, other in table.items() if k != label), (engine, label, dim)
+        assert table["angry"][2] > table["neutral"][2] > table["sad"][2]
+        assert table["angry"][3] > table["neutral"][3] > table["sad"][3]
