@@ -38,16 +38,10 @@ import threading
 import numpy as np
 
 from hmaf.data.align import SAMPLE_RATE, Alignment, AlignmentError, NoPathError, speech_frames
-from hmaf.data.boundaries import refine_onsets
 
 # Frames within this of the loudest are speech the words must explain (``fit``); below it,
 # breath, noise floors and reverberation tails may go to silence segments.
 FIT_TOP_DB = 25.0
-# Prior probability of a silence between two words (pocketsphinx's default 0.005). Lower,
-# the search inserts fewer short silences inside fluent speech, where they steal the edges of
-# neighbouring phones; a real pause still wins on its acoustics (measured on the
-# development half of the alignment benchmark, espeak-ng voices: onset mean 22.7 -> 21.4 ms).
-SILPROB = 1e-4
 WIDE_BEAMS = {"beam": 1e-200, "wbeam": 1e-150, "pbeam": 1e-200, "lpbeam": 1e-150, "lponlybeam": 1e-150}
 # The searches tried in order: (frames per second, wide beams).
 SEARCHES = ((100, False), (100, True), (200, True))
@@ -67,7 +61,7 @@ def _decoder(frate: int, wide: bool):
 
         # cmn="batch": the cepstral mean of the whole utterance, not a running estimate.
         decoder = Decoder(samprate=SAMPLE_RATE, bestpath=False, loglevel="FATAL", frate=frate, cmn="batch",
-                          silprob=SILPROB, **(WIDE_BEAMS if wide else {}))
+                          **(WIDE_BEAMS if wide else {}))
         for alias, phones in _aliases.values():
             decoder.add_word(alias, phones, True)
         _decoders[frate, wide] = decoder
@@ -103,11 +97,11 @@ def _search(decoder, pcm: bytes, tokens: list[str]):
     return decoder.seg()
 
 
-def _first_path(pcm: bytes, words: list[str]) -> tuple[list[tuple[str, int, int, float, str]] | None, list[str], int]:
+def _first_path(pcm: bytes, words: list[str]) -> tuple[list[tuple[str, int, int, float]] | None, list[str], int]:
     """(segments, tokens, frames per second) of the first search in :data:`SEARCHES`
     that finds a path; segments is None when none does. Each segment is copied out of
-    the decoder as (word, start frame, end frame, acoustic score, first phone of the
-    pronunciation it chose) while the caller still holds ``_lock``."""
+    the decoder as (word, start frame, end frame, acoustic score) while the caller
+    still holds ``_lock``."""
     for frate, wide in SEARCHES:
         decoder = _decoder(frate, wide)
         try:
@@ -116,17 +110,12 @@ def _first_path(pcm: bytes, words: list[str]) -> tuple[list[tuple[str, int, int,
         except RuntimeError as e:  # pocketsphinx raises RuntimeError for its own failures
             raise AlignmentError(f"pocketsphinx failed: {e}") from None
         if segments is not None:
-            return [(seg.word, seg.start_frame, seg.end_frame, seg.ascore,
-                     (decoder.lookup_word(seg.word) or "?").split()[0]) for seg in segments], tokens, frate
+            return [(seg.word, seg.start_frame, seg.end_frame, seg.ascore) for seg in segments], tokens, frate
     return None, tokens, frate
 
 
-def align(samples: np.ndarray, words: list[str], *, refine: bool = True) -> Alignment:
+def align(samples: np.ndarray, words: list[str]) -> Alignment:
     """Times each word in 16 kHz mono float ``samples`` ``[samples]``.
-
-    Args:
-      refine: move onsets to the signal's own boundaries below the frame grid
-        (:func:`hmaf.data.boundaries.refine_onsets`); False: pocketsphinx's frame times.
 
     Returns:
       :class:`hmaf.data.align.Alignment` with per-word starts, ends (seconds) and confidence.
@@ -143,30 +132,21 @@ def align(samples: np.ndarray, words: list[str], *, refine: bool = True) -> Alig
                           f"{len(samples) / SAMPLE_RATE:.2f} s of audio in any search")
     expected = iter(tokens)
     want = next(expected, None)
-    starts, ends, confidence, first_phones, silence_before = [], [], [], [], []
+    starts, ends, confidence = [], [], []
     speech = speech_frames(samples, SAMPLE_RATE, FIT_TOP_DB)
     unexplained = 0
-    previous = None  # the segment before the current one: (word, start s, end s)
-    for word, start_frame, end_frame, ascore, first_phone in segments:
-        # pocketsphinx's convention (its examples and command line): a segment spans
-        # frames start_frame..end_frame, i.e. [start_frame, end_frame + 1) / frate seconds.
-        start, end = start_frame / frate, (end_frame + 1) / frate
+    for word, start_frame, end_frame, ascore in segments:
         if want is None or _ALTERNATE.sub("", word) != want:
             first, last = start_frame * 100 // frate, (end_frame + 1) * 100 // frate
             unexplained += int(np.sum(speech[first:last]))
         else:
             frames = end_frame - start_frame + 1
-            starts.append(start)
-            ends.append(end)
+            starts.append(start_frame / frate)
+            ends.append((end_frame + 1) / frate)
             confidence.append(math.exp(math.log(max(ascore, 1e-300)) / max(frames, 1)))
-            first_phones.append(first_phone)
-            silence_before.append(previous[1:] if previous and previous[0] == "<sil>" else None)
             want = next(expected, None)
-        previous = (word, start, end)
     if len(starts) != len(words):
         raise AlignmentError(f"pocketsphinx returned {len(starts)} of {len(words)} words")
     fit = 1.0 - unexplained / max(int(np.sum(speech)), 1)
-    starts, ends = np.asarray(starts), np.asarray(ends)
-    if refine:
-        starts, ends = refine_onsets(samples, starts, ends, first_phones, silence_before)
-    return Alignment(starts=starts, ends=ends, confidence=np.asarray(confidence), aligner="pocketsphinx", fit=fit)
+    return Alignment(starts=np.asarray(starts), ends=np.asarray(ends), confidence=np.asarray(confidence),
+                     aligner="pocketsphinx", fit=fit)
