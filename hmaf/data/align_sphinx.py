@@ -86,6 +86,15 @@ def _tokens(decoder, words: list[str]) -> list[str]:
     return [_aliases[w][0] if w in _aliases else w for w in words]
 
 
+def pronunciation(word: str) -> list[str]:
+    """The CMU phones pocketsphinx aligns ``word`` with (its first pronunciation, or the
+    espeak-ng one it adds for a word outside its dictionary)."""
+    with _lock:
+        decoder = _decoder(*SEARCHES[0])
+        token = _tokens(decoder, [word])[0]
+        return (decoder.lookup_word(token) or "").split()
+
+
 def _search(decoder, pcm: bytes, tokens: list[str]):
     # A fresh feature front end: its state from earlier utterances shifted boundaries by a
     # frame, so the times depended on what the process had aligned before (measured).

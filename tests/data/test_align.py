@@ -168,3 +168,9 @@ def test_pocketsphinx_is_safe_from_several_threads(spoken):
     for a, b in zip(sequential * 4, threaded):
         np.testing.assert_array_equal(a.starts, b.starts)
         np.testing.assert_array_equal(a.ends, b.ends)
+
+
+def test_pronunciation_is_the_one_pocketsphinx_aligns_with():
+    assert align_sphinx.pronunciation("the") == ["DH", "AH"]
+    phones = align_sphinx.pronunciation("zorblaxian")  # outside the dictionary: espeak-ng's, mapped
+    assert phones and phones[0] == "Z"
