@@ -1,7 +1,7 @@
 """Word-alignment accuracy and speed against engine-true word timings.
 
     python -m benchmarks.alignment [--utterances 60] [--aligners aeneas,pocketsphinx,auto]
-        [--engines espeak] [--out benchmarks/results/alignment.jsonl]
+        [--engines espeak] [--seed 0] [--out benchmarks/results/alignment.jsonl]
 
 Speech with exact word timings comes from the speech engines of :mod:`hmaf.corpora.engines`
 (espeak-ng: libespeak-ng's word events; festival: its utterance structure). Two sets per
@@ -19,7 +19,9 @@ transcript's normalised words (:func:`hmaf.data.text.normalize_words`; utterance
 words do not map one to one onto the engine's are skipped, counted). Reported per aligner
 and set: onset and offset error (median, mean, 90th percentile, share within 20 and
 50 ms), failures (the aligner raised), and x real time (audio seconds per alignment
-second, one warm process). For ``auto`` also the mismatch check
+second, one warm process); over all cases also the onset errors per engine x word position
+and engine x first-phone class with their bias (signed median; :func:`breakdown`). For
+``auto`` also the mismatch check
 (:mod:`hmaf.data.mismatch`): correct pairs it rejects, and clips it catches when given
 the transcript of another utterance of the same engine. Truth conventions (espeak): a word starts at its word event
 (a word-initial stop's closure included, and sometimes silence before it); inside a
