@@ -1,7 +1,7 @@
 """Word-alignment accuracy and speed against engine-true word timings.
 
     python -m benchmarks.alignment [--utterances 60] [--aligners aeneas,pocketsphinx,auto]
-        [--engines espeak] [--out benchmarks/results/alignment.jsonl]
+        [--engines espeak] [--seed 0] [--out benchmarks/results/alignment.jsonl]
 
 Speech with exact word timings comes from the speech engines of :mod:`hmaf.corpora.engines`
 (espeak-ng: libespeak-ng's word events; festival: its utterance structure). Two sets per
@@ -19,7 +19,9 @@ transcript's normalised words (:func:`hmaf.data.text.normalize_words`; utterance
 words do not map one to one onto the engine's are skipped, counted). Reported per aligner
 and set: onset and offset error (median, mean, 90th percentile, share within 20 and
 50 ms), failures (the aligner raised), and x real time (audio seconds per alignment
-second, one warm process). For ``auto`` also the mismatch check
+second, one warm process); over all cases also the onset errors per engine x word position
+and engine x first-phone class with their bias (signed median; :func:`breakdown`). For
+``auto`` also the mismatch check
 (:mod:`hmaf.data.mismatch`): correct pairs it rejects, and clips it catches when given
 the transcript of another utterance of the same engine. Truth conventions (espeak): a word starts at its word event
 (a word-initial stop's closure included, and sometimes silence before it); inside a
@@ -127,12 +129,48 @@ def engine_cases(name: str, count: int, seed: int) -> tuple[list[Case], int]:
 
 
 def _stats(errors_s: list[float]) -> dict:
-    e = 1000 * np.abs(np.asarray(errors_s))
+    signed = 1000 * np.asarray(errors_s, dtype=np.float64)
+    e = np.abs(signed)
     if e.size == 0:
         return {}
-    return {"median_ms": round(float(np.median(e)), 1), "mean_ms": round(float(np.mean(e)), 1),
+    return {"signed_median_ms": round(float(np.median(signed)), 1), "median_ms": round(float(np.median(e)), 1), "mean_ms": round(float(np.mean(e)), 1),
             "p90_ms": round(float(np.percentile(e, 90)), 1),
             "within_20ms": round(float(np.mean(e <= 20)), 3), "within_50ms": round(float(np.mean(e <= 50)), 3)}
+
+
+# Phone classes of a word's first CMU phone: stops and affricates begin with a closure.
+PHONE_CLASSES = {"stop": set("P B T D K G CH JH".split()), "fricative": set("F V TH DH S Z SH ZH HH".split()),
+                 "nasal": set("M N NG".split()), "approximant": set("L R W Y".split())}
+PAUSE_S = 0.02  # a true gap longer than this before a word: the word follows a pause
+
+
+def word_kinds(case: Case) -> list[tuple[str, str]]:
+    """(position, phone class) of each word of ``case``: position "first", "after_pause"
+    (a true gap of more than :data:`PAUSE_S`) or "after_word"; phone class of its first
+    phone in pocketsphinx's pronunciation (:data:`PHONE_CLASSES`, else "vowel")."""
+    from hmaf.data.align_sphinx import pronunciation
+
+    kinds = []
+    for i, word in enumerate(case.words):
+        position = ("first" if i == 0 else
+                    "after_pause" if case.starts[i] - case.ends[i - 1] > PAUSE_S else "after_word")
+        phones = pronunciation(word)
+        first = phones[0] if phones else ""
+        kinds.append((position, next((k for k, v in PHONE_CLASSES.items() if first in v), "vowel")))
+    return kinds
+
+
+def breakdown(per_case: list) -> dict:
+    """Onset error statistics (:func:`_stats`, signed median = bias) per engine x word
+    position and engine x first-phone class, over the aligned cases of ``per_case``."""
+    groups: dict[str, list[float]] = {}
+    for case, result, *_ in per_case:
+        if result is None:
+            continue
+        for (position, phone_class), error in zip(word_kinds(case), result.starts - case.starts):
+            for key in (f"{case.engine}/position={position}", f"{case.engine}/first_phone={phone_class}"):
+                groups.setdefault(key, []).append(float(error))
+    return {key: {"words": len(v), **_stats(v)} for key, v in sorted(groups.items())}
 
 
 def _mismatch(case: Case, words: list[str], aligner: str, result=None) -> str | None:
@@ -191,6 +229,8 @@ def run(cases: list[Case], aligner: str, mismatch: bool) -> list[dict]:
             "audio_s": round(audio_s, 1),
             "failure_examples": [f"{p[0].voice}/{p[0].delivery}: {p[3][:120]}" for p in chosen if p[1] is None][:3],
         }
+        if key == ("all", "all"):
+            row["onset_breakdown"] = breakdown(chosen)
         if mismatch:
             row["mismatch"] = {"correct_rejected": sum(p[4] is not None for p in ok),
                                "swapped_caught": sum(bool(p[5]) for p in ok), "pairs": len(ok),
@@ -237,6 +277,12 @@ def main(argv: list[str] | None = None) -> int:
     for aligner in args.aligners.split(","):
         rows += run(cases, aligner, mismatch=aligner == "auto" and not args.no_mismatch)
     print(_table(rows))
+    for r in rows:
+        if "onset_breakdown" in r:
+            print(f"onset errors of {r['aligner']} by word (ms; bias = signed median, + = late):")
+            for key, st in r["onset_breakdown"].items():
+                print(f"  {key:32s} {st['words']:4d} words  median {st['median_ms']:5.1f}  mean {st['mean_ms']:5.1f}"
+                      f"  p90 {st['p90_ms']:6.1f}  <=20 {st['within_20ms']:.0%}  bias {st['signed_median_ms']:+.1f}")
     for r in rows:
         if "mismatch" in r:
             m = r["mismatch"]

@@ -15,4 +15,23 @@ def test_alignment_benchmark_reports_errors_and_mismatch_rates(tmp_path, capsys)
     assert total["failures"] == 0 and 0 < total["onset"]["median_ms"] < 60
     assert 0 <= total["onset"]["within_20ms"] <= total["onset"]["within_50ms"] <= 1
     assert rows[5]["mismatch"]["correct_rejected"] == 0 and "mismatch" not in rows[2]
+    assert "onset_breakdown" in total and "onset_breakdown" not in rows[0]
+    assert total["onset"]["signed_median_ms"] <= total["onset"]["median_ms"]
     assert "| auto | all/all |" in capsys.readouterr().out
+
+
+def test_word_kinds_and_breakdown_group_onset_errors():
+    import numpy as np
+
+    from hmaf.data.align import Alignment
+
+    case = alignment.Case("espeak", "corpus", "en", "plain", "the cat sat", np.zeros(16000, np.float32),
+                          ["the", "cat", "sat"], np.array([0.1, 0.3, 0.7]), np.array([0.3, 0.5, 0.9]))
+    assert alignment.word_kinds(case) == [("first", "fricative"), ("after_word", "stop"),
+                                          ("after_pause", "fricative")]
+    result = Alignment(starts=np.array([0.09, 0.33, 0.7]), ends=case.ends, confidence=np.ones(3), aligner="x")
+    table = alignment.breakdown([(case, result), (case, None)])  # a failed case counts nowhere
+    assert table["espeak/first_phone=stop"]["words"] == 1
+    assert table["espeak/first_phone=stop"]["signed_median_ms"] == 30.0  # late: positive
+    assert table["espeak/first_phone=fricative"]["words"] == 2
+    assert table["espeak/position=first"]["signed_median_ms"] == -10.0

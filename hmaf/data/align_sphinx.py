@@ -63,7 +63,7 @@ def _decoder(frate: int, wide: bool):
         decoder = Decoder(samprate=SAMPLE_RATE, bestpath=False, loglevel="FATAL", frate=frate, cmn="batch",
                           **(WIDE_BEAMS if wide else {}))
         for alias, phones in _aliases.values():
-            decoder.add_word(alias, phones, True)
+            decoder.add_word(alias, phones, False)
         _decoders[frate, wide] = decoder
     return _decoders[frate, wide]
 
@@ -81,9 +81,21 @@ def _tokens(decoder, words: list[str]) -> list[str]:
         for word in unknown:
             # The name depends on the word only, not on what this process aligned before.
             _aliases[word] = (f"hmafoov{hashlib.sha1(word.encode()).hexdigest()[:12]}", " ".join(phones[word]))
+            # update=False: set_align_text builds each search from the dictionary as it is
+            # then; updating the current search per word cost ~0.1 CPU-s per word and decoder,
+            # most of pocketsphinx's time in a fresh worker on text with names (measured).
             for d in _decoders.values():  # every decoder knows every alias
-                d.add_word(*_aliases[word], True)
+                d.add_word(*_aliases[word], False)
     return [_aliases[w][0] if w in _aliases else w for w in words]
+
+
+def pronunciation(word: str) -> list[str]:
+    """The CMU phones pocketsphinx aligns ``word`` with (its first pronunciation, or the
+    espeak-ng one it adds for a word outside its dictionary)."""
+    with _lock:
+        decoder = _decoder(*SEARCHES[0])
+        token = _tokens(decoder, [word])[0]
+        return (decoder.lookup_word(token) or "").split()
 
 
 def _search(decoder, pcm: bytes, tokens: list[str]):

@@ -168,3 +168,29 @@ def test_pocketsphinx_is_safe_from_several_threads(spoken):
     for a, b in zip(sequential * 4, threaded):
         np.testing.assert_array_equal(a.starts, b.starts)
         np.testing.assert_array_equal(a.ends, b.ends)
+
+
+def test_pronunciation_is_the_one_pocketsphinx_aligns_with():
+    assert align_sphinx.pronunciation("the") == ["DH", "AH"]
+    phones = align_sphinx.pronunciation("zorblaxian")  # outside the dictionary: espeak-ng's, mapped
+    assert phones and phones[0] == "Z"
+
+
+def test_new_words_are_added_without_rebuilding_the_search(spoken):
+    """Adding a word outside the dictionary used to rebuild the decoder's current search
+    (~0.1 CPU-s per word and decoder); the words must still be aligned afterwards."""
+    import time
+
+    from hmaf.data import g2p
+
+    words, _, _, samples = spoken[0]
+    new = [f"zorblax{chr(97 + i)}{chr(97 + j)}" for i in range(4) for j in range(5)]  # 20 unseen words
+    g2p.pronounce(new)  # espeak-ng's time is not what this test measures
+    decoder = align_sphinx._decoder(*align_sphinx.SEARCHES[0])
+    cpu = time.process_time()
+    with align_sphinx._lock:
+        align_sphinx._tokens(decoder, new)
+    cpu = time.process_time() - cpu
+    assert cpu < 0.5, f"adding 20 words took {cpu:.2f} CPU-s"
+    result = align_sphinx.align(samples, [new[0]] + words[1:])  # an added word in the transcript aligns
+    assert result.starts.shape == (len(words),)
