@@ -9,6 +9,9 @@ import jax
 import jax.numpy as jnp
 
 Dtype = Any
+# The batch norm of each head: its output (the pooled utterance features the final dense
+# layer classifies) is the representation hmaf.eval_step captures for hmaf.unfamiliar.
+REPRESENTATION_LAYER = "batch_norm"
 
 
 class CNNDecision(nn.Module):
@@ -49,7 +52,7 @@ class CNNDecision(nn.Module):
             valid = (start[None] + k <= n_words[:, None]) | (start[None] == 0)  # [B, N]
             pooled.append(jnp.where(valid[..., None], f, -jnp.inf).max(axis=1))
         c = jnp.concatenate(pooled, axis=-1)
-        c = nn.BatchNorm(use_running_average=not train, name="batch_norm")(c)
+        c = nn.BatchNorm(use_running_average=not train, name=REPRESENTATION_LAYER)(c)
         c = nn.Dropout(self.dropout, deterministic=not train)(c)
         return nn.Dense(self.num_classes, dtype=self.dtype, name="logits")(c).astype(jnp.float32)
 
@@ -64,6 +67,9 @@ class DenseHead(nn.Module):
     @nn.compact
     def __call__(self, u: jax.Array, *, train: bool) -> jax.Array:
         """Args: u ``[B, D]``. Returns logits ``[B, C]``."""
-        u = nn.BatchNorm(use_running_average=not train, name="batch_norm")(u)
+        u = nn.BatchNorm(use_running_average=not train, name=REPRESENTATION_LAYER)(u)
         u = nn.Dropout(self.dropout, deterministic=not train)(u)
         return nn.Dense(self.num_classes, dtype=self.dtype, name="logits")(u).astype(jnp.float32)
+
+
+HEADS = (CNNDecision, DenseHead)  # every model ends in one of these (two for DL-Fusion)
