@@ -211,13 +211,14 @@ class UnfamiliarDetector:
         the combined scale on ``validation``; every score whose features both splits have."""
         if not 0.0 < rate < 1.0:
             raise ValueError(f"false-alarm rate must lie in (0, 1), got {rate}")
+        if score not in SCORES:
+            raise ValueError(f"unfamiliar score {score!r}; choose one of {SCORES}")
         fitted: dict[str, Gaussians] = {}
         if train.representation is not None and validation.representation is not None:
             fitted["mahalanobis"] = Gaussians.fit(train.representation, train_labels)
         if train.input_stats is not None and validation.input_stats is not None:
             fitted["input"] = Gaussians.fit(train.input_stats)
-        detector = cls(score if score in (*fitted, "energy") else "energy", temperature,
-                       {"energy": 0.0}, representation=fitted.get("mahalanobis"), inputs=fitted.get("input"))
+        detector = cls("energy", temperature, {"energy": 0.0}, representation=fitted.get("mahalanobis"), inputs=fitted.get("input"))
         raw = detector._part_scores(validation)
         scale = {}
         for part in COMBINED_PARTS:
