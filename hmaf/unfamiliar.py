@@ -14,7 +14,8 @@ trained on), so about ``rate`` (5 %) of in-domain inputs are flagged:
   with one shared covariance fitted on the TRAIN split (Lee et al. 2018, "A Simple
   Unified Framework for Detecting Out-of-Distribution Samples and Adversarial Attacks").
 * ``input``: squared Mahalanobis distance of the utterance's RAW log-mel statistics
-  (:func:`input_statistics`, before any normalisation, independent of the model) to one
+  (:func:`input_statistics`: cepstral envelopes of the band means and stds, loudness
+  spread, speaking rate; before any normalisation, independent of the model) to one
   Gaussian fitted on the train split: sees an engine, channel or recording change even
   when speaker normalisation hides it from the model.
 * ``combined``: the larger of the ``mahalanobis`` and ``input`` scores, each first put on
@@ -42,6 +43,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
+from scipy import fft
 
 from hmaf.calibration import energy_score
 from hmaf.io import atomic_open
@@ -50,6 +52,7 @@ SCORES = ("energy", "mahalanobis", "input", "combined")
 DEFAULT_SCORE = "combined"
 COMBINED_PARTS = ("mahalanobis", "input")
 UNFAMILIAR_FILE = "unfamiliar.npz"  # in each stage directory, beside calibration.json
+CEPSTRA = 13  # DCT coefficients kept of each band profile, as MFCCs keep
 HOP_S = 0.010  # frame hop of the prepared corpora (hmaf.data.features), for the speaking rate
 _SCALE_FLOOR = 1e-6  # a constant feature must not divide by zero when standardised
 
@@ -70,18 +73,21 @@ class Features:
 
 
 def input_statistics(frames: np.ndarray, frame_mask: np.ndarray, word_mask: np.ndarray,
-                     hop_s: float = HOP_S) -> np.ndarray:
+                     hop_s: float = HOP_S, coefficients: int = CEPSTRA) -> np.ndarray:
     """Per-utterance statistics of the RAW log-mel frames (before any normalisation).
 
-    Over each utterance's real frames: the mean and the standard deviation of every mel
-    band (``2 M`` values: level and spectral shape, dynamics per band), the standard
-    deviation over frames of the frame energy (mean over bands: loudness contour), and
-    the speaking rate ``log(words / seconds of its words' frames)``. A spectral tilt is
-    left out: it is a linear function of the band means, so it adds nothing to a
-    Mahalanobis distance. Padded words and frames never enter.
+    Over each utterance's real frames: the spectral envelope of the band means (level
+    and timbre) and of the band standard deviations (dynamics), each as the first
+    ``coefficients`` (13, as MFCCs keep) of its orthonormal DCT-II over the mel bands;
+    the standard deviation over frames of the frame energy (mean over bands: the
+    loudness contour); and the speaking rate ``log(words / seconds of its words'
+    frames)``. The cepstral smoothing drops the fine harmonic structure of the band
+    profiles, which follows each voice's pitch: on the embedded corpus the 64 raw band
+    means and stds flagged a new voice of a known engine as often as another engine
+    (docs/models.md). Padded words and frames never enter.
 
     Args: frames ``[B, N, L, M]``; frame_mask ``[B, N, L]``; word_mask ``[B, N]``.
-    Returns: float64 ``[B, 2 M + 2]``.
+    Returns: float64 ``[B, 2 coefficients + 2]``.
     """
     frames = np.asarray(frames, np.float64)
     mask = np.asarray(frame_mask, bool)
@@ -96,7 +102,8 @@ def input_statistics(frames: np.ndarray, frame_mask: np.ndarray, word_mask: np.n
     energy_std = np.sqrt((weight * (energy - energy_mean[:, None]) ** 2).sum(1) / count)  # [B, 1]
     words = np.maximum(np.asarray(word_mask, bool).sum(-1, keepdims=True), 1)  # [B, 1]
     rate = np.log(words / (count * hop_s))
-    return np.concatenate([mean, std, energy_std, rate], axis=-1)
+    envelope = lambda v: fft.dct(v, type=2, norm="ortho", axis=-1)[:, :coefficients]  # noqa: E731
+    return np.concatenate([envelope(mean), envelope(std), energy_std, rate], axis=-1)
 
 
 def ledoit_wolf(centered: np.ndarray) -> tuple[np.ndarray, float]:
@@ -109,7 +116,7 @@ def ledoit_wolf(centered: np.ndarray) -> tuple[np.ndarray, float]:
     x = np.asarray(centered, np.float64)
     e, d = x.shape
     cov = x.T @ x / e
-    mu = float(np.trace(cov)) / d
+    mu = max(float(np.trace(cov)) / d, 1e-6)  # no spread at all (one example per class): a tiny sphere
     d2 = float(np.sum((cov - mu * np.eye(d)) ** 2))
     # sum_i ||x_i x_i^T - S||^2 = sum_i ||x_i||^4 - E ||S||^2 (the cross terms sum to E ||S||^2)
     b2 = (float(np.sum(np.sum(x * x, 1) ** 2)) - e * float(np.sum(cov * cov))) / e ** 2
