@@ -95,10 +95,10 @@ def test_evaluate_workdir_on_its_corpus(workdir, tmp_path):
     unfamiliar = record["unfamiliar"]
     assert unfamiliar["score"] == calibration["unfamiliar_score"] == "combined"
     assert set(unfamiliar["thresholds"]) == {"energy", "mahalanobis", "input", "combined"}
-    assert unfamiliar["dims"] == {"mahalanobis": 4, "input": 2 * 64 + 2}  # filters x widths of the tiny model
+    assert unfamiliar["dims"] == {"mahalanobis": 4, "input": 2 * 13 + 2}  # filters x widths of the tiny model
     with np.load(workdir / "fusion" / unfamiliar["file"]) as arrays:
         assert arrays["mahalanobis_means"].shape == (4, 4)  # one mean per class
-        assert arrays["input_precision"].shape == (130, 130)
+        assert arrays["input_precision"].shape == (28, 28)
     assert result["unfamiliar_rate"] == calibration["unfamiliar_rate"]
     assert calibration["unfamiliar_rates"]["combined"] == calibration["unfamiliar_rate"]
     assert set(calibration["unfamiliar_rates"]) == set(unfamiliar["thresholds"])

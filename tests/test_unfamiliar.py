@@ -92,27 +92,36 @@ def test_ledoit_wolf_matches_its_definition_by_hand():
 
 def test_input_statistics_of_a_known_signal_ignore_padding():
     # Utterance 0: 3 words of 4, 2 and 4 real frames; band k of frame t = k / 10 + (t % 2).
-    frames = np.full((2, 4, 5, 6), 99.0, np.float32)  # garbage in every padded cell
+    bands = 16
+    frames = np.full((2, 4, 5, bands), 99.0, np.float32)  # garbage in every padded cell
     frame_mask = np.zeros((2, 4, 5), bool)
     word_mask = np.zeros((2, 4), bool)
     t = 0
     for w, n in enumerate((4, 2, 4)):
         for i in range(n):
-            frames[0, w, i] = np.arange(6) / 10 + t % 2
+            frames[0, w, i] = np.arange(bands) / 10 + t % 2
             t += 1
         frame_mask[0, w, :n] = True
         word_mask[0, w] = True
     frames[1, 0, :2] = 1.0  # utterance 1: one word, two constant frames
     frame_mask[1, 0, :2] = word_mask[1, 0] = True
-    stats = U.input_statistics(frames, frame_mask, word_mask, hop_s=0.01)
-    assert stats.shape == (2, 2 * 6 + 2)
-    np.testing.assert_allclose(stats[0, :6], np.arange(6) / 10 + 0.5, rtol=1e-6)  # band means
-    np.testing.assert_allclose(stats[0, 6:12], 0.5, rtol=1e-6)  # band stds: half the frames +1
-    assert stats[0, 12] == pytest.approx(0.5, rel=1e-6)  # frame energy alternates by 1
-    assert stats[0, 13] == pytest.approx(np.log(3 / 0.10))  # 3 words in 10 frames of 10 ms
-    np.testing.assert_allclose(stats[1, :6], 1.0)
-    np.testing.assert_allclose(stats[1, 6:13], 0.0, atol=1e-12)
-    assert stats[1, 13] == pytest.approx(np.log(1 / 0.02))
+    stats = U.input_statistics(frames, frame_mask, word_mask, hop_s=0.01, coefficients=4)
+    assert stats.shape == (2, 2 * 4 + 2)
+    # DCT-II (orthonormal) of the band-mean profile k / 10 + 0.5: c0 = sum / sqrt(M), and a
+    # profile rising with k has a negative c1, no even-order terms beyond c0.
+    profile = np.arange(bands) / 10 + 0.5
+    assert stats[0, 0] == pytest.approx(profile.sum() / np.sqrt(bands), rel=1e-6)
+    c1 = np.sqrt(2 / bands) * np.sum(profile * np.cos(np.pi * (2 * np.arange(bands) + 1) / (2 * bands)))
+    assert stats[0, 1] == pytest.approx(c1, rel=1e-6) and c1 < 0
+    np.testing.assert_allclose(stats[0, [2]], 0.0, atol=1e-6)  # float32 frames
+    # band stds: 0.5 in every band (half the frames are 1 higher) -> only c0 = 0.5 sqrt(M)
+    np.testing.assert_allclose(stats[0, 4:8], [0.5 * np.sqrt(bands), 0, 0, 0], atol=1e-6)
+    assert stats[0, 8] == pytest.approx(0.5, rel=1e-6)  # frame energy alternates by 1
+    assert stats[0, 9] == pytest.approx(np.log(3 / 0.10))  # 3 words in 10 frames of 10 ms
+    np.testing.assert_allclose(stats[1, :4], [np.sqrt(bands), 0, 0, 0], atol=1e-9)
+    np.testing.assert_allclose(stats[1, 4:9], 0.0, atol=1e-12)
+    assert stats[1, 9] == pytest.approx(np.log(1 / 0.02))
+    assert U.input_statistics(frames, frame_mask, word_mask).shape == (2, 2 * 13 + 2)  # the default
 
 
 def test_save_load_round_trip_and_the_fallbacks(tmp_path, caplog):
