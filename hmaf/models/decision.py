@@ -19,7 +19,8 @@ class CNNDecision(nn.Module):
 
     ``f_i = tanh(W_c V_{i:i+k-1} + b_c)`` (eq. 11), ``c_k = max_i f_i`` (eq. 12); the
     feature maps of all widths are concatenated, batch-normalised, dropped out and
-    classified. Only windows inside the real words enter the max; an utterance
+    classified; the batch norm's output is the utterance representation that
+    :mod:`hmaf.eval_step` captures (:data:`REPRESENTATION_LAYER`). Only windows inside the real words enter the max; an utterance
     shorter than ``k`` words uses the single window at its start (zero-padded), so
     padding never changes the result.
 
@@ -58,7 +59,8 @@ class CNNDecision(nn.Module):
 
 
 class DenseHead(nn.Module):
-    """Utterance vector -> batch norm -> dropout -> softmax logits (UL/DL baselines)."""
+    """Utterance vector -> batch norm -> dropout -> softmax logits (UL/DL baselines); the
+    batch norm's output is the representation :mod:`hmaf.eval_step` captures."""
 
     num_classes: int
     dropout: float = 0.5
