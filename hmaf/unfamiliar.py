@@ -49,7 +49,7 @@ from hmaf.calibration import energy_score
 from hmaf.io import atomic_open
 
 SCORES = ("energy", "mahalanobis", "input", "combined")
-DEFAULT_SCORE = "combined"
+DEFAULT_SCORE = "input"  # chosen by measurement across engines (docs/models.md)
 COMBINED_PARTS = ("mahalanobis", "input")
 UNFAMILIAR_FILE = "unfamiliar.npz"  # in each stage directory, beside calibration.json
 CEPSTRA = 13  # DCT coefficients kept of each band profile, as MFCCs keep

@@ -11,6 +11,7 @@ import experiment_helpers as helpers
 from hmaf import predict
 from hmaf.data.utterance import PreprocessError
 from hmaf.inference import Predictor, utterance_batch
+from hmaf.unfamiliar import DEFAULT_SCORE
 
 
 @pytest.fixture(scope="session")
@@ -53,10 +54,10 @@ def test_predict_with_text(predictor, wav):
 def test_calibrated_probabilities_and_the_unfamiliar_flag(predictor, wav, monkeypatch):
     assert predictor.calibration is not None  # the trainer wrote fusion/calibration.json
     detector = predictor.unfamiliar
-    assert detector.score == "combined" and detector.available == ("energy", "mahalanobis", "input", "combined")
+    assert detector.score == DEFAULT_SCORE and detector.available == ("energy", "mahalanobis", "input", "combined")
     p = predictor(wav, "What the hell, this is great!")
-    assert p.calibrated and isinstance(p.unfamiliar, bool) and p.unfamiliar_kind == "combined"
-    assert p.unfamiliar == (p.unfamiliar_score > detector.thresholds["combined"])
+    assert p.calibrated and isinstance(p.unfamiliar, bool) and p.unfamiliar_kind == DEFAULT_SCORE
+    assert p.unfamiliar == (p.unfamiliar_score > detector.thresholds[DEFAULT_SCORE])
     monkeypatch.setattr(predictor, "calibration", None)
     uncalibrated = predictor(wav, "What the hell, this is great!")
     assert not uncalibrated.calibrated and uncalibrated.unfamiliar is None and uncalibrated.unfamiliar_kind is None
@@ -64,11 +65,11 @@ def test_calibrated_probabilities_and_the_unfamiliar_flag(predictor, wav, monkey
     order = sorted(p.probabilities, key=p.probabilities.get)
     assert order == sorted(uncalibrated.probabilities, key=uncalibrated.probabilities.get)
     monkeypatch.undo()
-    monkeypatch.setattr(detector, "thresholds", {**detector.thresholds, "combined": -1e9})
+    monkeypatch.setattr(detector, "thresholds", {**detector.thresholds, DEFAULT_SCORE: -1e9})
     flagged = predictor(wav, "What the hell, this is great!")
     assert flagged.unfamiliar and flagged.unfamiliar_score == pytest.approx(p.unfamiliar_score)
     assert "unfamiliar input" in predict.format_prediction(flagged)
-    assert "combined score" in predict.format_prediction(flagged)
+    assert f"{DEFAULT_SCORE} score" in predict.format_prediction(flagged)
     assert "unfamiliar input" not in predict.format_prediction(uncalibrated)
 
 

@@ -44,7 +44,7 @@ def test_in_distribution_rate_is_the_chosen_rate_and_a_shifted_cloud_is_flagged(
         assert rates[kind] > 0.95, (kind, rates)
     assert rates["energy"] < 0.2  # random logits: the output-based score cannot see the shift
     score, flag = detector(shifted)
-    np.testing.assert_array_equal(flag, score > detector.thresholds["combined"])
+    np.testing.assert_array_equal(flag, score > detector.thresholds[detector.score])
 
 
 def test_class_conditional_means_catch_a_point_between_classes():
@@ -197,3 +197,10 @@ def test_the_captured_representation_is_what_the_last_dense_layer_classifies(nam
     # the model's own output is unchanged by the capture
     plain = model.apply(variables, model_inputs(batch), train=False)
     np.testing.assert_allclose(plain.logits, out["logits"], rtol=1e-6)
+
+
+def test_the_config_default_is_the_module_default():
+    from configs import default
+
+    # a config saved before the switch existed gets DEFAULT_SCORE: the two must agree
+    assert default.get_config().unfamiliar_score == U.DEFAULT_SCORE
