@@ -67,10 +67,6 @@ class Features:
     representation: np.ndarray | None = None
     input_stats: np.ndarray | None = None
 
-    def select(self, rows: np.ndarray) -> "Features":
-        pick = lambda a: None if a is None else np.asarray(a)[rows]  # noqa: E731
-        return Features(pick(self.logits), pick(self.representation), pick(self.input_stats))
-
 
 def input_statistics(frames: np.ndarray, frame_mask: np.ndarray, word_mask: np.ndarray,
                      hop_s: float = HOP_S, coefficients: int = CEPSTRA) -> np.ndarray:
