@@ -76,6 +76,14 @@ def get_config(arg: str | None = None, model: str = "faf") -> ml_collections.Con
     # jax.distributed.initialize() find the cluster (TPU VM, SLURM). Batches are then
     # always sharded over the devices of all processes.
     config.distributed = ml_collections.ConfigDict(dict(coordinator="", num_processes=1, process_id=0, auto=False))
+    # Unfamiliar-input flag (hmaf/unfamiliar.py; paper: none, no such flag). Which score
+    # flags, threshold at 5 % false alarms on validation: "energy" (of the logits) |
+    # "mahalanobis" (the model's utterance features vs class Gaussians fitted on train) |
+    # "input" (raw log-mel statistics vs train, model-independent) | "combined" (either of
+    # the last two far out). Every score is fitted and reported; this one sets `unfamiliar`.
+    # "input": the only one that flagged most of another engine's speech in leave-one-engine-
+    # out (98-100 %, energy 3-25 %, mahalanobis 3-18 %; docs/models.md).
+    config.unfamiliar_score = "input"
     config.staged = True  # train text and audio branches first, then fine-tune the fusion
     config.stage = "all"  # or one stage: text | audio | fusion
     config.branches_dir = ""  # where the text/audio stages live; "" = the workdir

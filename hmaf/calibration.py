@@ -9,6 +9,9 @@
   model knows gets a large logit for some class, hence a low energy; HIGHER energy
   means MORE UNFAMILIAR. The threshold is the ``1 - rate`` quantile of the validation
   energies, so about ``rate`` (5 %) of in-domain inputs are flagged (false alarms).
+  The feature-space scores (Mahalanobis distances of the model's representation and of
+  the raw input statistics) live in :mod:`hmaf.unfamiliar`; ``calibration.json`` holds
+  their record under ``unfamiliar``.
 
 :func:`calibrate` returns the JSON-able record stored per stage as
 ``<stage dir>/calibration.json``; :func:`apply_calibration` uses it at prediction time
@@ -149,21 +152,30 @@ def calibrate(logits_val: np.ndarray, labels_val: np.ndarray, rate: float = FALS
 
 
 def calibration_report(logits: np.ndarray, labels: np.ndarray, calibration: Mapping[str, Any],
-                       bins: int = ECE_BINS) -> dict[str, Any]:
+                       bins: int = ECE_BINS, *, detector=None, features=None) -> dict[str, Any]:
     """What a :func:`calibrate` record does on other data (e.g. the test split):
     ``nll_before``/``nll_after``, ``ece_before``/``ece_after``, ``unfamiliar_rate`` (share
-    of inputs flagged), ``examples``. Args: logits ``[E, C]``; labels ``[E]``."""
+    of inputs flagged), ``examples``. Args: logits ``[E, C]``; labels ``[E]``.
+
+    ``detector``, ``features``: a :class:`hmaf.unfamiliar.UnfamiliarDetector` and the
+    :class:`hmaf.unfamiliar.Features` of these examples; then ``unfamiliar_rate`` is its
+    chosen score's, ``unfamiliar_score`` names it and ``unfamiliar_rates`` gives every
+    score's rate. Without them: the energy score of the record."""
     logits, labels = _check(logits, labels)
     temperature = float(calibration["temperature"])
-    _, _, flags = apply_calibration(logits, calibration)
-    return {
+    report = {
         "nll_before": negative_log_likelihood(logits, labels),
         "nll_after": negative_log_likelihood(logits, labels, temperature),
         "ece_before": expected_calibration_error(softmax(logits), labels, bins),
         "ece_after": expected_calibration_error(softmax(logits, temperature), labels, bins),
-        "unfamiliar_rate": float(np.mean(flags)),
         "examples": int(len(labels)),
     }
+    if detector is None:
+        _, _, flags = apply_calibration(logits, calibration)
+        return report | {"unfamiliar_rate": float(np.mean(flags)), "unfamiliar_score": "energy"}
+    _, flags = detector(features)
+    return report | {"unfamiliar_rate": float(np.mean(flags)), "unfamiliar_score": detector.score,
+                     "unfamiliar_rates": detector.rates(features)}
 
 
 def apply_calibration(logits: np.ndarray, calibration: Mapping[str, Any]

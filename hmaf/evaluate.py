@@ -40,6 +40,7 @@ from hmaf import cli
 from hmaf.io import atomic_write_text
 from hmaf.calibration import CALIBRATION_FILE, calibration_report, reliability_diagram, softmax
 from hmaf.metrics import classification_metrics
+from hmaf.unfamiliar import Features, UnfamiliarDetector, input_statistics
 
 SPLITS = ("train", "validation", "test", "all")
 # "non-negative" is the Has0 convention's second class (hmaf.corpora.mosi --convention has0).
@@ -156,8 +157,10 @@ def evaluate_workdir(workdir: str | os.PathLike, data_dir: str | os.PathLike, *,
 
     When the stage has a ``calibration.json`` (fitted on validation by the trainer),
     ``calibration`` holds the temperature, NLL and ECE (15 bins) before and after
-    scaling, and the share of inputs flagged unfamiliar (``unfamiliar_rate``; about 5 %
-    in domain by construction). ``reliability_png``: also write a reliability diagram
+    scaling, and the share of inputs flagged unfamiliar (``unfamiliar_rate``, also at the
+    top level; about 5 % in domain by construction) by the stage's chosen score
+    (``unfamiliar_score``), with every fitted score's rate in ``unfamiliar_rates``
+    (:mod:`hmaf.unfamiliar`). ``reliability_png``: also write a reliability diagram
     of the (calibrated) probabilities there.
     """
     from hmaf import checkpoint
@@ -187,18 +190,20 @@ def evaluate_workdir(workdir: str | os.PathLike, data_dir: str | os.PathLike, *,
     source = from_config(config, data_dir=data_dir, vocab_path=workdir / "corpus" / "vocab.txt",
                          splits=split != "all")
     eval_step = make_eval_step(model)
-    utt_ids, labels, logits = [], [], []
+    utt_ids, labels, logits, representation, input_stats = [], [], [], [], []
     for batch in source.eval_batches(split):
         out = eval_step(variables, model_inputs(batch))
         logits.append(np.asarray(out["logits"]))
+        representation.append(np.asarray(out["representation"]))
+        input_stats.append(input_statistics(batch["frames"], batch["frame_mask"], batch["word_mask"]))
         labels.append(np.asarray(batch["label"]))
         utt_ids += [u.decode() for u in batch["utt_id"]]
     if not labels:
         raise ValueError(f"{data_dir} has no examples in split {split!r}")
     data_labels = np.concatenate(labels)
-    logits = np.concatenate(logits)
     keep = mapping[data_labels] >= 0  # labels mapped to "" are left out
-    data_labels, logits = data_labels[keep], logits[keep]
+    features = Features(*(np.concatenate(a)[keep] for a in (logits, representation, input_stats)))
+    data_labels, logits = data_labels[keep], features.logits
     predicted = logits.argmax(-1)
     utt_ids = [u for u, k in zip(utt_ids, keep) if k]
     if not keep.any():
@@ -209,9 +214,13 @@ def evaluate_workdir(workdir: str | os.PathLike, data_dir: str | os.PathLike, *,
     calibration_path = checkpoint.find_stage_dir(workdir, stage) / CALIBRATION_FILE
     if calibration_path.exists():  # fitted on validation when the stage finished training
         record = json.loads(calibration_path.read_text())
+        detector = UnfamiliarDetector.load(record, calibration_path.parent)
         result["calibration"] = {"temperature": record["temperature"],
                                  "energy_threshold": record["energy_threshold"],
-                                 **calibration_report(logits, mapping[data_labels], record)}
+                                 "unfamiliar_thresholds": detector.thresholds,
+                                 **calibration_report(logits, mapping[data_labels], record, detector=detector,
+                                                      features=features)}
+        result["unfamiliar_rate"] = result["calibration"]["unfamiliar_rate"]
     if reliability_png is not None:  # of the calibrated probabilities when there is a calibration
         temperature = result.get("calibration", {}).get("temperature", 1.0)
         reliability_diagram(softmax(logits, temperature), mapping[data_labels], reliability_png,
@@ -243,7 +252,9 @@ def format_result(result: Mapping) -> str:
         lines += ["", f"calibration (temperature {c['temperature']:.3f}, fitted on validation): "
                       f"ECE {c['ece_before']:.4f} -> {c['ece_after']:.4f}, NLL {c['nll_before']:.4f} -> "
                       f"{c['nll_after']:.4f}; unfamiliar input flagged on {100 * c['unfamiliar_rate']:.1f}% "
-                      f"of {c['examples']} examples"]
+                      f"of {c['examples']} examples ({c['unfamiliar_score']} score"
+                      + "".join(f"; {k} {100 * v:.1f}%" for k, v in c.get("unfamiliar_rates", {}).items()
+                                if k != c["unfamiliar_score"]) + ")"]
     if "sentiment" in result:
         s = result["sentiment"]
         lines += ["", f"MOSI conventions (truth sign from {s['truth_sign_from']}):"]

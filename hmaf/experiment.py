@@ -192,23 +192,43 @@ def make_source(train: ml_collections.ConfigDict, options: ml_collections.Config
 def predict_test_split(model_dir: Path, source) -> list[dict]:
     """Per-example predictions of ``model_dir``'s best checkpoint on ``source``'s test
     split: ``{"id", "label", "predicted", "probabilities": {class: p}}`` (softmax of the
-    logits, no temperature), in the source's test order. Restores the checkpoint with
-    :func:`hmaf.checkpoint.load` and runs the shared eval step on the run's own batches
-    (:func:`hmaf.data.source.from_config`: the shapes training compiled)."""
+    logits, no temperature), in the source's test order; with the stage's calibration
+    also ``"unfamiliar"`` (the flag of its chosen score, :mod:`hmaf.unfamiliar`),
+    ``"unfamiliar_score"`` (that score) and ``"unfamiliar_flags"`` ``{score: flag}`` of
+    every fitted score. Restores the checkpoint with :func:`hmaf.checkpoint.load` and runs
+    the shared eval step on the run's own batches (:func:`hmaf.data.source.from_config`:
+    the shapes training compiled)."""
     from hmaf import checkpoint
+    from hmaf.calibration import CALIBRATION_FILE
     from hmaf.eval_step import make_eval_step, model_inputs
+    from hmaf.unfamiliar import Features, UnfamiliarDetector, input_statistics
 
     model, variables, _ = checkpoint.load(model_dir)
+    calibration_path = checkpoint.find_stage_dir(model_dir) / CALIBRATION_FILE
+    detector = (UnfamiliarDetector.load(json.loads(calibration_path.read_text()), calibration_path.parent)
+                if calibration_path.exists() else None)
     info = source.info
     label_names = list(info["label_names"] if isinstance(info, dict) else info.label_names)
     eval_step = make_eval_step(model)
     rows = []
     for batch in source.eval_batches(SPLIT):
-        probs = np.asarray(eval_step(variables, model_inputs(batch))["probs"], np.float64)
-        for utt_id, label, p in zip(batch["utt_id"], np.asarray(batch["label"]), probs):
-            rows.append({"id": utt_id.decode() if isinstance(utt_id, bytes) else str(utt_id),
-                         "label": label_names[int(label)], "predicted": label_names[int(p.argmax())],
-                         "probabilities": {name: round(float(v), 6) for name, v in zip(label_names, p)}})
+        out = eval_step(variables, model_inputs(batch))
+        probs = np.asarray(out["probs"], np.float64)
+        flags: dict[str, np.ndarray] = {}
+        if detector is not None:
+            features = Features(np.asarray(out["logits"]), np.asarray(out["representation"]),
+                                input_statistics(batch["frames"], batch["frame_mask"], batch["word_mask"]))
+            scores, flags = detector.scores(features), detector.flags(features)
+        for i, (utt_id, label, p) in enumerate(zip(batch["utt_id"], np.asarray(batch["label"]), probs)):
+            row = {"id": utt_id.decode() if isinstance(utt_id, bytes) else str(utt_id),
+                   "label": label_names[int(label)], "predicted": label_names[int(p.argmax())],
+                   "probabilities": {name: round(float(v), 6) for name, v in zip(label_names, p)}}
+            if detector is not None:
+                row.update(unfamiliar=bool(flags[detector.score][i]),
+                           unfamiliar_score=round(float(scores[detector.score][i]), 6),
+                           unfamiliar_kind=detector.score,
+                           unfamiliar_flags={k: bool(v[i]) for k, v in flags.items()})
+            rows.append(row)
     return rows
 
 

@@ -22,10 +22,11 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from hmaf.batch import UNK_ID
-from hmaf.calibration import CALIBRATION_FILE, apply_calibration
+from hmaf.calibration import CALIBRATION_FILE, softmax
 from hmaf.data.layout import LAYOUT_FILE, BatchLayout
 from hmaf.data.utterance import PreprocessError, Utterance, preprocess_utterance
 from hmaf.data.vocab import Vocab
+from hmaf.unfamiliar import Features, UnfamiliarDetector, input_statistics
 
 # Word-level attentions in Figure 3 order: text, audio word-level, shared, fine-tuned.
 WORD_ATTENTIONS = ("t_alpha", "w_alpha", "s_alpha", "u_alpha")
@@ -47,10 +48,13 @@ class Prediction:
         the word); else None.
       calibrated: the probabilities are temperature-scaled (the stage has a
         ``calibration.json``); else they are the raw softmax.
-      unfamiliar_score: energy score of the logits (higher = less like the training
-        data, :func:`hmaf.calibration.energy_score`), None without calibration.
+      unfamiliar_score: the stage's unfamiliar-input score (higher = less like the
+        training data; ``unfamiliar_kind`` names it, see :mod:`hmaf.unfamiliar`), None
+        without calibration.
       unfamiliar: the score is above the threshold chosen on validation for a 5 %
         false-alarm rate; None without calibration.
+      unfamiliar_kind: "energy", "mahalanobis", "input" or "combined"; None without
+        calibration.
     """
 
     audio: str
@@ -67,6 +71,7 @@ class Prediction:
     calibrated: bool = False
     unfamiliar_score: float | None = None
     unfamiliar: bool | None = None
+    unfamiliar_kind: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -116,6 +121,9 @@ class Predictor:
         or "auto" (:mod:`hmaf.data.align`); default the training corpus's.
       calibration: the stage's :func:`hmaf.calibration.calibrate` record, or None
         (raw probabilities, no unfamiliar-input flag).
+      unfamiliar: the stage's :class:`hmaf.unfamiliar.UnfamiliarDetector`; default: the
+        energy score of ``calibration`` (what a stage trained before the feature-space
+        scores has).
       speaker_profile: (band mean float32 ``[64]``, band std float32 ``[64]``) of the
         speaker of every recording (:func:`hmaf.data.normalize.load_profile`), for models
         with ``audio_norm="speaker"``; None: each utterance's own statistics stand in.
@@ -124,7 +132,8 @@ class Predictor:
     def __init__(self, model, variables, vocab: Vocab, label_names: Sequence[str], *, l_max: int = 100,
                  long_word_rule: str = "subsample", aligner: str = "auto", layout: BatchLayout | None = None,
                  calibration: Mapping[str, Any] | None = None,
-                 speaker_profile: tuple[np.ndarray, np.ndarray] | None = None):
+                 speaker_profile: tuple[np.ndarray, np.ndarray] | None = None,
+                 unfamiliar: UnfamiliarDetector | None = None):
         from hmaf.eval_step import make_eval_step
 
         self.model = model
@@ -136,6 +145,9 @@ class Predictor:
         self.aligner = aligner
         self.layout = layout
         self.calibration = dict(calibration) if calibration else None
+        if unfamiliar is None and self.calibration is not None:
+            unfamiliar = UnfamiliarDetector.from_energy(self.calibration)
+        self.unfamiliar = unfamiliar
         self.speaker_profile = speaker_profile
         if getattr(model, "audio_norm", None) == "speaker" and speaker_profile is None:
             # Measured: a speaker-normalised model fed each utterance's own statistics
@@ -164,10 +176,12 @@ class Predictor:
         model, variables, config = checkpoint.load(workdir, stage)
         calibration_path = checkpoint.find_stage_dir(workdir, stage) / CALIBRATION_FILE
         calibration = json.loads(calibration_path.read_text()) if calibration_path.exists() else None
+        unfamiliar = (UnfamiliarDetector.load(calibration, calibration_path.parent)
+                      if calibration is not None else None)
         return cls(model, variables, Vocab.load(corpus / "vocab.txt"), meta["label_names"],
                    l_max=meta.get("l_max", 100), long_word_rule=meta.get("long_word_rule", "subsample"),
                    aligner=aligner or meta.get("aligner", "auto"), layout=layout_for(workdir, config),
-                   calibration=calibration, speaker_profile=speaker_profile)
+                   calibration=calibration, speaker_profile=speaker_profile, unfamiliar=unfamiliar)
 
     def preprocess(self, audio: str | os.PathLike, text: str | None = None, *,
                    word_timings: Sequence[Sequence[object]] | None = None) -> Utterance:
@@ -188,7 +202,12 @@ class Predictor:
         out = self._eval_step(self.variables, batch)
         out = {k: np.asarray(v) for k, v in out.items()}
         if self.calibration is not None:
-            out["probs"], scores, flags = apply_calibration(out["logits"], self.calibration)
+            out["probs"] = softmax(out["logits"], float(self.calibration["temperature"]))
+            rows = len(utterances)  # the layout may pad the batch with empty rows
+            features = Features(out["logits"][:rows], out["representation"][:rows],
+                                input_statistics(batch["frames"][:rows], batch["frame_mask"][:rows],
+                                                 batch["word_mask"][:rows]))
+            scores, flags = self.unfamiliar(features)
         predictions = []
         for b, utt in enumerate(utterances):
             n = len(utt.words)
@@ -203,6 +222,7 @@ class Predictor:
             if self.calibration is not None:
                 prediction.calibrated = True
                 prediction.unfamiliar_score, prediction.unfamiliar = float(scores[b]), bool(flags[b])
+                prediction.unfamiliar_kind = self.unfamiliar.score
             if frame_attention and "f_alpha" in out:
                 prediction.frame_attention = [[float(a) for a in out["f_alpha"][b, i, :len(f)]]
                                               for i, f in enumerate(utt.frames)]

@@ -6,8 +6,8 @@
 One recording prints the label, the class probabilities (calibrated when the model
 has a calibration), a line "unfamiliar input" when the recording is unlike the
 training data, and the per-word attentions (t_alpha, w_alpha, s_alpha, u_alpha);
-``--json`` prints the same as JSON (with ``calibrated``, ``unfamiliar_score`` and
-``unfamiliar``). Without ``--text`` speech recognition supplies the words. A manifest (the format of
+``--json`` prints the same as JSON (with ``calibrated``, ``unfamiliar_score``,
+``unfamiliar_kind`` and ``unfamiliar``). Without ``--text`` speech recognition supplies the words. A manifest (the format of
 ``hmaf.prepare``; label and speaker may be anything) gives one JSON line per row; a
 row that cannot be processed becomes a line with its ``error`` and the run goes on.
 """
@@ -33,8 +33,8 @@ def format_prediction(prediction: Prediction) -> str:
              "  " + "  ".join(f"{k} {v:.3f}" for k, v in prediction.probabilities.items()),
              f"  transcript{' (ASR)' if prediction.transcript_auto else ''}: {prediction.transcript}"]
     if prediction.unfamiliar:
-        lines.append(f"  unfamiliar input: this recording is unlike the training data (energy score "
-                     f"{prediction.unfamiliar_score:.2f} above the threshold set on validation); "
+        lines.append(f"  unfamiliar input: this recording is unlike the training data ({prediction.unfamiliar_kind} "
+                     f"score {prediction.unfamiliar_score:.2f} above the threshold set on validation); "
                      f"treat the label with caution")
     if prediction.unknown_words:
         lines.append(f"  not in the training vocabulary: {' '.join(prediction.unknown_words)}")

@@ -10,6 +10,7 @@ import experiment_helpers as helpers
 from hmaf import evaluate
 from hmaf.analysis.tables import metrics_table
 from hmaf.metrics import classification_metrics
+from hmaf.unfamiliar import DEFAULT_SCORE
 
 
 def test_metrics_and_table_match_a_hand_computed_confusion_matrix():
@@ -90,6 +91,19 @@ def test_evaluate_workdir_on_its_corpus(workdir, tmp_path):
     assert calibration["temperature"] == record["temperature"] > 0
     for key in ("ece_before", "ece_after", "nll_before", "nll_after", "unfamiliar_rate"):
         assert calibration[key] == pytest.approx(record["test"][key], rel=1e-4, abs=1e-6)
+    # The unfamiliar-input detector: every score fitted (Gaussians on train, thresholds on
+    # validation), its arrays beside the record, the chosen one's rate reported.
+    unfamiliar = record["unfamiliar"]
+    assert unfamiliar["score"] == calibration["unfamiliar_score"] == DEFAULT_SCORE
+    assert set(unfamiliar["thresholds"]) == {"energy", "mahalanobis", "input", "combined"}
+    assert unfamiliar["dims"] == {"mahalanobis": 4, "input": 2 * 13 + 2}  # filters x widths of the tiny model
+    with np.load(workdir / "fusion" / unfamiliar["file"]) as arrays:
+        assert arrays["mahalanobis_means"].shape == (4, 4)  # one mean per class
+        assert arrays["input_precision"].shape == (28, 28)
+    assert result["unfamiliar_rate"] == calibration["unfamiliar_rate"]
+    assert calibration["unfamiliar_rates"][DEFAULT_SCORE] == calibration["unfamiliar_rate"]
+    assert set(calibration["unfamiliar_rates"]) == set(unfamiliar["thresholds"])
+    assert all(0.0 <= v <= 1.0 for v in calibration["unfamiliar_rates"].values())
     assert record["nll_after"] <= record["nll_before"] + 1e-9  # the fit minimises validation NLL
     assert out.with_suffix(".reliability.png").read_bytes()[:4] == b"\x89PNG"
     assert "ECE" in out.with_suffix(".md").read_text()

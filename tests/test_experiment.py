@@ -9,6 +9,7 @@ import pytest
 from configs.experiments import base
 from hmaf import experiment
 from hmaf.analysis import paper, tables
+from hmaf.unfamiliar import DEFAULT_SCORE
 
 
 def test_summary_and_tables_by_hand():
@@ -146,6 +147,9 @@ def test_tiny_experiment_runs_skips_and_resumes(tmp_path):
         assert len(rows) == hf_metrics["fusion"]["test"]["num_examples"]
         assert np.mean([r["label"] == r["predicted"] for r in rows]) == pytest.approx(hf_metrics["fusion"]["test"]["wa"])
         assert all(sum(r["probabilities"].values()) == pytest.approx(1, abs=1e-4) for r in rows)
+        # the stage's unfamiliar-input flag on every row, every fitted score beside it
+        assert all(isinstance(r["unfamiliar"], bool) and r["unfamiliar_kind"] == DEFAULT_SCORE for r in rows)
+        assert all(set(r["unfamiliar_flags"]) == {"energy", "mahalanobis", "input", "combined"} for r in rows)
     assert summary["cross"]["hf"]["per_run"]["fold0-seed0"]["wa"] == \
         json.loads((fold / "seed0" / "hf" / "cross_eval.json").read_text())["wa"]
     comparisons = summary["comparisons"]["2 speaker folds"]
@@ -154,6 +158,7 @@ def test_tiny_experiment_runs_skips_and_resumes(tmp_path):
     report = (workdir / "results.md").read_text()
     assert "| Ours-HF | 2 |" in report and "| 70.0 | 69.7 | 0.695 |" in report and "Table 3" in report
     assert "Ours-HF vs Text only (T)" in report and "### In-split test" in report
+    assert "| 2 speaker folds | Ours-HF | 2 |" in report.split("% of the test utterances flagged")[1]
     general = json.loads((workdir / "generalisation.json").read_text())
     assert set(general["results"]["in_split"]["2 speaker folds"]) == set(runs)
 

@@ -175,3 +175,39 @@ def test_stage_info_and_missing_fields():
         generalisation.parse_views("in_split,loso")
     with pytest.raises(ValueError, match="unknown model"):
         generalisation.parse_comparisons("faf:bert")
+
+
+def test_unfamiliar_rates_per_setting_in_the_report():
+    def rows(flags_by_kind, chosen="combined"):
+        n = len(next(iter(flags_by_kind.values())))
+        return [{"id": f"u{i}", "label": "angry", "predicted": "angry", "probabilities": {},
+                 "unfamiliar": flags_by_kind[chosen][i], "unfamiliar_kind": chosen, "unfamiliar_score": 0.0,
+                 "unfamiliar_flags": {k: v[i] for k, v in flags_by_kind.items()}} for i in range(n)]
+
+    in_domain = rows({"energy": [True] + [False] * 19, "mahalanobis": [False] * 20, "input": [True, True] + [False] * 18,
+                      "combined": [True] + [False] * 19})
+    other = rows({"energy": [False] * 20, "mahalanobis": [True] * 5 + [False] * 15, "input": [True] * 18 + [False] * 2,
+                  "combined": [True] * 19 + [False]})
+    assert generalisation.unfamiliar_rates(other) == {"score": "combined", "chosen": 0.95, "examples": 20,
+                                                      "energy": 0.0, "mahalanobis": 0.25, "input": 0.9,
+                                                      "combined": 0.95}
+    assert generalisation.unfamiliar_rates([{"id": "a", "label": "x", "predicted": "x"}]) is None  # no calibration
+
+    def result(predictions):
+        return {"test": {"wa": 1.0, "ua": 1.0, "weighted_f1": 1.0}, "predictions": predictions}
+
+    results = {"in_split": {"5 speaker folds": {"run0": {"faf": result(in_domain)}, "run1": {"faf": result(other)}}},
+               "loeo": {"espeak → festival": {"seed0": {"faf": result(other)}},
+                        "festival → espeak": {"seed0": {"faf": result(in_domain[:10])}}}}
+    general = generalisation.assemble(results, ["faf"], resamples=10)
+    entry = general["views"]["in_split"]["settings"]["5 speaker folds"]["faf"]["unfamiliar"]
+    assert entry["n"] == 2 and entry["mean"]["chosen"] == pytest.approx((0.05 + 0.95) / 2)
+    assert entry["std"]["input"] == pytest.approx(np.std([0.1, 0.9], ddof=1))
+    text = generalisation.report(general)
+    assert "% of the test utterances flagged" in text
+    assert "| espeak → festival | Ours-FAF | 1 | 95.0 | combined | 0.0 | 25.0 | 90.0 | 95.0 |" in text
+    assert "| 5 speaker folds | Ours-FAF | 2 | 50.0 ± 63.6 | combined |" in text
+    # runs without the flag (stages trained before it existed): no table
+    plain = generalisation.assemble({"loeo": {"a → b": {"seed0": {"faf": result([{"id": "a", "label": "x",
+                                                                                "predicted": "x"}])}}}}, ["faf"])
+    assert "flagged" not in generalisation.report(plain)

@@ -11,6 +11,7 @@ import experiment_helpers as helpers
 from hmaf import predict
 from hmaf.data.utterance import PreprocessError
 from hmaf.inference import Predictor, utterance_batch
+from hmaf.unfamiliar import DEFAULT_SCORE
 
 
 @pytest.fixture(scope="session")
@@ -52,19 +53,39 @@ def test_predict_with_text(predictor, wav):
 
 def test_calibrated_probabilities_and_the_unfamiliar_flag(predictor, wav, monkeypatch):
     assert predictor.calibration is not None  # the trainer wrote fusion/calibration.json
+    detector = predictor.unfamiliar
+    assert detector.score == DEFAULT_SCORE and detector.available == ("energy", "mahalanobis", "input", "combined")
     p = predictor(wav, "What the hell, this is great!")
-    assert p.calibrated and isinstance(p.unfamiliar, bool)
-    assert p.unfamiliar == (p.unfamiliar_score > predictor.calibration["energy_threshold"])
+    assert p.calibrated and isinstance(p.unfamiliar, bool) and p.unfamiliar_kind == DEFAULT_SCORE
+    assert p.unfamiliar == (p.unfamiliar_score > detector.thresholds[DEFAULT_SCORE])
     monkeypatch.setattr(predictor, "calibration", None)
     uncalibrated = predictor(wav, "What the hell, this is great!")
-    assert not uncalibrated.calibrated and uncalibrated.unfamiliar is None
+    assert not uncalibrated.calibrated and uncalibrated.unfamiliar is None and uncalibrated.unfamiliar_kind is None
     # Scaling by one temperature keeps the ranking of the classes.
     order = sorted(p.probabilities, key=p.probabilities.get)
     assert order == sorted(uncalibrated.probabilities, key=uncalibrated.probabilities.get)
-    monkeypatch.setattr(predictor, "calibration", {"temperature": 1.0, "energy_threshold": -1e9})
+    monkeypatch.undo()
+    monkeypatch.setattr(detector, "thresholds", {**detector.thresholds, DEFAULT_SCORE: -1e9})
     flagged = predictor(wav, "What the hell, this is great!")
-    assert flagged.unfamiliar and "unfamiliar input" in predict.format_prediction(flagged)
+    assert flagged.unfamiliar and flagged.unfamiliar_score == pytest.approx(p.unfamiliar_score)
+    assert "unfamiliar input" in predict.format_prediction(flagged)
+    assert f"{DEFAULT_SCORE} score" in predict.format_prediction(flagged)
     assert "unfamiliar input" not in predict.format_prediction(uncalibrated)
+
+
+def test_a_stage_calibrated_before_the_feature_scores_still_predicts(workdir, wav, tmp_path):
+    import shutil
+
+    old = tmp_path / "old"
+    shutil.copytree(workdir, old, symlinks=True)
+    path = old / "fusion" / "calibration.json"
+    record = json.loads(path.read_text())
+    path.write_text(json.dumps({k: v for k, v in record.items() if k not in ("unfamiliar", "test")}))
+    (old / "fusion" / "unfamiliar.npz").unlink()
+    predictor = Predictor.from_workdir(old)
+    p = predictor(wav, "What the hell, this is great!")
+    assert p.unfamiliar_kind == "energy" and isinstance(p.unfamiliar, bool)
+    assert p.unfamiliar == (p.unfamiliar_score > record["energy_threshold"])
 
 
 def test_predict_without_text_uses_speech_recognition(predictor, wav):

@@ -12,7 +12,11 @@ view has *settings* (e.g. the two directions of leave-one-engine-out), a setting
                                           "predictions": [rows] | None}
 
 Prediction rows are those of ``predictions.jsonl``: ``{"id", "label", "predicted",
-"probabilities"}``. Everything here is pure: numbers in, dicts and markdown out.
+"probabilities"}``, and with a calibrated stage ``"unfamiliar"``, ``"unfamiliar_kind"`` and
+``"unfamiliar_flags"`` (:func:`hmaf.experiment.predict_test_split`): each setting reports
+how often the unfamiliar-input flag fires on its test split (in-split test: about the
+chosen 5 %; another engine: the more the better). Everything here is pure: numbers in,
+dicts and markdown out.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import numpy as np
 
 from hmaf.analysis import stats, tables
 from hmaf.metrics import classification_metrics
+from hmaf.unfamiliar import SCORES as UNFAMILIAR_SCORES
 
 VIEWS = ("in_split", "loeo", "heldout_sentences", "by_kind")
 VIEW_TITLES = {"in_split": "In-split test", "loeo": "Leave one engine out",
@@ -102,13 +107,47 @@ def by_kind(setting_runs: Mapping[str, Mapping[str, Mapping]], kinds: Mapping[st
     return out
 
 
+def unfamiliar_rates(rows: Sequence[Mapping]) -> dict | None:
+    """How often the unfamiliar-input flag fired on prediction rows: ``{"score": the
+    stage's chosen score, "chosen": its rate, <score>: rate of every fitted score,
+    "examples": n}``; None when the rows carry no flag (a stage without calibration)."""
+    flagged = [r for r in rows if r.get("unfamiliar") is not None]
+    if not flagged:
+        return None
+    out = {"score": flagged[0].get("unfamiliar_kind", "energy"),
+           "chosen": float(np.mean([r["unfamiliar"] for r in flagged])), "examples": len(flagged)}
+    for kind in UNFAMILIAR_SCORES:
+        if all(kind in r.get("unfamiliar_flags", {}) for r in flagged):
+            out[kind] = float(np.mean([r["unfamiliar_flags"][kind] for r in flagged]))
+    return out
+
+
+def _unfamiliar_summary(per_run: Mapping[str, Mapping]) -> dict:
+    """Mean and sample std over runs of each rate of :func:`unfamiliar_rates`."""
+    keys = [k for k in ("chosen", *UNFAMILIAR_SCORES) if all(k in r for r in per_run.values())]
+    runs = sorted(per_run)
+    out: dict = {"score": per_run[runs[0]]["score"], "n": len(runs), "mean": {}, "std": {}, "per_run": dict(per_run)}
+    for key in keys:
+        values = np.asarray([per_run[r][key] for r in runs], np.float64)
+        out["mean"][key] = float(values.mean())
+        out["std"][key] = float(values.std(ddof=1)) if len(values) > 1 else 0.0
+    return out
+
+
 def summarize_setting(runs: Mapping[str, Mapping[str, Mapping]], models: Sequence[str]) -> dict[str, dict]:
-    """``{model: mean/std over runs (+ n, per_run)}`` of one setting's test metrics."""
+    """``{model: mean/std over runs (+ n, per_run)}`` of one setting's test metrics, with
+    ``unfamiliar`` (:func:`unfamiliar_rates` as mean/std over runs) when the predictions
+    carry the flag."""
     out = {}
     for model in models:
         per_run = {run: r[model]["test"] for run, r in runs.items() if model in r}
         if per_run:
             out[model] = tables.summarize(per_run) | {"per_run": per_run}
+            rates = {run: unfamiliar_rates(r[model].get("predictions") or []) for run, r in runs.items()
+                     if model in r}
+            rates = {run: v for run, v in rates.items() if v is not None}
+            if rates:
+                out[model]["unfamiliar"] = _unfamiliar_summary(rates)
     return out
 
 
@@ -237,6 +276,32 @@ def view_table(settings: Mapping[str, Mapping[str, Mapping]]) -> str:
     return "\n".join(lines)
 
 
+def _rate_cell(entry: Mapping, key: str) -> str:
+    if key not in entry["mean"]:
+        return "–"
+    mean, std = 100 * entry["mean"][key], 100 * entry["std"][key]
+    return f"{mean:.1f}" if entry["n"] == 1 else f"{mean:.1f} ± {std:.1f}"
+
+
+def unfamiliar_table(settings: Mapping[str, Mapping[str, Mapping]]) -> str:
+    """Markdown: the share of each setting's test utterances flagged as unfamiliar input,
+    per model: by the stage's chosen score and by every fitted score; "" when no model
+    has the flag."""
+    lines = ["| Setting | Approach | n | flagged (%) | score | " + " | ".join(UNFAMILIAR_SCORES) + " |",
+             "|" + "---|" * (5 + len(UNFAMILIAR_SCORES))]
+    found = False
+    for setting, models in settings.items():
+        for model in tables.ordered(list(models)):
+            entry = models[model].get("unfamiliar")
+            if not entry:
+                continue
+            found = True
+            lines.append(f"| {setting} | {tables.DISPLAY.get(model, model)} | {entry['n']} | "
+                         f"{_rate_cell(entry, 'chosen')} | {entry['score']} | "
+                         + " | ".join(_rate_cell(entry, k) for k in UNFAMILIAR_SCORES) + " |")
+    return "\n".join(lines) if found else ""
+
+
 def assemble(results: Mapping[str, Mapping[str, Mapping[str, Mapping]]], models: Sequence[str], *,
              notes: Mapping[str, Sequence[str]] | None = None, comparisons: Sequence[tuple[str, str]] = (),
              select_metric: str = "wa", resamples: int = 10_000, seed: int = 0) -> dict:
@@ -275,6 +340,11 @@ def report(generalisation: Mapping, *, name: str = "") -> str:
             lines += ["No results for this view.", ""]
             continue
         lines += [view_table(entry["settings"]), ""]
+        flagged = unfamiliar_table(entry["settings"])
+        if flagged:
+            lines += ["Unfamiliar input: % of the test utterances flagged (threshold at 5 % false alarms on "
+                      "validation), by the stage's chosen score and by each score fitted beside it "
+                      "(hmaf.unfamiliar):", "", flagged, ""]
         if entry["comparisons"]:
             lines += ["Paired comparisons on the same test examples (95% CI: paired bootstrap over examples, "
                       "stratified by run; McNemar: exact, pooled over runs; sign/Wilcoxon: over runs):", "",

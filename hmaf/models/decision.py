@@ -9,6 +9,9 @@ import jax
 import jax.numpy as jnp
 
 Dtype = Any
+# The batch norm of each head: its output (the pooled utterance features the final dense
+# layer classifies) is the representation hmaf.eval_step captures for hmaf.unfamiliar.
+REPRESENTATION_LAYER = "batch_norm"
 
 
 class CNNDecision(nn.Module):
@@ -16,7 +19,8 @@ class CNNDecision(nn.Module):
 
     ``f_i = tanh(W_c V_{i:i+k-1} + b_c)`` (eq. 11), ``c_k = max_i f_i`` (eq. 12); the
     feature maps of all widths are concatenated, batch-normalised, dropped out and
-    classified. Only windows inside the real words enter the max; an utterance
+    classified; the batch norm's output is the utterance representation that
+    :mod:`hmaf.eval_step` captures (:data:`REPRESENTATION_LAYER`). Only windows inside the real words enter the max; an utterance
     shorter than ``k`` words uses the single window at its start (zero-padded), so
     padding never changes the result.
 
@@ -49,13 +53,14 @@ class CNNDecision(nn.Module):
             valid = (start[None] + k <= n_words[:, None]) | (start[None] == 0)  # [B, N]
             pooled.append(jnp.where(valid[..., None], f, -jnp.inf).max(axis=1))
         c = jnp.concatenate(pooled, axis=-1)
-        c = nn.BatchNorm(use_running_average=not train, name="batch_norm")(c)
+        c = nn.BatchNorm(use_running_average=not train, name=REPRESENTATION_LAYER)(c)
         c = nn.Dropout(self.dropout, deterministic=not train)(c)
         return nn.Dense(self.num_classes, dtype=self.dtype, name="logits")(c).astype(jnp.float32)
 
 
 class DenseHead(nn.Module):
-    """Utterance vector -> batch norm -> dropout -> softmax logits (UL/DL baselines)."""
+    """Utterance vector -> batch norm -> dropout -> softmax logits (UL/DL baselines); the
+    batch norm's output is the representation :mod:`hmaf.eval_step` captures."""
 
     num_classes: int
     dropout: float = 0.5
@@ -64,6 +69,9 @@ class DenseHead(nn.Module):
     @nn.compact
     def __call__(self, u: jax.Array, *, train: bool) -> jax.Array:
         """Args: u ``[B, D]``. Returns logits ``[B, C]``."""
-        u = nn.BatchNorm(use_running_average=not train, name="batch_norm")(u)
+        u = nn.BatchNorm(use_running_average=not train, name=REPRESENTATION_LAYER)(u)
         u = nn.Dropout(self.dropout, deterministic=not train)(u)
         return nn.Dense(self.num_classes, dtype=self.dtype, name="logits")(u).astype(jnp.float32)
+
+
+HEADS = (CNNDecision, DenseHead)  # every model ends in one of these (two for DL-Fusion)

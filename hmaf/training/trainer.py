@@ -40,6 +40,7 @@ from hmaf.models import BRANCHES, build_model, model_options
 from hmaf.training import distributed, sharding
 from hmaf.training.data import Prefetch
 from hmaf.training.steps import create_train_state, init_variables, make_optimizer, make_train_step
+from hmaf.unfamiliar import DEFAULT_SCORE, SCORES, Features, UnfamiliarDetector, input_statistics
 
 PyTree = Any
 SPLITS = ("train", "validation", "test")
@@ -175,15 +176,36 @@ def predict_logits(model, variables: PyTree, batches: Iterable[dict], eval_step=
                    prepare: Callable[[Mapping[str, Any]], dict] = model_inputs,
                    prefetch: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Logits ``[E, C]`` and labels ``[E]`` of every example of ``batches``."""
+    outputs = predict_outputs(model, variables, batches, eval_step, prepare, prefetch, features=False)
+    return outputs["logits"], outputs["labels"]
+
+
+def predict_outputs(model, variables: PyTree, batches: Iterable[dict], eval_step=None,
+                    prepare: Callable[[Mapping[str, Any]], dict] = model_inputs, prefetch: int = 0, *,
+                    features: bool = True) -> dict[str, np.ndarray]:
+    """``logits`` ``[E, C]`` and ``labels`` ``[E]`` of every example of ``batches``; with
+    ``features`` also the eval step's ``representation`` ``[E, D]`` and the raw log-mel
+    ``input_stats`` ``[E, S]`` (:func:`hmaf.unfamiliar.input_statistics`, from the host
+    batch, so every process has all rows)."""
     eval_step = eval_step or make_eval_step(model)
-    labels, logits = [], []
-    with Prefetch(batches, lambda b: (prepare(b), np.asarray(b["label"])), prefetch) as placed:
-        for batch, label in placed:
-            # Every process gets the whole batch's logits (gathered across processes);
+    keys = ("logits", "representation") if features else ("logits",)
+    out: dict[str, list] = {k: [] for k in (*keys, "labels", "input_stats")}
+
+    def host_part(batch):
+        stats = (input_statistics(batch["frames"], batch["frame_mask"], batch["word_mask"])
+                 if features else None)
+        return prepare(batch), np.asarray(batch["label"]), stats
+
+    with Prefetch(batches, host_part, prefetch) as placed:
+        for batch, label, stats in placed:
+            result = eval_step(variables, batch)
+            # Every process gets the whole batch's outputs (gathered across processes);
             # rows beyond the labels pad a tail to the device count.
-            logits.append(sharding.to_host(eval_step(variables, batch)["logits"])[:len(label)])
-            labels.append(label)
-    return np.concatenate(logits), np.concatenate(labels)
+            for key in keys:
+                out[key].append(sharding.to_host(result[key])[:len(label)])
+            out["labels"].append(label)
+            out["input_stats"].append(stats)
+    return {k: np.concatenate(v) for k, v in out.items() if v and v[0] is not None}
 
 
 def hparams(config: ml_collections.ConfigDict) -> dict[str, Any]:
@@ -208,6 +230,36 @@ def _format_eta(seconds: float) -> str:
 def _write_json(path: Path, payload: dict) -> None:
     if jax.process_index() == 0:  # the same content on every process: one writer
         atomic_write_text(path, json.dumps(payload, indent=2, sort_keys=True))
+
+
+def calibrate_stage(config: ml_collections.ConfigDict, outputs: Mapping[str, Mapping[str, np.ndarray]],
+                    stage_dir: Path) -> dict:
+    """Temperature and unfamiliar-input detector of a finished stage (hmaf.calibration,
+    hmaf.unfamiliar): the temperature and every threshold on validation, the Gaussians of
+    the feature-space scores on train (original examples only); the flag uses
+    ``config.unfamiliar_score``. Writes ``calibration.json`` and ``unfamiliar.npz`` to
+    ``stage_dir`` (process 0) and returns the record, with the test split's figures under
+    ``test``. Args: ``outputs[split]`` of :func:`predict_outputs`."""
+    val = outputs["validation"]
+    calibration = calibrate(val["logits"], val["labels"])
+
+    def features(split):
+        o = outputs[split]
+        return Features(o["logits"], o.get("representation"), o.get("input_stats"))
+
+    detector = UnfamiliarDetector.fit(features("train"), outputs["train"]["labels"], features("validation"),
+                                      temperature=calibration["temperature"],
+                                      score=config.get("unfamiliar_score", DEFAULT_SCORE),
+                                      rate=calibration["false_alarm_rate"])
+    calibration["unfamiliar"] = detector.record()
+    test = outputs["test"]
+    if len(test["labels"]):
+        calibration["test"] = calibration_report(test["logits"], test["labels"], calibration, detector=detector,
+                                                 features=features("test"))
+    if distributed.is_primary():
+        detector.save(stage_dir)  # before the record that names it
+    _write_json(stage_dir / CALIBRATION_FILE, calibration)
+    return calibration
 
 
 def train_stage(config: ml_collections.ConfigDict, stage: str, model_name: str, source: DataSource,
@@ -320,20 +372,17 @@ def train_stage(config: ml_collections.ConfigDict, stage: str, model_name: str, 
     writer.flush()
     best = checkpoints.restore_best_variables({"params": state.params, "batch_stats": state.batch_stats})
     checkpoints.close()
-    outputs = {split: predict_logits(model, best, source.eval_batches(split), eval_step, prepare.for_eval,
-                                     prefetch)
+    outputs = {split: predict_outputs(model, best, source.eval_batches(split), eval_step, prepare.for_eval,
+                                      prefetch)
                for split in SPLITS}
-    results = {split: classification_metrics(labels, logits.argmax(-1), num_classes, label_names)
-               for split, (logits, labels) in outputs.items()}
-    # Temperature and unfamiliar-input threshold fitted on validation (hmaf.calibration),
-    # stored beside the best checkpoint; the test figures show what they do out of sample.
-    calibration = calibrate(*outputs["validation"])
-    if len(outputs["test"][1]):
-        calibration["test"] = calibration_report(*outputs["test"], calibration)
-    _write_json(stage_dir / CALIBRATION_FILE, calibration)
-    logging.info("stage %s calibration on validation: temperature %.3f, ECE %.4f -> %.4f, NLL %.4f -> %.4f",
-                 stage, calibration["temperature"], calibration["ece_before"], calibration["ece_after"],
-                 calibration["nll_before"], calibration["nll_after"])
+    results = {split: classification_metrics(o["labels"], o["logits"].argmax(-1), num_classes, label_names)
+               for split, o in outputs.items()}
+    calibration = calibrate_stage(config, outputs, stage_dir)
+    logging.info("stage %s calibration on validation: temperature %.3f, ECE %.4f -> %.4f, NLL %.4f -> %.4f; "
+                 "unfamiliar input (%s score) flagged on %s of the test split", stage, calibration["temperature"],
+                 calibration["ece_before"], calibration["ece_after"], calibration["nll_before"],
+                 calibration["nll_after"], calibration["unfamiliar"]["score"],
+                 f"{100 * calibration['test']['unfamiliar_rate']:.1f}%" if "test" in calibration else "n/a")
     stopped_by = "early_stopping" if meta["evals_without_improvement"] >= config.patience else "budget"
     results.update(best_step=meta["best_step"], steps_trained=step, model=model_name, stopped_by=stopped_by,
                    steps_per_epoch=budget.steps_per_epoch, epochs_trained=budget.epoch(step),
@@ -355,6 +404,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
                        source: DataSource | None = None) -> dict:
     """Runs the stages of ``config`` (all, or only ``config.stage``) and writes
     ``workdir/metrics.json`` with each stage's metrics and the final model's."""
+    score = config.get("unfamiliar_score", DEFAULT_SCORE)
+    if score not in SCORES:  # before training, not after it
+        raise ValueError(f"config.unfamiliar_score={score!r}; choose one of {SCORES}")
     distributed.initialize(config)  # several processes: join the job before any device is used
     primary = distributed.is_primary()  # files every process would write alike: process 0 only
     workdir = Path(workdir)
