@@ -106,6 +106,30 @@ def test_generalisation_plan_and_notes(tmp_path):
     assert set(plan.notes) == {"loeo", "heldout_sentences", "by_kind"}
 
 
+def test_pooled_calibration_puts_the_runs_together_each_at_its_own_temperature():
+    from hmaf.calibration import expected_calibration_error, negative_log_likelihood, softmax
+
+    rng = np.random.default_rng(0)
+    logits = [rng.normal(scale=3.0, size=(40, 3)), rng.normal(scale=3.0, size=(30, 3))]
+    labels = [rng.integers(0, 3, 40), rng.integers(0, 3, 30)]
+    temperatures = [2.0, 0.5]
+    names = ["a", "b", "c"]
+
+    def rows(z, y):
+        return [{"label": names[t], "probabilities": dict(zip(names, p))} for p, t in zip(softmax(z), y)]
+
+    runs = [(rows(z, y), t) for z, y, t in zip(logits, labels, temperatures)] + [(rows(logits[0], labels[0]), None)]
+    pooled = experiment.pooled_calibration(runs)
+    all_labels = np.concatenate(labels)
+    scaled = np.concatenate([z / t for z, t in zip(logits, temperatures)])
+    assert (pooled["runs"], pooled["examples"]) == (2, 70)  # the run without a temperature is left out
+    assert pooled["ece_before"] == pytest.approx(expected_calibration_error(softmax(np.concatenate(logits)), all_labels))
+    assert pooled["ece_after"] == pytest.approx(expected_calibration_error(softmax(scaled), all_labels))
+    assert pooled["nll_after"] == pytest.approx(negative_log_likelihood(scaled, all_labels), rel=1e-6)
+    assert pooled["ece_after"] != pytest.approx(pooled["ece_before"])
+    assert experiment.pooled_calibration([(rows(logits[0], labels[0]), None)]) is None
+
+
 def test_tiny_experiment_runs_skips_and_resumes(tmp_path):
     from hmaf.data.fake_corpus import write_fake_corpus
     from hmaf.data.folds import speaker_folds
@@ -158,6 +182,10 @@ def test_tiny_experiment_runs_skips_and_resumes(tmp_path):
     report = (workdir / "results.md").read_text()
     assert "| Ours-HF | 2 |" in report and "| 70.0 | 69.7 | 0.695 |" in report and "Table 3" in report
     assert "Ours-HF vs Text only (T)" in report and "### In-split test" in report
+    pooled = summary["models"]["hf"]["calibration"]  # both seeds' test predictions together
+    assert pooled["runs"] == 2 and pooled["examples"] == sum(
+        len((fold / f"seed{s}" / "hf" / "predictions.jsonl").read_text().splitlines()) for s in (0, 1))
+    assert "## Calibration (test predictions of all runs pooled; ours)" in report
     assert "| 2 speaker folds | Ours-HF | 2 |" in report.split("% of the test utterances flagged")[1]
     general = json.loads((workdir / "generalisation.json").read_text())
     assert set(general["results"]["in_split"]["2 speaker folds"]) == set(runs)
