@@ -51,7 +51,7 @@ from typing import Sequence
 
 import numpy as np
 
-from hmaf.corpora import tts
+from hmaf.corpora import shaping, tts
 from hmaf.corpora.shaping import (MIN_F0, REFERENCE_DBFS, Token, level, percent_factor, psola,
                                   rate_factor, soft_limit, token_spans, tokens_of, word_gain)
 
@@ -168,14 +168,7 @@ class VoiceSpec:
 
 def parse_voice(voice: str) -> VoiceSpec:
     """``kal``, ``ked``, ``slt``, optionally with a persona: ``kal+p1``."""
-    base, _, persona = voice.partition("+")
-    if base not in VOICES:
-        raise tts.TTSError(f"unknown festival voice {voice!r} (voices: {sorted(VOICES)}, "
-                           f"optionally +{'|+'.join(PERSONAS)})")
-    if persona and persona not in PERSONAS:
-        raise tts.TTSError(f"unknown festival persona {persona!r} in {voice!r} "
-                           f"(personas: {sorted(PERSONAS)})")
-    pitch, rate = PERSONAS[persona] if persona else (1.0, 1.0)
+    base, pitch, rate = shaping.split_voice("festival", voice, VOICES, PERSONAS)
     function, kind = VOICES[base]
     return VoiceSpec(voice, function, kind, pitch, rate)
 

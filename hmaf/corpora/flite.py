@@ -197,14 +197,7 @@ class VoiceSpec:
 
 def parse_voice(voice: str) -> VoiceSpec:
     """``kal16``, ``awb``, ``rms``, ``slt``, optionally with a persona: ``rms+p1``."""
-    base, _, persona = voice.partition("+")
-    if base not in VOICES:
-        raise tts.TTSError(f"unknown flite voice {voice!r} (voices: {sorted(VOICES)}, "
-                           f"optionally +{'|+'.join(PERSONAS)})")
-    if persona and persona not in PERSONAS:
-        raise tts.TTSError(f"unknown flite persona {persona!r} in {voice!r} "
-                           f"(personas: {sorted(PERSONAS)})")
-    pitch, rate = PERSONAS[persona] if persona else (1.0, 1.0)
+    base, pitch, rate = shaping.split_voice("flite", voice, VOICES, PERSONAS)
     return VoiceSpec(voice, base, VOICES[base][1], pitch, rate)
 
 

@@ -12,7 +12,9 @@ percentages) and shape parts of the delivery outside the synthesizer, the same w
   typical level, so that loudness means the same for every engine), scaled by its volume,
   emphasised words get their gain, and peaks are bent rather than clipped;
 * :func:`psola`: pitch mean/range and word emphasis by Praat's PSOLA, for voices whose own
-  F0 model does not take them (festival's HTS voice, Flite's ``rms``).
+  F0 model does not take them (festival's HTS voice, Flite's ``rms``);
+* :func:`split_voice`: a voice name with an optional persona (``kal+p1``), the further
+  speakers both engines make of one voice.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import dataclasses
 import math
 import re
 import threading
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -36,6 +38,21 @@ RAMP_S = 0.01
 LIMIT_KNEE = 0.8  # above this magnitude the waveform is compressed (soft_limit)
 MIN_F0 = 40.0
 _PRAAT_LOCK = threading.Lock()
+
+
+def split_voice(engine: str, voice: str, voices: Mapping[str, object],
+                personas: Mapping[str, tuple[float, float]]) -> tuple[str, float, float]:
+    """``base`` or ``base+persona`` -> ``(base, pitch factor, rate factor)``; an unknown
+    voice or persona raises :class:`hmaf.corpora.tts.TTSError` naming ``engine``."""
+    base, _, persona = voice.partition("+")
+    if base not in voices:
+        raise tts.TTSError(f"unknown {engine} voice {voice!r} (voices: {sorted(voices)}, "
+                           f"optionally +{'|+'.join(personas)})")
+    if persona and persona not in personas:
+        raise tts.TTSError(f"unknown {engine} persona {persona!r} in {voice!r} "
+                           f"(personas: {sorted(personas)})")
+    pitch, rate = personas[persona] if persona else (1.0, 1.0)
+    return base, pitch, rate
 
 
 def percent_factor(value: str | None) -> float:

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from engine_checks import check_emphasis, db, span
 
 from hmaf.corpora import engines, festival, tts
 
@@ -18,14 +19,6 @@ LEAD = 0.2
 def engine():
     with festival.FestivalEngine() as e:
         yield e
-
-
-def _db(x: np.ndarray) -> float:
-    return float(10 * np.log10(np.mean(x.astype(np.float64) ** 2) + 1e-12))
-
-
-def _span(syn, word):
-    return syn.audio[int(word.start * syn.sample_rate):int(word.end * syn.sample_rate)]
 
 
 def _f0(audio: np.ndarray) -> float:
@@ -46,10 +39,10 @@ def test_word_timings_match_the_audio(engine, voice):
     assert starts[0] >= LEAD and ends[-1] <= syn.duration
     fox, jumps = syn.words[3], syn.words[4]
     assert jumps.start - fox.end > 0.05  # the comma's pause lies outside both words
-    inside = _db(np.concatenate([_span(syn, w) for w in syn.words]))
+    inside = db(np.concatenate([span(syn, w) for w in syn.words]))
     pause = syn.audio[int(fox.end * 16000) + 80:int(jumps.start * 16000) - 80]
     lead = syn.audio[:int(LEAD * 16000)]
-    assert inside > _db(pause) + 15 and inside > _db(lead) + 40
+    assert inside > db(pause) + 15 and inside > db(lead) + 40
 
 
 def test_deterministic_whatever_came_before(engine):
@@ -66,17 +59,7 @@ def test_deterministic_whatever_came_before(engine):
 
 @pytest.mark.parametrize("voice", ["kal", "slt"])
 def test_emphasis_lengthens_raises_and_louder_the_word(engine, voice):
-    plain = engine.synthesize(["my brother", "fixed", "the car today."], voice)
-    emph = engine.synthesize(["my brother", tts.Segment("fixed", prosody=tts.Prosody(
-        pitch="+50%", rate="70%", volume="+60%")), "the car today."], voice)
-    a, b = plain.words[2], emph.words[2]
-    assert a.word == b.word == "fixed"
-    assert (b.end - b.start) > 1.25 * (a.end - a.start)
-    assert _f0(_span(emph, b)) > 1.2 * _f0(_span(plain, a))
-    assert _db(_span(emph, b)) > _db(_span(plain, a)) + 2.0
-    # the other words keep their length
-    for p, e in zip(plain.words[:2] + plain.words[3:], emph.words[:2] + emph.words[3:]):
-        assert (e.end - e.start) == pytest.approx(p.end - p.start, rel=0.15, abs=0.02)
+    check_emphasis(engine, voice, _f0)
 
 
 @pytest.mark.parametrize("voice", ["ked", "slt"])
@@ -86,10 +69,10 @@ def test_utterance_delivery(engine, voice):
     high = engine.synthesize(TEXT, voice, utterance=tts.Prosody(pitch="+40%"))
     wide = engine.synthesize(TEXT, voice, utterance=tts.Prosody(range="+150%"))
     loud = engine.synthesize(TEXT, voice, utterance=tts.Prosody(volume="+60%"))
-    span = lambda s: s.words[-1].end - s.words[0].start  # noqa: E731
-    assert span(fast) < 0.85 * span(base)
+    duration = lambda s: s.words[-1].end - s.words[0].start  # noqa: E731
+    assert duration(fast) < 0.85 * duration(base)
     assert _f0(high.audio) > 1.25 * _f0(base.audio)
-    assert _db(loud.audio) == pytest.approx(_db(base.audio) + 20 * np.log10(1.6), abs=0.5)
+    assert db(loud.audio) == pytest.approx(db(base.audio) + 20 * np.log10(1.6), abs=0.5)
 
     def f0_spread(s):
         import librosa

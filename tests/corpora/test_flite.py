@@ -9,6 +9,7 @@ import os
 
 import numpy as np
 import pytest
+from engine_checks import check_emphasis, db, span
 
 from hmaf.corpora import engines, flite, synthetic, tts
 
@@ -24,14 +25,6 @@ LEAD = 0.2
 def engine():
     with engines.open_engine("flite") as e:
         yield e
-
-
-def _db(x: np.ndarray) -> float:
-    return float(10 * np.log10(np.mean(x.astype(np.float64) ** 2) + 1e-12))
-
-
-def _span(syn, word):
-    return syn.audio[int(word.start * syn.sample_rate):int(word.end * syn.sample_rate)]
 
 
 def _f0_track(audio: np.ndarray) -> np.ndarray:
@@ -59,12 +52,12 @@ def test_word_timings_match_the_audio(engine, voice):
     assert starts[0] >= LEAD and ends[-1] <= syn.duration - 0.1 + 1e-3
     fox, jumps = syn.words[3], syn.words[4]
     assert jumps.start - fox.end > 0.05  # the comma's pause lies outside both words
-    inside = _db(np.concatenate([_span(syn, w) for w in syn.words]))
+    inside = db(np.concatenate([span(syn, w) for w in syn.words]))
     pause = syn.audio[int(fox.end * 16000) + 80:int(jumps.start * 16000) - 80]
     lead = syn.audio[:int(LEAD * 16000)]
-    assert inside > _db(pause) + 15 and inside > _db(lead) + 40
+    assert inside > db(pause) + 15 and inside > db(lead) + 40
     # every word carries speech: no span is silence
-    assert min(_db(_span(syn, w)) for w in syn.words) > _db(pause) + 6
+    assert min(db(span(syn, w)) for w in syn.words) > db(pause) + 6
 
 
 def test_deterministic_whatever_came_before(engine):
@@ -83,16 +76,7 @@ def test_deterministic_whatever_came_before(engine):
 
 @pytest.mark.parametrize("voice", ["kal16", "slt"])
 def test_emphasis_lengthens_raises_and_louder_the_word(engine, voice):
-    plain = engine.synthesize(["my brother", "fixed", "the car today."], voice)
-    emph = engine.synthesize(["my brother", tts.Segment("fixed", prosody=tts.Prosody(
-        pitch="+50%", rate="70%", volume="+60%")), "the car today."], voice)
-    a, b = plain.words[2], emph.words[2]
-    assert a.word == b.word == "fixed"
-    assert (b.end - b.start) > 1.25 * (a.end - a.start)
-    assert _f0(_span(emph, b)) > 1.2 * _f0(_span(plain, a))
-    assert _db(_span(emph, b)) > _db(_span(plain, a)) + 2.0
-    for p, e in zip(plain.words[:2] + plain.words[3:], emph.words[:2] + emph.words[3:]):
-        assert (e.end - e.start) == pytest.approx(p.end - p.start, rel=0.15, abs=0.02)
+    check_emphasis(engine, voice, _f0)
 
 
 @pytest.mark.parametrize("voice", ["kal16", "awb"])
@@ -102,11 +86,11 @@ def test_class_delivery_angry_is_faster_louder_higher_than_sad(engine, voice):
         pitch, spread, rate, volume = synthetic.DELIVERY["flite"][label]
         return engine.synthesize(TEXT, voice, utterance=synthetic._prosody((pitch, spread, rate, volume)))
     angry, sad, neutral = say("angry"), say("sad"), say("neutral")
-    span = lambda s: s.words[-1].end - s.words[0].start  # noqa: E731
-    speech = lambda s: np.concatenate([_span(s, w) for w in s.words])  # noqa: E731
-    assert span(angry) < 0.85 * span(sad)
-    assert span(angry) < span(neutral) < span(sad)
-    assert _db(speech(angry)) > _db(speech(sad)) + 4.0
+    duration = lambda s: s.words[-1].end - s.words[0].start  # noqa: E731
+    speech = lambda s: np.concatenate([span(s, w) for w in s.words])  # noqa: E731
+    assert duration(angry) < 0.85 * duration(sad)
+    assert duration(angry) < duration(neutral) < duration(sad)
+    assert db(speech(angry)) > db(speech(sad)) + 4.0
     assert _f0(speech(angry)) > 1.1 * _f0(speech(sad))
 
 
