@@ -23,4 +23,14 @@ def get_config(arg=None):
     config = base.experiment(f"meld_tts_{task}", data, split_mode="manifest",
                              build_hint=f"python -m hmaf.corpora.meld --out {data} --task {task}")
     config.comparisons = "faf:best_branch,faf:ul_fusion,faf:text_only"
+    # MELD is scored by weighted F1 over its natural, skewed label distribution (neutral
+    # ~47 %): train on that distribution and keep the checkpoint with the best validation
+    # weighted F1. Then text-branch dropout against memorising the training sentences
+    # (the paper has neither: 0.0). Chosen on validation, never on test (docs/experiments.md,
+    # "MELD-TTS"): text only, validation weighted F1 0.538 (defaults: balanced batches,
+    # UA) -> 0.565 (these two) -> 0.582 (+ the dropouts); test 0.486 -> 0.519 -> 0.525.
+    config.train.data.balanced = False
+    config.train.select_metric = "weighted_f1"
+    config.train.model.word_dropout = 0.1
+    config.train.model.embedding_dropout = 0.3
     return config

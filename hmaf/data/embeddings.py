@@ -9,8 +9,12 @@ Specs (``build_matrix(spec, ...)``):
   sentences (seeded, one worker thread, so the result is deterministic).
 
 Lookup tries the word as is, then lowercased, then capitalised (GloVe 6B is all
-lowercase; GoogleNews is cased). Words found nowhere get random normal vectors, seeded
-and scaled to the standard deviation of the known vectors. Row 0 (``<pad>``) is zeros;
+lowercase; GoogleNews is cased). A contraction found in none of those forms gets the mean
+of its parts' vectors, split as GloVe's and the Penn Treebank's tokenizers split it
+("don't" -> "do" + "n't", "it's" -> "it" + "'s", "y'know" -> "y" + "know"): our
+transcripts keep "don't" as one word (hmaf.data.text), GloVe 6B has only the parts, and
+conversational corpora (MELD) are full of them. Words found nowhere get random normal
+vectors, seeded and scaled to the standard deviation of the known vectors. Row 0 (``<pad>``) is zeros;
 row 1 (``<unk>``) is a random vector like any unknown word.
 """
 
@@ -47,6 +51,30 @@ def _stable_hash(text: str) -> int:
 def _candidates(word: str) -> list[str]:
     forms = [word, word.lower(), word.capitalize()]
     return list(dict.fromkeys(forms))
+
+
+def _contraction_parts(word: str) -> list[list[str]]:
+    """Ways to split a word with an inner apostrophe into parts, each part a list of
+    alternative spellings (the first found is used); [] for words without one."""
+    if "'" not in word.strip("'"):
+        return []
+    lower = word.lower()
+    if lower.endswith("n't") and len(lower) > 3:
+        return [[word[:-3]], ["n't"]]  # "can't" -> "ca" + "n't", as GloVe's tokenizer split it
+    head, _, tail = word.partition("'")
+    return [[head], ["'" + tail, tail]]
+
+
+def _compose(word: str, lookup: Callable[[str], np.ndarray | None]) -> np.ndarray | None:
+    """Mean of the vectors of a contraction's parts; None unless every part is found."""
+    vectors = []
+    for alternatives in _contraction_parts(word):
+        vector = next((v for form in alternatives for f in _candidates(form)
+                       if (v := lookup(f)) is not None), None)
+        if vector is None:
+            return None
+        vectors.append(np.asarray(vector, dtype=np.float32))
+    return np.mean(vectors, axis=0) if vectors else None
 
 
 def _parse_train_options(spec: str) -> dict[str, int]:
@@ -157,7 +185,8 @@ def build_matrix(spec: str, vocab: Sequence[str], sentences: Sequence[Sequence[s
       ``(matrix, info)``: matrix float32 ``[V, D]`` (row i = vector of id i, row 0 zeros);
       info ``{"spec", "source", "dim", "vocab_size", "unknown_share" (share of vocabulary
       words, pad/unk excluded, without a vector), "unknown_token_share" (the same over
-      corpus tokens), "num_unknown", "unknown_examples" (up to 20 such words)}``.
+      corpus tokens), "num_unknown", "unknown_examples" (up to 20 such words),
+      "num_composed", "composed_examples" (contractions given the mean of their parts)}``.
 
     Raises:
       EmbeddingError: bad spec or unreadable file (the message names the file).
@@ -169,12 +198,17 @@ def build_matrix(spec: str, vocab: Sequence[str], sentences: Sequence[Sequence[s
     lookup, source_vectors, source = _source(spec, sentences, seed)
     dim = int(source_vectors.shape[1])
     found: dict[int, np.ndarray] = {}
+    composed: dict[int, np.ndarray] = {}  # kept apart: they do not set the scale below
     for i, word in enumerate(vocab[2:], start=2):
         for form in _candidates(word):
             vector = lookup(form)
             if vector is not None:
                 found[i] = np.asarray(vector, dtype=np.float32)
                 break
+        else:
+            vector = _compose(word, lookup)
+            if vector is not None:
+                composed[i] = vector
     if found:
         scale = float(np.std(np.stack(list(found.values()))))
     else:
@@ -184,6 +218,7 @@ def build_matrix(spec: str, vocab: Sequence[str], sentences: Sequence[Sequence[s
     rng = np.random.default_rng(seed)
     matrix = (rng.standard_normal((len(vocab), dim)) * scale).astype(np.float32)
     matrix[0] = 0.0
+    found.update(composed)
     for i, vector in found.items():
         matrix[i] = vector
     unknown = [w for i, w in enumerate(vocab[2:], start=2) if i not in found]
@@ -201,6 +236,8 @@ def build_matrix(spec: str, vocab: Sequence[str], sentences: Sequence[Sequence[s
         "unknown_token_share": unknown_tokens / counted_tokens if counted_tokens else 0.0,
         "num_unknown": len(unknown),
         "unknown_examples": unknown[:20],
+        "num_composed": len(composed),
+        "composed_examples": [vocab[i] for i in sorted(composed)[:20]],
     }
     if info["unknown_share"] > 0.5:
         log.warning("embeddings %s: %.0f%% of %d vocabulary words have no vector", spec,

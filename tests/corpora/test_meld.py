@@ -71,3 +71,15 @@ def test_engines_pick_voices_and_groups(data):
     assert meld.voice_for("Ross", "male", "festival") == meld.FESTIVAL_MAIN_VOICES["Ross"]
     only, _ = meld.jobs_for(rows, "sentiment", engine_names=("festival",))
     assert {j.engine for j in only} == {"festival"}
+
+
+def test_experiment_config_scores_meld_by_weighted_f1_on_its_own_distribution():
+    from configs.experiments import meld_tts
+
+    config = meld_tts.get_config()
+    assert config.train.select_metric == "weighted_f1" and config.train.data.balanced is False
+    assert config.train.model.word_dropout == 0.1 and config.train.model.embedding_dropout == 0.3
+    assert config.train.data.dir == "data/meld-sentiment" and config.train.data.split_mode == "manifest"
+    assert meld_tts.get_config("emotion").train.data.dir == "data/meld-emotion"
+    with pytest.raises(ValueError, match="unknown variant"):
+        meld_tts.get_config("valence")

@@ -86,3 +86,21 @@ def test_corrupt_file_names_the_file(tmp_path):
 def test_vocab_must_start_with_special_tokens():
     with pytest.raises(EmbeddingError, match="<pad>"):
         build_matrix("train", ["the", "cat"], SENTENCES, seed=0)
+
+
+def test_contractions_get_the_mean_of_their_parts(tmp_path):
+    # GloVe's tokenizer split "don't" into "do" + "n't"; our transcripts keep it whole.
+    kv = KeyedVectors(vector_size=2)
+    kv.add_vectors(["do", "n't", "it", "'s", "y", "know", "ca"],
+                   np.array([[0, 2], [2, 0], [4, 4], [0, 8], [1, 1], [3, 3], [6, 0]], dtype=np.float32))
+    path = tmp_path / "vectors.txt"
+    kv.save_word2vec_format(str(path), binary=False, write_header=False)
+    vocab = ["<pad>", "<unk>", "Don't", "it's", "y'know", "can't", "rock'n'roll", "it"]
+    matrix, info = build_matrix(f"glove:{path}", vocab, [vocab[2:]], seed=0)
+    np.testing.assert_array_equal(matrix[2], [1, 1])  # mean of "do" and "n't"
+    np.testing.assert_array_equal(matrix[3], [2, 6])  # "it" + "'s"
+    np.testing.assert_array_equal(matrix[4], [2, 2])  # "y" + "know" ("'know" is not there)
+    np.testing.assert_array_equal(matrix[5], [4, 0])  # "ca" + "n't"
+    np.testing.assert_array_equal(matrix[7], [4, 4])
+    assert info["num_composed"] == 4 and info["composed_examples"] == ["Don't", "it's", "y'know", "can't"]
+    assert info["unknown_examples"] == ["rock'n'roll"]  # a part is missing: a random vector
