@@ -177,8 +177,8 @@ def build_matrix(spec: str, vocab: Sequence[str], sentences: Sequence[Sequence[s
     Args:
       spec: where the vectors come from (see the module docstring).
       vocab: words in id order, ``vocab[0] == "<pad>"``, ``vocab[1] == "<unk>"``.
-      sentences: the corpus as lists of words; trains "train" vectors and weights
-        ``unknown_token_share``.
+      sentences: the text vectors may learn from, as lists of words (the corpus without
+        its test split); trains "train" vectors and weights ``unknown_token_share``.
       seed: seeds the unknown words' vectors and word2vec training.
 
     Returns:

@@ -169,7 +169,12 @@ def write_corpus(manifest: str | os.PathLike, out_dir: str, name: str, rows: Seq
     sentences = [result["words"] for _, result in good]
     vocab = Vocab.build(sentences)
     vocab.save(os.path.join(out_dir, "vocab.txt"))
-    matrix, emb_info = build_matrix(settings.embeddings, vocab.words, sentences, seed=settings.seed)
+    # Vectors trained here (`train:`) learn only from the text outside a manifest's test
+    # split, or the test sentences would leak into training through them; their words get
+    # the unknown-word initialisation, as any new sentence's would. (Speaker folds are
+    # chosen at training time, so a corpus without manifest splits trains on all its text.)
+    seen = [result["words"] for row, result in good if row.split != "test"] or sentences
+    matrix, emb_info = build_matrix(settings.embeddings, vocab.words, seen, seed=settings.seed)
     with atomic_open(os.path.join(out_dir, "embeddings.npy")) as f:
         np.save(f, matrix.astype(np.float32))
 

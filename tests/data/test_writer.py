@@ -118,6 +118,10 @@ def test_labels_order_and_unknown_labels(corpus, tmp_path):
                    num_workers=1, progress=False)
     assert info["label_names"] == ["pos"] and info["num_examples"] == 4
     assert info["reject_reasons"]["unknown_label"] == 4 and info["embeddings"]["dim"] == 8
+    # word2vec learnt from the train split only: the words of the test sentence ("we won the
+    # final game") have no trained vector, the train words do.
+    unknown = set(info["embeddings"]["unknown_examples"])
+    assert {"won", "final", "game"} <= unknown and not {"happy", "lovely", "garden", "the"} & unknown
 
 
 def test_a_dying_worker_rejects_rows_instead_of_stopping_the_run(corpus, tmp_path, monkeypatch):
