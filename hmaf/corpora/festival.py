@@ -39,7 +39,6 @@ same bytes whatever was synthesised before (tested).
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import select
 import shutil
@@ -157,20 +156,9 @@ def available() -> bool:
     return shutil.which("festival") is not None
 
 
-@dataclasses.dataclass(frozen=True)
-class VoiceSpec:
-    name: str  # e.g. "kal+p1"
-    function: str
-    kind: str
-    pitch_factor: float
-    rate_factor: float
-
-
-def parse_voice(voice: str) -> VoiceSpec:
+def parse_voice(voice: str) -> shaping.VoiceSpec:
     """``kal``, ``ked``, ``slt``, optionally with a persona: ``kal+p1``."""
-    base, pitch, rate = shaping.split_voice("festival", voice, VOICES, PERSONAS)
-    function, kind = VOICES[base]
-    return VoiceSpec(voice, function, kind, pitch, rate)
+    return shaping.parse_voice("festival", voice, VOICES, PERSONAS)
 
 
 def _scheme_string(text: str) -> str:
@@ -251,16 +239,17 @@ class FestivalEngine:
             out += chunk
         return out.decode("utf-8", "replace").strip()[-500:]
 
-    def _raw(self, spec: VoiceSpec, text: str, tokens: Sequence[Token], stretch: float,
+    def _raw(self, spec: shaping.VoiceSpec, text: str, tokens: Sequence[Token], stretch: float,
              hts_rate: float, shift: float, spread: float) -> tuple[np.ndarray, list[tuple[int, float, float]], int]:
         """festival's 16 kHz audio, [(token index, start, end)] per word, token count."""
         with self._lock:
             if self._proc is None or self._proc.poll() is not None:
                 self._start()
-            if self._voice != spec.function:
-                self._call(f"(hmaf-voice '{spec.function} {'t' if spec.kind == 'hts' else 'nil'})",
-                           f"loading voice {spec.function}")
-                self._voice = spec.function
+            function = VOICES[spec.base][0]  # the voice's festival function
+            if self._voice != function:
+                self._call(f"(hmaf-voice '{function} {'t' if spec.kind == 'hts' else 'nil'})",
+                           f"loading voice {function}")
+                self._voice = function
             path = os.path.join(self._tmp, "utt.wav")
             # HTS recomputes durations and F0 itself: its emphasis is done by psola.
             emph = " ".join(f"({k} {t.duration:.4f} {t.pitch:.4f})" for k, t in enumerate(tokens)

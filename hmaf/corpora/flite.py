@@ -186,22 +186,12 @@ def _library() -> _Library:
     return _LIBRARY
 
 
-@dataclasses.dataclass(frozen=True)
-class VoiceSpec:
-    name: str  # e.g. "rms+p1"
-    base: str
-    kind: str
-    pitch_factor: float
-    rate_factor: float
-
-
-def parse_voice(voice: str) -> VoiceSpec:
+def parse_voice(voice: str) -> shaping.VoiceSpec:
     """``kal16``, ``awb``, ``rms``, ``slt``, optionally with a persona: ``rms+p1``."""
-    base, pitch, rate = shaping.split_voice("flite", voice, VOICES, PERSONAS)
-    return VoiceSpec(voice, base, VOICES[base][1], pitch, rate)
+    return shaping.parse_voice("flite", voice, VOICES, PERSONAS)
 
 
-def _raw(spec: VoiceSpec, text: str, tokens: Sequence[shaping.Token], stretch: float,
+def _raw(spec: shaping.VoiceSpec, text: str, tokens: Sequence[shaping.Token], stretch: float,
          shift: float, spread: float) -> tuple[np.ndarray, list[tuple[int, float, float]], int]:
     """Flite's 16 kHz audio ``[samples]``, [(token index, start s, end s)] per word, token count.
 

@@ -13,7 +13,7 @@ percentages) and shape parts of the delivery outside the synthesizer, the same w
   emphasised words get their gain, and peaks are bent rather than clipped;
 * :func:`psola`: pitch mean/range and word emphasis by Praat's PSOLA, for voices whose own
   F0 model does not take them (festival's HTS voice, Flite's ``rms``);
-* :func:`split_voice`: a voice name with an optional persona (``kal+p1``), the further
+* :func:`parse_voice`: a voice name with an optional persona (``kal+p1``), the further
   speakers both engines make of one voice.
 """
 
@@ -40,10 +40,22 @@ MIN_F0 = 40.0
 _PRAAT_LOCK = threading.Lock()
 
 
-def split_voice(engine: str, voice: str, voices: Mapping[str, object],
-                personas: Mapping[str, tuple[float, float]]) -> tuple[str, float, float]:
-    """``base`` or ``base+persona`` -> ``(base, pitch factor, rate factor)``; an unknown
-    voice or persona raises :class:`hmaf.corpora.tts.TTSError` naming ``engine``."""
+@dataclasses.dataclass(frozen=True)
+class VoiceSpec:
+    """One speaker of an engine: a voice, its kind, and a persona's pitch and rate."""
+
+    name: str  # e.g. "kal+p1"
+    base: str  # the engine's voice, e.g. "kal"
+    kind: str  # the voice's kind in the engine's VOICES table ("diphone", "hts", ...)
+    pitch_factor: float
+    rate_factor: float
+
+
+def parse_voice(engine: str, voice: str, voices: Mapping[str, tuple[str, str]],
+                personas: Mapping[str, tuple[float, float]]) -> VoiceSpec:
+    """``base`` or ``base+persona`` against an engine's ``voices`` (``base -> (engine's
+    own name, kind)``) and ``personas`` (``name -> (pitch factor, rate factor)``); an
+    unknown voice or persona raises :class:`hmaf.corpora.tts.TTSError` naming ``engine``."""
     base, _, persona = voice.partition("+")
     if base not in voices:
         raise tts.TTSError(f"unknown {engine} voice {voice!r} (voices: {sorted(voices)}, "
@@ -52,7 +64,7 @@ def split_voice(engine: str, voice: str, voices: Mapping[str, object],
         raise tts.TTSError(f"unknown {engine} persona {persona!r} in {voice!r} "
                            f"(personas: {sorted(personas)})")
     pitch, rate = personas[persona] if persona else (1.0, 1.0)
-    return base, pitch, rate
+    return VoiceSpec(voice, base, voices[base][1], pitch, rate)
 
 
 def percent_factor(value: str | None) -> float:
