@@ -125,16 +125,9 @@ class FrameAttention(nn.Module):
         return f_h, scores
 
 
-class AudioAttention(nn.Module):
-    """Audio hierarchical attention module (§3.3).
-
-    The frame-level module has shared weights over all words. Padded batches run it
-    ``nn.vmap``-ed over the word axis (``B * N`` sequences of ``L`` steps); packed
-    batches (:mod:`hmaf.models.packing`) run it over rows of real frames only and
-    gather the results back to ``[B, N, L]``. Both give the same outputs and use the
-    same parameters. Input normalisation and SpecAugment masks act on the padded
-    frames before the packed rows are gathered from them, so both layouts see the
-    same normalised and masked frames.
+class AudioEncoder(nn.Module):
+    """The attributes both audio encoders share (:class:`AudioAttention` and
+    :class:`UtteranceFrameAttention`): GRU and attention sizes and the input front end.
 
     Attributes:
       audio_norm: input normalisation (:func:`hmaf.models.frontend.normalise_frames`).
@@ -152,6 +145,19 @@ class AudioAttention(nn.Module):
     audio_norm: str = "batch"
     speaker_stats_dropout: float = 0.0
     spec_augment: tuple[int, int, int, int] = (0, 0, 0, 0)
+
+
+class AudioAttention(AudioEncoder):
+    """Audio hierarchical attention module (§3.3).
+
+    The frame-level module has shared weights over all words. Padded batches run it
+    ``nn.vmap``-ed over the word axis (``B * N`` sequences of ``L`` steps); packed
+    batches (:mod:`hmaf.models.packing`) run it over rows of real frames only and
+    gather the results back to ``[B, N, L]``. Both give the same outputs and use the
+    same parameters. Input normalisation and SpecAugment masks act on the padded
+    frames before the packed rows are gathered from them, so both layouts see the
+    same normalised and masked frames. Attributes: :class:`AudioEncoder`.
+    """
 
     @nn.compact
     def __call__(self, frames: jax.Array, frame_mask: jax.Array, word_mask: jax.Array,
@@ -218,7 +224,7 @@ def input_frames(module: nn.Module, frames: jax.Array, frame_mask: jax.Array, *,
     return frames
 
 
-class UtteranceFrameAttention(nn.Module):
+class UtteranceFrameAttention(AudioEncoder):
     """Utterance-level audio encoder without word alignment (Gu et al. 2017, the
     paper's duplicated UL-Fusion baseline): a BiGRU over all real frames of the
     utterance in order, frame attention (eq. 3-4) over them, and their weighted sum.
@@ -228,17 +234,8 @@ class UtteranceFrameAttention(nn.Module):
     sort on the frame mask), so the GRU reads the utterance's frames as one stream.
     Frames between words that the aligner left out are not in the batch.
 
-    Attributes: as :class:`AudioAttention` (hidden, attention_dim, audio_norm, ...).
+    Attributes: :class:`AudioEncoder`.
     """
-
-    hidden: int = 100
-    attention_dim: int | None = None
-    unroll: int = 1
-    dtype: Dtype = jnp.float32
-    hoist_input: bool = True
-    audio_norm: str = "batch"
-    speaker_stats_dropout: float = 0.0
-    spec_augment: tuple[int, int, int, int] = (0, 0, 0, 0)
 
     @nn.compact
     def __call__(self, frames: jax.Array, frame_mask: jax.Array, *, train: bool = False,
