@@ -247,27 +247,22 @@ def pooled_calibration(runs: list[tuple[list[dict], float | None]]) -> dict | No
     for a 15-bin ECE (its sampling noise alone is several points), folds x seeds are
     not. ``runs``: (prediction rows, temperature) per run; runs without a temperature
     are left out. Returns None when no run has one."""
-    from hmaf.calibration import expected_calibration_error, negative_log_likelihood
+    from hmaf.calibration import expected_calibration_error, negative_log_likelihood, softmax
 
-    logits, scaled, labels, used = [], [], [], 0
+    logits, temperatures, labels = [], [], []
     for rows, temperature in runs:
         if temperature is None or not rows:
             continue
         names = list(rows[0]["probabilities"])
         log_p = np.log(np.maximum([[r["probabilities"][n] for n in names] for r in rows], 1e-12))
         logits.append(log_p)  # log softmax: the logits up to a constant per row
-        scaled.append(log_p / temperature)
+        temperatures.append(np.full((len(rows), 1), temperature))
         labels.append([names.index(r["label"]) for r in rows])
-        used += 1
     if not logits:
         return None
-    logits, scaled, labels = np.concatenate(logits), np.concatenate(scaled), np.concatenate(labels)
-
-    def softmax(x):
-        e = np.exp(x - x.max(-1, keepdims=True))
-        return e / e.sum(-1, keepdims=True)
-
-    return {"runs": used, "examples": int(len(labels)),
+    logits, labels = np.concatenate(logits), np.concatenate(labels)
+    scaled = logits / np.concatenate(temperatures)  # each run at its own temperature
+    return {"runs": len(temperatures), "examples": int(len(labels)),
             "ece_before": expected_calibration_error(softmax(logits), labels),
             "ece_after": expected_calibration_error(softmax(scaled), labels),
             "nll_before": negative_log_likelihood(logits, labels),
