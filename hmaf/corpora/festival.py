@@ -282,11 +282,7 @@ class FestivalEngine:
                    seed: int = 0) -> tts.Synthesis:
         """Same contract as :func:`hmaf.corpora.tts.synthesize`, for festival voices."""
         spec = parse_voice(voice)
-        if isinstance(segments, str):
-            segments = [tts.Segment(segments)]
         transcript, tokens = tokens_of(segments)
-        if not tts.transcript_words(transcript):
-            raise tts.TTSError(f"nothing to say in {transcript!r}")
         utt = utterance or tts.Prosody()
         rate = rate_factor(utt.rate) * spec.rate_factor
         shift = percent_factor(utt.pitch) * spec.pitch_factor

@@ -255,11 +255,7 @@ class FliteEngine:
                    seed: int = 0) -> tts.Synthesis:
         """Same contract as :func:`hmaf.corpora.tts.synthesize`, for Flite voices."""
         spec = parse_voice(voice)
-        if isinstance(segments, str):
-            segments = [tts.Segment(segments)]
         transcript, tokens = shaping.tokens_of(segments)
-        if not tts.transcript_words(transcript):
-            raise tts.TTSError(f"nothing to say in {transcript!r}")
         utt = utterance or tts.Prosody()
         rate = shaping.rate_factor(utt.rate) * spec.rate_factor
         shift = shaping.percent_factor(utt.pitch) * spec.pitch_factor

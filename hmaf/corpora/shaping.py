@@ -84,8 +84,11 @@ class Token:
     gain: float  # factor
 
 
-def tokens_of(segments: Sequence[tts.Segment | str]) -> tuple[str, list[Token]]:
-    """(transcript, whitespace tokens with their word-level emphasis factors)."""
+def tokens_of(segments: str | Sequence[tts.Segment | str]) -> tuple[str, list[Token]]:
+    """(transcript, whitespace tokens with their word-level emphasis factors) of a text or
+    its segments; a transcript without a word raises :class:`hmaf.corpora.tts.TTSError`."""
+    if isinstance(segments, str):
+        segments = [tts.Segment(segments)]
     words, tokens = [], []
     for seg in segments:
         seg = tts.Segment(seg) if isinstance(seg, str) else seg
@@ -115,7 +118,10 @@ def tokens_of(segments: Sequence[tts.Segment | str]) -> tuple[str, list[Token]]:
         for t in text.split():
             tokens.append(Token(t, pitch, duration, gain))
         words.append(text)
-    return " ".join(words), tokens
+    transcript = " ".join(words)
+    if not tts.transcript_words(transcript):
+        raise tts.TTSError(f"nothing to say in {transcript!r}")
+    return transcript, tokens
 
 
 

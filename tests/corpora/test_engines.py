@@ -39,6 +39,10 @@ def test_tokens_carry_the_emphasis_of_their_segment():
     assert [t.text for t in tokens] == ["what", "the", "hell,", "great."]
     assert (tokens[3].pitch, tokens[3].duration, tokens[3].gain) == (1.5, 2.0, 1.2)
     assert (tokens[2].pitch, tokens[2].duration) == (1.0, 1.0)
+    assert shaping.tokens_of("one plain text")[0] == "one plain text"
+    for nothing in ("", " ... ", ["", tts.Segment("!")]):
+        with pytest.raises(tts.TTSError, match="nothing to say"):
+            shaping.tokens_of(nothing)
 
 
 def test_flite_voice_names():
