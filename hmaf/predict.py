@@ -7,9 +7,10 @@ One recording prints the label, the class probabilities (calibrated when the mod
 has a calibration), a line "unfamiliar input" when the recording is unlike the
 training data, and the per-word attentions (t_alpha, w_alpha, s_alpha, u_alpha);
 ``--json`` prints the same as JSON (with ``calibrated``, ``unfamiliar_score``,
-``unfamiliar_kind`` and ``unfamiliar``). Without ``--text`` speech recognition supplies the words. A manifest (the format of
-``hmaf.prepare``; label and speaker may be anything) gives one JSON line per row; a
-row that cannot be processed becomes a line with its ``error`` and the run goes on.
+``unfamiliar_kind`` and ``unfamiliar``). Without ``--text`` speech recognition supplies the
+words. A manifest (the format of ``hmaf.prepare``, but only ``audio`` is required; a
+``label`` is echoed as ``true_label``) gives one JSON line per row; a row that cannot be
+processed becomes a line with its ``error`` and the run goes on.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ def format_prediction(prediction: Prediction) -> str:
 
 def predict_manifest(predictor: Predictor, manifest: str, out: TextIO, *, frame_attention: bool = False) -> dict:
     """Writes one JSON line per manifest row; returns counts ``{"predicted", "failed"}``."""
-    rows, rejects = read_manifest(manifest)
+    rows, rejects = read_manifest(manifest, labelled=False)
     counts = {"predicted": 0, "failed": 0}
     for reject in rejects:
         out.write(json.dumps({"id": reject.id, "audio": reject.audio, "error": reject.reason,
@@ -64,7 +65,7 @@ def predict_manifest(predictor: Predictor, manifest: str, out: TextIO, *, frame_
             counts["failed"] += 1
             continue
         prediction = predictor.predict_utterances([utterance], frame_attention=frame_attention, audio=[row.audio])[0]
-        out.write(json.dumps({"id": row.id, "true_label": row.label, **prediction.to_dict()}) + "\n")
+        out.write(json.dumps({"id": row.id, "true_label": row.label or None, **prediction.to_dict()}) + "\n")
         counts["predicted"] += 1
     return counts
 

@@ -125,13 +125,17 @@ def test_predict_manifest_goes_on_after_a_bad_row(workdir, wav, tmp_path):
     manifest = tmp_path / "m.jsonl"
     rows = [{"id": "good", "audio": str(wav), "transcript": "what the hell this is great", "label": "happy",
              "speaker": "s"},
-            {"id": "bad", "audio": "gone.wav", "transcript": "hi", "label": "sad", "speaker": "s"}]
+            {"id": "bad", "audio": "gone.wav", "transcript": "hi", "label": "sad", "speaker": "s"},
+            {"id": "unlabelled", "audio": str(wav), "transcript": "what the hell this is great"}]
     manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
     out = tmp_path / "pred.jsonl"
     assert predict.main(["--workdir", str(workdir), "--manifest", str(manifest), "--out", str(out)]) == 0
     lines = {r["id"]: r for r in map(json.loads, out.read_text().splitlines())}
     assert lines["good"]["true_label"] == "happy" and lines["good"]["label"]
     assert lines["bad"]["error"] == "unreadable_audio" and "no such file" in lines["bad"]["detail"]
+    # New recordings need no label or speaker: only the audio (and, here, the words).
+    assert lines["unlabelled"]["true_label"] is None
+    assert lines["unlabelled"]["probabilities"] == pytest.approx(lines["good"]["probabilities"])
 
 
 def test_a_speaker_profile_reaches_speaker_normalised_models(workdir, wav, tmp_path, capsys):

@@ -7,7 +7,9 @@ with the same column names:
 - ``transcript`` (optional): missing or null -> speech recognition supplies one; an empty
   string "" is kept and later rejected as ``empty_transcript``. CSV cannot tell null from
   "", so in CSV an empty cell means "missing" (transcribe);
-- ``label``, ``speaker`` (required, strings; JSON numbers are accepted and turned into text);
+- ``label``, ``speaker`` (required for a corpus, strings; JSON numbers are accepted and
+  turned into text; optional for prediction, ``read_manifest(path, labelled=False)``, where
+  a missing one is "");
 - ``id`` (optional, kept as given): default is the audio path relative to the manifest's
   folder without its extension (``a/001.wav`` -> ``a/001``, so ``a/001`` and ``b/001``
   differ); files that differ only by extension (``x.wav``, ``x.mp3``) keep it (``x.wav``,
@@ -31,6 +33,8 @@ import os
 from typing import Any
 
 REQUIRED = ("audio", "label", "speaker")
+# A prediction manifest (hmaf.predict) needs only the recordings.
+REQUIRED_UNLABELLED = ("audio",)
 OPTIONAL = ("transcript", "id", "split", "group", "word_timings")
 
 
@@ -102,9 +106,9 @@ def _word_timings(value: Any) -> tuple[tuple[str, float, float], ...]:
     return tuple(out)
 
 
-def _parse_row(raw: dict[str, Any], line: int, folder: str) -> ManifestRow:
+def _parse_row(raw: dict[str, Any], line: int, folder: str, required: tuple[str, ...]) -> ManifestRow:
     """Validates one row; raises ValueError/TypeError with the problem."""
-    missing = [k for k in REQUIRED if _text(raw.get(k)) is None]
+    missing = [k for k in required if _text(raw.get(k)) is None]
     if missing:
         raise ValueError(f"missing required field(s) {missing}")
     audio = _text(raw["audio"])
@@ -112,14 +116,14 @@ def _parse_row(raw: dict[str, Any], line: int, folder: str) -> ManifestRow:
     transcript = raw.get("transcript")
     if transcript is not None and not isinstance(transcript, str):
         raise TypeError(f"transcript must be a string or null, got {type(transcript).__name__}")
-    speaker = _text(raw["speaker"])
+    speaker = _text(raw.get("speaker")) or ""
     timings = raw.get("word_timings")
     return ManifestRow(
         line=line,
         id=_text(raw.get("id")) or _default_id(audio, folder),
         audio=path,
         transcript=transcript,
-        label=_text(raw["label"]),
+        label=_text(raw.get("label")) or "",
         speaker=speaker,
         group=_text(raw.get("group")) or speaker,
         split=_text(raw.get("split")) or "",
@@ -127,7 +131,7 @@ def _parse_row(raw: dict[str, Any], line: int, folder: str) -> ManifestRow:
     )
 
 
-def _raw_rows(path: str) -> list[tuple[int, dict[str, Any] | None, str]]:
+def _raw_rows(path: str, required: tuple[str, ...]) -> list[tuple[int, dict[str, Any] | None, str]]:
     """(line, row dict or None, error) for every non-blank data line of the file."""
     try:
         with open(path, encoding="utf-8-sig", newline="") as f:
@@ -159,8 +163,8 @@ def _raw_rows(path: str) -> list[tuple[int, dict[str, Any] | None, str]]:
                 rows.append((number, None, f"expected a JSON object, got {type(obj).__name__}"))
         return rows
     reader = csv.DictReader(text.splitlines(keepends=True))
-    if not reader.fieldnames or not set(REQUIRED) <= {name.strip() for name in reader.fieldnames}:
-        raise ManifestError(f"{path}: the CSV header {reader.fieldnames} lacks the columns {list(REQUIRED)}")
+    if not reader.fieldnames or not set(required) <= {name.strip() for name in reader.fieldnames}:
+        raise ManifestError(f"{path}: the CSV header {reader.fieldnames} lacks the columns {list(required)}")
     try:
         for record in reader:
             number = reader.line_num
@@ -176,8 +180,12 @@ def _raw_rows(path: str) -> list[tuple[int, dict[str, Any] | None, str]]:
     return rows
 
 
-def read_manifest(path: str | os.PathLike) -> tuple[list[ManifestRow], list[RowReject]]:
+def read_manifest(path: str | os.PathLike, *, labelled: bool = True) -> tuple[list[ManifestRow], list[RowReject]]:
     """Reads and validates a manifest.
+
+    Args:
+      labelled: a corpus manifest (``label`` and ``speaker`` required); False for
+        recordings to predict, where only ``audio`` is required.
 
     Returns:
       (valid rows in file order, rejects for malformed rows and duplicate ids, each
@@ -191,7 +199,8 @@ def read_manifest(path: str | os.PathLike) -> tuple[list[ManifestRow], list[RowR
     rows: list[ManifestRow] = []
     rejects: list[RowReject] = []
     parsed: list[tuple[ManifestRow, str | None]] = []  # with the manifest's own audio string when id is default
-    for line, raw, error in _raw_rows(path):
+    required = REQUIRED if labelled else REQUIRED_UNLABELLED
+    for line, raw, error in _raw_rows(path, required):
         where = f"{path}:{line}"
         raw_id = str(raw.get("id") or "") if raw else ""
         raw_audio = str(raw.get("audio") or "") if raw else ""
@@ -199,7 +208,7 @@ def read_manifest(path: str | os.PathLike) -> tuple[list[ManifestRow], list[RowR
             rejects.append(RowReject(line, raw_id, raw_audio, "bad_row", f"{where}: {error}"))
             continue
         try:
-            row = _parse_row(raw, line, folder)
+            row = _parse_row(raw, line, folder, required)
         except (ValueError, TypeError) as e:
             rejects.append(RowReject(line, raw_id, raw_audio, "bad_row", f"{where}: {e}"))
             continue

@@ -66,6 +66,23 @@ def test_csv_manifest(tmp_path):
     assert [(r.line, r.reason) for r in rejects] == [(5, "bad_row"), (6, "bad_row")]
 
 
+def test_a_prediction_manifest_needs_only_the_audio(tmp_path):
+    m = _write(tmp_path / "m.jsonl", "\n".join([
+        json.dumps({"audio": "a.wav", "transcript": "hi there"}),
+        json.dumps({"audio": "b.wav", "label": "sad", "speaker": "s2"}),
+        json.dumps({"transcript": "no audio"}),
+    ]))
+    rows, rejects = read_manifest(m, labelled=False)
+    assert [(r.id, r.label, r.speaker, r.group) for r in rows] == [("a", "", "", ""), ("b", "sad", "s2", "s2")]
+    assert [(r.line, r.reason) for r in rejects] == [(3, "bad_row")] and "audio" in rejects[0].detail
+    rows, rejects = read_manifest(m)  # a corpus manifest still requires label and speaker
+    assert [r.id for r in rows] == ["b"] and "label" in rejects[0].detail
+    csv_manifest = _write(tmp_path / "m.csv", "audio,transcript\na.wav,hi\n")
+    assert [r.id for r in read_manifest(csv_manifest, labelled=False)[0]] == ["a"]
+    with pytest.raises(ManifestError, match="lacks the columns"):
+        read_manifest(csv_manifest)
+
+
 def test_unreadable_manifests_raise(tmp_path):
     with pytest.raises(ManifestError, match="not found"):
         read_manifest(tmp_path / "missing.jsonl")
