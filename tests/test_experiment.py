@@ -55,6 +55,12 @@ def test_every_shipped_config_loads():
         assert config.models and config.train.data.dir, path
         paper.reference(config.paper)
         paper.reference(config.cross.paper, table=3)
+    from configs.experiments import cross_corpus
+
+    for pair in cross_corpus.PAIRS:
+        config = cross_corpus.get_config(pair)
+        assert config.cross.data == cross_corpus.PAIRS[pair]["test"] and config.cross.label_map is not None, pair
+        assert config.train.data.dir == cross_corpus.PAIRS[pair]["train"], pair
 
 
 def test_missing_corpus_names_the_build_command(tmp_path):
