@@ -9,7 +9,11 @@ def get_config(arg: str | None = None, model: str = "faf") -> ml_collections.Con
     config = ml_collections.ConfigDict()
     config.model = ml_collections.ConfigDict(dict(
         name=model, hidden=100, attention_dim=200, fusion_dim=200, filters=300, widths=(2, 3, 4, 5),
-        dropout=0.5, train_embedding=True, unroll=1, dtype="float32"))
+        dropout=0.5, train_embedding=False, unroll=1, dtype="float32"))
+    # train_embedding [paper: not stated]: frozen pretrained vectors keep a word the corpus
+    # never has (an open vocabulary, hmaf.prepare --vocab_extra) in the space the model
+    # learned; measured on the embedded corpus (docs/experiments.md, "New sentences and
+    # human speech"). MELD-TTS fine-tunes (configs/experiments/meld_tts.py, measured there).
     # Generalisation options (hmaf/models/classifiers.py); the paper's setting in brackets.
     # Audio input normalisation: batch (masked batch norm) | utterance | speaker | none [none].
     # speaker: each speaker's band statistics (hmaf.prepare writes speaker_stats.json) -- the

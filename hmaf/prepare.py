@@ -26,6 +26,9 @@ def _parser() -> cli.ArgumentParser:
     p.add_argument("--out", required=True, help="output corpus directory")
     p.add_argument("--embeddings", default="glove6b50",
                    help='word vectors: "glove6b50", "word2vec:PATH", "glove:PATH" or "train[:dim=100]"')
+    p.add_argument("--vocab_extra", type=int, default=0, metavar="N",
+                   help="open vocabulary: add the N most frequent words of the pretrained --embeddings, so that "
+                        "words new to the corpus keep their vectors at predict time (default 0, the paper's)")
     p.add_argument("--l_max", type=int, default=100, help="most frames kept per word")
     p.add_argument("--long_word_rule", choices=("subsample", "truncate"), default="subsample",
                    help="how words longer than l_max frames are cut")
@@ -83,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     labels = [x.strip() for x in args.labels.split(",") if x.strip()] if args.labels else None
-    common = dict(embeddings=args.embeddings, l_max=args.l_max, long_word_rule=args.long_word_rule,
+    common = dict(embeddings=args.embeddings, vocab_extra=args.vocab_extra, l_max=args.l_max, long_word_rule=args.long_word_rule,
                   num_shards=args.num_shards, labels=labels, name=args.name, seed=args.seed,
                   progress=not args.no_progress)
     if args.augment and (args.beam or args.dask is not None):

@@ -100,10 +100,14 @@ def read_csv_rows(path: str, required: Sequence[str], *, what: str, hint: str,
     return rows
 
 
-def add_prepare_arguments(parser) -> None:
-    """The options every corpus builder's CLI passes on to ``hmaf.prepare``."""
+def add_prepare_arguments(parser, *, vocab_extra: int = 0) -> None:
+    """The options every corpus builder's CLI passes on to ``hmaf.prepare`` (``vocab_extra``:
+    the builder's default for ``--vocab_extra``)."""
     parser.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     parser.add_argument("--embeddings", default="glove6b50", help="embedding spec for prepare")
+    parser.add_argument("--vocab_extra", type=int, default=vocab_extra, metavar="N",
+                        help=f"open vocabulary for prepare: the N most frequent pretrained words join the "
+                             f"corpus's (default {vocab_extra})")
     parser.add_argument("--no_prepare", action="store_true",
                         help="only write DIR/source (manifest and audio), do not prepare")
     parser.add_argument("--aligner", default="auto", choices=("aeneas", "pocketsphinx", "auto"),
@@ -194,11 +198,11 @@ def render(jobs: Sequence[TTSJob], source_dir: str, *, workers: int = 1, sample_
 
 def prepare_dir(manifest_path: str, out_dir: str, *, labels: Sequence[str] | None, name: str,
                 embeddings: str = "glove6b50", workers: int | None = None, seed: int = 0,
-                aligner: str = "auto", augment: str = "") -> dict:
+                aligner: str = "auto", augment: str = "", vocab_extra: int = 0) -> dict:
     """Runs ``hmaf.data.writer.prepare`` on a builder's manifest; returns dataset.json.
-    ``aligner`` and ``augment`` are those of ``python -m hmaf.prepare``."""
+    ``aligner``, ``augment`` and ``vocab_extra`` are those of ``python -m hmaf.prepare``."""
     from hmaf.data.writer import prepare
 
     return prepare(manifest_path, out_dir, embeddings=embeddings, num_workers=workers,
                    labels=list(labels) if labels is not None else None, name=name, seed=seed,
-                   aligner=aligner, augment=augment)
+                   aligner=aligner, augment=augment, vocab_extra=vocab_extra)

@@ -180,7 +180,7 @@ def manifest_rows(root: str, classes: int = 4, word_timings: bool = False) -> tu
 
 
 def build(root: str, out_dir: str, *, classes: int = 4, word_timings: bool = False,
-          prepare: bool = True, workers: int | None = None, embeddings: str = "glove6b50", aligner: str = "auto", augment: str = "",
+          prepare: bool = True, workers: int | None = None, embeddings: str = "glove6b50", aligner: str = "auto", augment: str = "", vocab_extra: int = 0,
           seed: int = 0) -> dict:
     rows, stats = manifest_rows(root, classes, word_timings)
     source_dir = os.path.join(out_dir, "source")
@@ -190,7 +190,7 @@ def build(root: str, out_dir: str, *, classes: int = 4, word_timings: bool = Fal
     common.write_json(os.path.join(source_dir, "summary.json"), stats)
     dataset = (common.prepare_dir(manifest_path, out_dir, labels=LABELS[classes],
                                   name=f"iemocap{classes}", embeddings=embeddings, aligner=aligner, augment=augment,
-                                  workers=workers, seed=seed) if prepare else None)
+                                  vocab_extra=vocab_extra, workers=workers, seed=seed) if prepare else None)
     return {"summary": stats, "dataset": dataset}
 
 
@@ -206,7 +206,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         result = build(args.root, args.out, classes=args.classes, word_timings=args.word_timings,
-                       prepare=not args.no_prepare, workers=args.workers, embeddings=args.embeddings, aligner=args.aligner, augment=args.augment)
+                       prepare=not args.no_prepare, workers=args.workers, embeddings=args.embeddings, aligner=args.aligner, augment=args.augment, vocab_extra=args.vocab_extra)
     except LayoutError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

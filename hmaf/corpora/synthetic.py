@@ -68,6 +68,11 @@ FLITE_VOICES = ("kal16", "awb", "rms", "slt", "kal16+p1", "awb+p1", "rms+p1", "s
 DEFAULT_ENGINES = ("espeak", "festival")
 DEFAULT_SIZE = 640
 DEFAULT_SPEAKERS = 10
+# The command line's open vocabulary: the corpus's ~170 words plus GloVe's 50,000 most frequent,
+# so a model trained here (with frozen embeddings, configs/default.py) reads new sentences
+# with real word vectors instead of a row of <unk> (docs/experiments.md, "New sentences and
+# human speech").
+DEFAULT_VOCAB_EXTRA = 50_000
 PAUSE_S = 0.03  # a gap between true word timings longer than this is a pause
 
 # ---- the template grammar -------------------------------------------------------------
@@ -502,7 +507,8 @@ def _alignment_figures(prepared: dict, truth: Sequence[dict]) -> dict:
 
 
 def build(out_dir: str, *, size: int = DEFAULT_SIZE, seed: int = 0, workers: int | None = None,
-          embeddings: str = "glove6b50", aligner: str = "auto", augment: str = "", prepare: bool = True, **design_kwargs) -> dict:
+          embeddings: str = "glove6b50", aligner: str = "auto", augment: str = "",
+          vocab_extra: int = 0, prepare: bool = True, **design_kwargs) -> dict:
     """Generates the corpus and (unless ``prepare=False``) prepares it into ``out_dir``.
 
     Returns {"generate": summary, "dataset": dataset.json content or None,
@@ -517,7 +523,7 @@ def build(out_dir: str, *, size: int = DEFAULT_SIZE, seed: int = 0, workers: int
         result["dataset"] = common.prepare_dir(
             os.path.join(out_dir, "source", "manifest.jsonl"), out_dir, labels=LABELS,
             name="synthetic", embeddings=embeddings, workers=workers, seed=seed,
-            aligner=aligner, augment=augment)
+            aligner=aligner, augment=augment, vocab_extra=vocab_extra)
         t2 = time.perf_counter()
         report = alignment_report(out_dir, os.path.join(out_dir, "source", "truth.jsonl"))
         report["aligner_timing_s"] = result["dataset"].get("timing", {}).get("align_s")
@@ -544,10 +550,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--ambiguous_share", type=float, default=0.3)
     parser.add_argument("--delivery_share", type=float, default=0.25)
     parser.add_argument("--text_share", type=float, default=0.2)
-    common.add_prepare_arguments(parser)
+    common.add_prepare_arguments(parser, vocab_extra=DEFAULT_VOCAB_EXTRA)
     args = parser.parse_args(argv)
     result = build(args.out, size=args.size, seed=args.seed, workers=args.workers,
-                   embeddings=args.embeddings, aligner=args.aligner, augment=args.augment, prepare=not args.no_prepare,
+                   embeddings=args.embeddings, aligner=args.aligner, augment=args.augment,
+                   vocab_extra=args.vocab_extra, prepare=not args.no_prepare,
                    num_speakers=args.speakers, engines=engines_mod.parse_engines(args.engines),
                    ambiguous_share=args.ambiguous_share,
                    delivery_share=args.delivery_share, text_share=args.text_share)

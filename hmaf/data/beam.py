@@ -203,7 +203,7 @@ def prepare_beam(manifest: str | os.PathLike, out_dir: str | os.PathLike, *, bea
                  beam_data_dir: str | None = None, embeddings: str = "glove6b50", l_max: int = 100,
                  long_word_rule: str = "subsample", num_shards: int | None = None,
                  labels: Sequence[str] | None = None, name: str | None = None, seed: int = 0,
-                 progress: bool = True, worker_writes: bool | None = None) -> dict[str, Any]:
+                 progress: bool = True, worker_writes: bool | None = None, vocab_extra: int = 0) -> dict[str, Any]:
     """Prepares a corpus directory like :func:`hmaf.data.writer.prepare`, phase 1 on Apache Beam.
 
     Args:
@@ -236,12 +236,13 @@ def prepare_beam(manifest: str | os.PathLike, out_dir: str | os.PathLike, *, bea
         return beam_workers.prepare_on_workers(
             manifest, out_dir, beam_options=beam_options, embeddings=embeddings,
             l_max=l_max, long_word_rule=long_word_rule, num_shards=num_shards, labels=labels, name=name,
-            seed=seed, progress=progress)
+            seed=seed, progress=progress, vocab_extra=vocab_extra)
     if beam_workers.is_dask(options):
         raise ValueError("the Dask runner cannot run the tfds writer (no side inputs); use worker_writes=True")
     t_start = time.perf_counter()
     settings = PrepareSettings(embeddings=embeddings, l_max=l_max, long_word_rule=long_word_rule,
-                               num_shards=num_shards, labels=labels, name=name, seed=seed, progress=progress)
+                               num_shards=num_shards, labels=labels, name=name, seed=seed, progress=progress,
+                               vocab_extra=vocab_extra)
     out_dir, name, rows, rejects = writer.read_inputs(manifest, out_dir, settings)
     cache_dir = os.path.join(out_dir, "cache")
     tfds_dir = beam_data_dir or os.path.join(out_dir, "tfds")

@@ -8,6 +8,12 @@ Specs (``build_matrix(spec, ...)``):
 - ``"train"`` or ``"train:dim=100,epochs=5"``: gensim word2vec trained on the corpus
   sentences (seeded, one worker thread, so the result is deterministic).
 
+An open vocabulary (``hmaf.prepare --vocab_extra N``, :func:`pretrained_words`) adds the N
+most frequent words of the pretrained vectors to the corpus's own, so that a word the
+corpus never has keeps its pretrained vector at predict time instead of becoming
+``<unk>``; with frozen embeddings (``model.train_embedding=False``) those vectors stay in
+the space the model learned.
+
 Lookup tries the word as is, then lowercased, then capitalised (GloVe 6B is all
 lowercase; GoogleNews is cased). A contraction found in none of those forms gets the mean
 of its parts' vectors, split as GloVe's and the Penn Treebank's tokenizers split it
@@ -168,6 +174,37 @@ def _source(spec: str, sentences: Sequence[Sequence[str]], seed: int
         lookup = lambda w: kv[w] if w in kv.key_to_index else None
         return lookup, kv.vectors, "gensim Word2Vec on the corpus"
     raise EmbeddingError(f"unknown embeddings spec {spec!r}; {SPEC_HELP}")
+
+
+def pretrained_words(spec: str, n: int) -> list[str]:
+    """The first ``n`` words of a pretrained spec's vectors, in the file's order (GloVe's and
+    word2vec's files list words by frequency), that are words of ours: forms that
+    :func:`hmaf.data.text.normalize_words` keeps as one word (GloVe's "," or "'s" are not).
+
+    Raises:
+      EmbeddingError: a ``train`` spec (no pretrained vocabulary) or an unreadable source.
+    """
+    from hmaf.data.text import normalize_words
+
+    kind, _, arg = spec.partition(":")
+    if spec == "glove6b50":
+        _, index = load_glove6b50()
+        ordered = sorted(index, key=index.__getitem__)
+    elif kind in ("word2vec", "glove"):
+        ordered = list(_load_keyed_vectors(_check_file(arg, spec), binary=kind == "word2vec",
+                                           spec=spec).index_to_key)
+    else:
+        raise EmbeddingError(f"an open vocabulary needs pretrained vectors; spec {spec!r} has none ({SPEC_HELP})")
+    words: list[str] = []
+    seen: set[str] = set()
+    for word in ordered:
+        if len(words) == n:
+            break
+        forms = normalize_words(word)
+        if forms == [word] and word not in seen:
+            words.append(word)
+            seen.add(word)
+    return words
 
 
 def build_matrix(spec: str, vocab: Sequence[str], sentences: Sequence[Sequence[str]],

@@ -23,6 +23,9 @@ class PrepareSettings:
       aligner: "aeneas" (the paper's), "pocketsphinx" or "auto" (:mod:`hmaf.data.align`).
       augment: waveform augmentation spec (:mod:`hmaf.data.augment`): extra rows
         ``<id>~<name>`` per original; "" (default, the paper's setting) for none.
+      vocab_extra: an open vocabulary: the N most frequent words of the pretrained
+        ``embeddings`` join the corpus's words (:func:`hmaf.data.embeddings.pretrained_words`);
+        0 (default, the paper's) for the corpus's words only.
     """
 
     embeddings: str = "glove6b50"
@@ -35,6 +38,7 @@ class PrepareSettings:
     progress: bool = True
     aligner: str = "auto"
     augment: str = ""
+    vocab_extra: int = 0
 
     def __post_init__(self) -> None:
         if self.labels is not None and not isinstance(self.labels, tuple):
@@ -53,6 +57,10 @@ class PrepareSettings:
             from hmaf.data.augment import parse_augment
 
             parse_augment(self.augment)  # a bad spec fails before any work
+        if self.vocab_extra < 0:
+            raise ValueError(f"vocab_extra must be >= 0, got {self.vocab_extra}")
+        if self.vocab_extra and self.embeddings.partition(":")[0] == "train":
+            raise ValueError(f"vocab_extra needs pretrained embeddings, not {self.embeddings!r}")
         if self.l_max < 1:
             raise ValueError(f"l_max must be >= 1, got {self.l_max}")
         if self.num_shards is not None and self.num_shards < 1:

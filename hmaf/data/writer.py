@@ -148,7 +148,7 @@ def write_corpus(manifest: str | os.PathLike, out_dir: str, name: str, rows: Seq
     :func:`hmaf.data.cache.cache_utterance` (its frames in ``out_dir/cache/<key>.npz``) or
     ``{"status": "reject", "reason", "detail"}``. ``extra`` adds keys to dataset.json.
     """
-    from hmaf.data.embeddings import build_matrix
+    from hmaf.data.embeddings import build_matrix, pretrained_words
     from hmaf.data.vocab import Vocab
 
     rejects = list(rejects)
@@ -168,6 +168,10 @@ def write_corpus(manifest: str | os.PathLike, out_dir: str, name: str, rows: Seq
     label_index = {label: i for i, label in enumerate(label_names)}
     sentences = [result["words"] for _, result in good]
     vocab = Vocab.build(sentences)
+    if settings.vocab_extra:  # an open vocabulary: the corpus's words first, then the pretrained ones
+        known = set(vocab.words)
+        vocab = Vocab(vocab.words + [w for w in pretrained_words(settings.embeddings, settings.vocab_extra)
+                                     if w not in known])
     vocab.save(os.path.join(out_dir, "vocab.txt"))
     # Vectors trained here (`train:`) learn only from the text outside a manifest's test
     # split, or the test sentences would leak into training through them; their words get
@@ -221,6 +225,7 @@ def write_corpus(manifest: str | os.PathLike, out_dir: str, name: str, rows: Seq
         "max_word_frames": max(result["max_frames"] for _, result in good),
         "num_transcript_auto": sum(bool(result["transcript_auto"]) for _, result in good),
         "embeddings": {"spec": settings.embeddings, "dim": int(matrix.shape[1]), "vocab_size": len(vocab),
+                       "vocab_extra": settings.vocab_extra,
                        "unknown_share": emb_info["unknown_share"],
                        **{k: v for k, v in emb_info.items() if k not in ("spec", "dim", "vocab_size", "unknown_share")}},
         "shards": written.names,

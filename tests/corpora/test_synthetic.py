@@ -150,3 +150,17 @@ def test_every_engines_delivery_table_overlaps_between_classes():
                            for k, other in table.items() if k != label), (engine, label, dim)
         assert table["angry"][2] > table["neutral"][2] > table["sad"][2]
         assert table["angry"][3] > table["neutral"][3] > table["sad"][3]
+
+
+def test_the_command_line_prepares_an_open_vocabulary_by_default(tmp_path, monkeypatch):
+    seen = []
+
+    def build(out, **kwargs):
+        seen.append(kwargs["vocab_extra"])
+        return {"generate": {"num_utterances": 0, "audio_seconds": 0.0}, "timing_s": {"generate": 0.0},
+                "alignment": None}
+
+    monkeypatch.setattr(synthetic, "build", build)
+    assert synthetic.main(["--out", str(tmp_path / "a")]) == 0
+    assert synthetic.main(["--out", str(tmp_path / "b"), "--vocab_extra", "0"]) == 0
+    assert seen == [synthetic.DEFAULT_VOCAB_EXTRA, 0] and synthetic.DEFAULT_VOCAB_EXTRA > 0

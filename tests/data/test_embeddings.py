@@ -32,6 +32,19 @@ def test_glove_text_file(tmp_path):
     assert 0.2 < np.std(matrix[5]) / np.std(matrix[2:5]) < 5
 
 
+def test_pretrained_words_keep_the_file_order_and_only_our_words(tmp_path):
+    kv = KeyedVectors(vector_size=2)
+    kv.add_vectors(["the", ",", "'s", "cat", "'hi'", "well-known", "don't", "sat"], np.ones((8, 2), np.float32))
+    path = tmp_path / "vectors.txt"
+    kv.save_word2vec_format(str(path), binary=False, write_header=False)
+    assert embeddings.pretrained_words(f"glove:{path}", 3) == ["the", "cat", "don't"]
+    assert embeddings.pretrained_words(f"glove:{path}", 10) == ["the", "cat", "don't", "sat"]
+    glove = embeddings.pretrained_words("glove6b50", 5)
+    assert glove == ["the", "of", "to", "and", "in"]  # GloVe 6B's most frequent, "," and "." left out
+    with pytest.raises(EmbeddingError, match="pretrained"):
+        embeddings.pretrained_words("train:dim=8", 5)
+
+
 def test_word2vec_binary_file_and_seeded_unknowns(tmp_path):
     path = tmp_path / "vectors.bin"
     _keyed_vectors().save_word2vec_format(str(path), binary=True)

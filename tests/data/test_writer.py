@@ -124,6 +124,27 @@ def test_labels_order_and_unknown_labels(corpus, tmp_path):
     assert {"won", "final", "game"} <= unknown and not {"happy", "lovely", "garden", "the"} & unknown
 
 
+def test_an_open_vocabulary_adds_the_pretrained_words_with_their_vectors(corpus, prepared, tmp_path):
+    from hmaf.data.embeddings import load_glove6b50, pretrained_words
+
+    out = tmp_path / "open"
+    info = prepare(corpus / "manifest.jsonl", out, vocab_extra=300, num_workers=1, progress=False)
+    closed = (prepared[0] / "vocab.txt").read_text().splitlines()
+    words = (out / "vocab.txt").read_text().splitlines()
+    extra = [w for w in pretrained_words("glove6b50", 300) if w not in set(closed)]
+    assert words == closed + extra and info["embeddings"]["vocab_size"] == len(words)
+    assert info["embeddings"]["vocab_extra"] == 300 and len(extra) < 300  # "the" etc. were the corpus's already
+    vectors, index = load_glove6b50()
+    matrix = np.load(out / "embeddings.npy")
+    for word in extra[:20]:
+        np.testing.assert_array_equal(matrix[words.index(word)], vectors[index[word]])
+    # the records (words, frames) do not depend on the vocabulary
+    assert info["num_examples"] == prepared[1]["num_examples"]
+    with pytest.raises(ValueError, match="pretrained"):
+        prepare(corpus / "manifest.jsonl", tmp_path / "bad", vocab_extra=10, embeddings="train:dim=8",
+                num_workers=1, progress=False)
+
+
 def test_a_dying_worker_rejects_rows_instead_of_stopping_the_run(corpus, tmp_path, monkeypatch):
     from hmaf.data import pool
 
