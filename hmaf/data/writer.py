@@ -35,6 +35,7 @@ from hmaf.data.cache import cache_key, cache_utterance, load_utterance, utteranc
 from hmaf.data.manifest import ManifestRow, RowReject, read_manifest
 from hmaf.data.pool import preprocess_row, run_phase1  # noqa: F401
 from hmaf.data.settings import PrepareSettings
+from hmaf.data.text import MARK_NAMES
 from hmaf.io import atomic_open, atomic_write_json, remove_temporaries
 
 log = logging.getLogger(__name__)
@@ -220,6 +221,8 @@ def write_corpus(manifest: str | os.PathLike, out_dir: str, name: str, rows: Seq
         "num_words": num_words,
         "max_word_frames": max(result["max_frames"] for _, result in good),
         "num_transcript_auto": sum(bool(result["transcript_auto"]) for _, result in good),
+        # records carry word_marks (config.model.punctuation needs them): the mark classes
+        "word_marks": list(MARK_NAMES),
         "embeddings": {"spec": settings.embeddings, "dim": int(matrix.shape[1]), "vocab_size": len(vocab),
                        "unknown_share": emb_info["unknown_share"],
                        **{k: v for k, v in emb_info.items() if k not in ("spec", "dim", "vocab_size", "unknown_share")}},
