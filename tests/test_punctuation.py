@@ -1,6 +1,7 @@
 """Punctuation marks per word (config.model.punctuation): text rules, records, input
 pipeline, models and inference."""
 
+import functools
 import logging
 
 import jax
@@ -197,3 +198,21 @@ def test_predictor_passes_marks_from_the_text(caplog):
     with caplog.at_level(logging.WARNING):
         predictor.predict_utterances([_utterance(["no", "way"], "No way!", auto=True)])
     assert not seen[-1]["word_marks"].any() and "speech recognition" in caplog.text
+
+
+def test_punctuation_dropout_drops_every_mark_of_an_utterance_in_training_only():
+    sizes = dict(_SIZES, dropout=0.0, fused_dropout=0.0)
+    batch = _batch()
+    zeroed = dict(batch, word_marks=np.zeros_like(batch["word_marks"]))
+    model = build_model("text_only", punctuation=True, punctuation_dropout=1.0, **sizes)
+    variables = jax.jit(model.init)(jax.random.key(0), batch)
+
+    @functools.partial(jax.jit, static_argnames="train")
+    def logits(inputs, train):
+        return model.apply(variables, inputs, train=train, rngs={"dropout": jax.random.key(1)},
+                           mutable=["batch_stats"])[0].logits
+
+    np.testing.assert_allclose(logits(batch, True), logits(zeroed, True), rtol=1e-6)
+    assert not np.allclose(logits(batch, False), logits(zeroed, False))
+    with pytest.raises(ValueError, match="punctuation_dropout=1.5"):
+        build_model("text_only", punctuation=True, punctuation_dropout=1.5, **sizes)

@@ -61,6 +61,9 @@ class TextAttention(nn.Module):
         :data:`hmaf.batch.MARK_NAMES`) appended before the BiGRU (ours; paper: False,
         the paper's words carry no punctuation). Marks are not tokens: one position per
         spoken word, as the audio alignment needs.
+      punctuation_dropout: in training, each utterance loses all its marks (all 0, as
+        words from speech recognition come) with this probability, so that the model
+        also learns text without punctuation (ours; 0 = off).
     """
 
     vocab_size: int
@@ -74,6 +77,7 @@ class TextAttention(nn.Module):
     word_dropout: float = 0.0
     embedding_dropout: float = 0.0
     punctuation: bool = False
+    punctuation_dropout: float = 0.0
 
     @nn.compact
     def __call__(self, word_ids: jax.Array, word_mask: jax.Array, word_marks: jax.Array | None = None, *,
@@ -98,6 +102,10 @@ class TextAttention(nn.Module):
             if word_marks is None:
                 raise ValueError("this text branch has punctuation=True but got no word_marks: the batch needs "
                                  "'word_marks' [B, N] (see hmaf.batch)")
+            if train and self.punctuation_dropout > 0:
+                keep = jax.random.bernoulli(self.make_rng("dropout"), 1.0 - self.punctuation_dropout,
+                                            (word_marks.shape[0], 1))
+                word_marks = jnp.where(keep, word_marks, 0)
             marks = nn.Embed(NUM_MARKS, MARK_DIM, dtype=self.dtype, name="mark_embedding")(word_marks)
             embedded = jnp.concatenate([embedded, marks], axis=-1)
         t_h = BiGRU(self.hidden, unroll=self.unroll, dtype=self.dtype, name="bigru")(embedded, word_mask)
