@@ -216,3 +216,23 @@ def test_punctuation_dropout_drops_every_mark_of_an_utterance_in_training_only()
     assert not np.allclose(logits(batch, False), logits(zeroed, False))
     with pytest.raises(ValueError, match="punctuation_dropout=1.5"):
         build_model("text_only", punctuation=True, punctuation_dropout=1.5, **sizes)
+
+
+def test_train_and_evaluate_with_marks_and_without(corpus, tmp_path):
+    from configs import default
+    from hmaf.evaluate import evaluate_workdir
+    from hmaf.training.trainer import train_and_evaluate
+
+    root, _ = corpus
+    config = default.get_config("tiny", model="text_only")
+    config.data.update(source="corpus", dir=str(root / "marks"), num_folds=4, pad_words_to=16)
+    config.model.update(hidden=4, attention_dim=4, filters=4, widths=(2,), audio_norm="batch", punctuation=True)
+    config.update(batch_size=4, staged=False, num_train_steps=2, eval_every=2, log_every=1, pack_frames=False)
+    train_and_evaluate(config, tmp_path / "w")
+    with_marks = evaluate_workdir(tmp_path / "w", root / "marks", split="test")
+    # As recognised words come: every mark 0, and a corpus prepared without marks will do.
+    without = evaluate_workdir(tmp_path / "w", root / "old", split="test", no_punctuation=True)
+    assert without["no_punctuation"] and not with_marks["no_punctuation"]
+    assert with_marks["num_examples"] == without["num_examples"] > 0
+    with pytest.raises(CorpusError, match="re-run python -m hmaf.prepare"):
+        evaluate_workdir(tmp_path / "w", root / "old", split="test")
