@@ -14,9 +14,9 @@ import os
 
 import numpy as np
 
+from hmaf.batch import MARK_NAMES, NUM_MARKS
 from hmaf.data import records  # imports TensorFlow with GPUs hidden
 from hmaf.data.normalize import write_speaker_stats
-from hmaf.data.text import MARK_NAMES, NUM_MARKS
 from hmaf.data.vocab import Vocab
 
 import tensorflow as tf

@@ -20,7 +20,7 @@ word_start,        float [N]      word boundaries in seconds
 word_end
 word_marks         int64 [N]      the punctuation mark after each word in the
                                   transcript (:func:`hmaf.data.text.word_marks`,
-                                  ids of ``hmaf.data.text.MARK_NAMES``); empty [0]
+                                  ids of ``hmaf.batch.MARK_NAMES``); empty [0]
                                   in corpora prepared before it existed
 =================  =============  ===================================================
 
@@ -37,7 +37,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np
 import tensorflow as tf
 
-from hmaf.data.text import NUM_MARKS
+from hmaf.batch import NUM_MARKS
 
 # TensorFlow is only the data side's tool: it must never hold an accelerator JAX needs.
 try:

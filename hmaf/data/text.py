@@ -10,6 +10,10 @@ Rules, in order:
    Apostrophes at a word's edge ("'hello'", "students'") and every other character
    (punctuation, hyphens, underscores, symbols, emoji) separate words and are dropped:
    "well-known" -> "well", "known"; "3.5" -> "3", "5".
+
+Punctuation is dropped from the words, but :func:`punctuated_words` and
+:func:`word_marks` give each word the mark that follows it (none, comma-like, full stop,
+question, exclamation, ellipsis) for models with ``punctuation=True``.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import re
 import unicodedata
 from typing import Sequence
 
-from hmaf.batch import MARK_NAMES, NUM_MARKS  # noqa: F401 (MARK_NAMES re-exported)
+from hmaf.batch import NUM_MARKS
 
 _APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'", "\u2032": "'", "`": "'"})
 
@@ -89,7 +93,7 @@ def punctuated_words(text: str) -> tuple[list[str], list[int]]:
     """The words of ``text`` exactly as :func:`normalize_words` gives them, and one mark
     id per word: the punctuation between that word and the next (or the end of the text).
 
-    Mark ids (:data:`MARK_NAMES`): 0 none, 1 comma-like (``, ; :`` and dashes: "-", "--",
+    Mark ids (:data:`hmaf.batch.MARK_NAMES`): 0 none, 1 comma-like (``, ; :`` and dashes: "-", "--",
     "–", "—"), 2 full stop, 3 question, 4 exclamation, 5 ellipsis ("..", "...", "…").
     Several marks in one gap give the strongest: "!" > "?" > "..." > "." > comma-like.
     A single hyphen, stop, comma or colon directly between two letters or digits joins

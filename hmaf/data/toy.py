@@ -10,9 +10,8 @@ from typing import Iterator
 
 import numpy as np
 
-from hmaf.batch import N_MELS, Batch
+from hmaf.batch import N_MELS, NUM_MARKS, Batch
 from hmaf.data.layout import BatchLayout
-from hmaf.data.text import NUM_MARKS
 
 
 def random_batch(rng: np.random.Generator, batch_size: int, max_words: int, max_frames: int, *,

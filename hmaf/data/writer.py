@@ -29,13 +29,13 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from hmaf.batch import MARK_NAMES
 from hmaf.data import features as features_lib
 from hmaf.data import shards as shards_lib
 from hmaf.data.cache import cache_key, cache_utterance, load_utterance, utterance_path  # noqa: F401  (cache_key, cache_utterance: phase-1 names the Beam path uses)
 from hmaf.data.manifest import ManifestRow, RowReject, read_manifest
 from hmaf.data.pool import preprocess_row, run_phase1  # noqa: F401
 from hmaf.data.settings import PrepareSettings
-from hmaf.data.text import MARK_NAMES
 from hmaf.io import atomic_open, atomic_write_json, remove_temporaries
 
 log = logging.getLogger(__name__)
