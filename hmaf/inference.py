@@ -6,10 +6,10 @@ alignment, per-word MFSC frames with the corpus's ``l_max`` and long-word rule);
 map to ids with the training corpus's ``vocab.txt`` (unknown words -> ``<unk>``), which
 the trainer copies to ``W/corpus/``. A model trained with ``punctuation`` gets each
 word's punctuation mark from the text exactly as prepare computed it
-(:func:`hmaf.data.text.word_marks`; none for recognised words). The result holds the label, the class
-probabilities (temperature-scaled when the stage has a ``calibration.json``), an
-unfamiliar-input score and flag (ditto), and every word-level attention of the
-model (Figure 3).
+(:func:`hmaf.data.text.word_marks`; none for recognised words). The result holds the
+label, the class probabilities (temperature-scaled when the stage has a
+``calibration.json``), an unfamiliar-input score and flag (ditto), and every word-level
+attention of the model (Figure 3).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import numpy as np
 from hmaf.batch import UNK_ID
 from hmaf.calibration import CALIBRATION_FILE, softmax
 from hmaf.data.layout import LAYOUT_FILE, BatchLayout
-from hmaf.data.text import word_marks
+from hmaf.data.text import word_marks as marks_of
 from hmaf.data.utterance import PreprocessError, Utterance, preprocess_utterance
 from hmaf.data.vocab import Vocab
 from hmaf.unfamiliar import Features, UnfamiliarDetector, input_statistics
@@ -245,7 +245,7 @@ class Predictor:
             logging.warning("this model reads punctuation, but %d of %d utterances have words from speech "
                             "recognition, which gives none: their words carry no marks (give the text for "
                             "the model's full accuracy)", recognised, len(utterances))
-        return [word_marks(u.words, u.transcript, u.transcript_auto) for u in utterances]
+        return [marks_of(u.words, u.transcript, u.transcript_auto) for u in utterances]
 
     def __call__(self, audio: str | os.PathLike, text: str | None = None, *,
                  word_timings: Sequence[Sequence[object]] | None = None,
