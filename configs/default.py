@@ -30,6 +30,14 @@ def get_config(arg: str | None = None, model: str = "faf") -> ml_collections.Con
     config.model.word_dropout = 0.0
     # Text branch: dropout on the embedded word vectors [0.0].
     config.model.embedding_dropout = 0.0
+    # Text branch, ours: each word also carries the punctuation mark after it in the
+    # transcript (none , . ? ! ...), a learned 8-d vector beside its word vector; needs a
+    # corpus prepared with word marks (docs/training.md "Punctuation marks") [False: the
+    # paper's words carry no punctuation].
+    config.model.punctuation = False
+    # punctuation, ours: in training an utterance loses all its marks with this probability,
+    # as words from speech recognition carry none [no paper setting; 0.0].
+    config.model.punctuation_dropout = 0.0
     # Fusion stage: an utterance loses its text or its audio states with this probability [0.0].
     config.model.modality_dropout = 0.0
     # Fusion stage: learned per-utterance modality gate, ours [False].

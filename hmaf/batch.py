@@ -15,6 +15,9 @@ key            dtype    shape             meaning
 Optional keys (:data:`OPTIONAL_KEYS`): ``band_mean`` and ``band_std``, float32
 ``[B, M]``, the speaker's log-mel band statistics for ``audio_norm="speaker"`` (both
 or neither; ``band_std`` > 0). Without them that norm uses each utterance's own.
+``word_marks``, int32 ``[B, N]``: the punctuation mark after each word in the
+transcript, an id of :data:`MARK_NAMES` (0 none, also at padding), for models with
+``punctuation=True`` (:func:`hmaf.data.text.punctuated_words` computes them).
 
 Padding is invisible to the models: padded words and frames change no output.
 This module imports numpy only, so both the TensorFlow data side and the JAX model
@@ -32,7 +35,11 @@ PAD_ID = 0
 UNK_ID = 1
 
 KEYS = ("word_ids", "word_mask", "frames", "frame_mask", "label")
-OPTIONAL_KEYS = ("band_mean", "band_std")
+BAND_KEYS = ("band_mean", "band_std")
+OPTIONAL_KEYS = (*BAND_KEYS, "word_marks")
+# Punctuation mark classes of ``word_marks`` (id = index; rules in hmaf.data.text).
+MARK_NAMES = ("none", "comma", "stop", "question", "exclamation", "ellipsis")
+NUM_MARKS = len(MARK_NAMES)
 
 
 class Batch(TypedDict):
@@ -87,14 +94,19 @@ def validate(batch: Mapping[str, object], *, n_mels: int = N_MELS, check_values:
         raise BatchError(f"batch['frame_mask'] has shape {shapes['frame_mask']}, expected {(b, n, l)}")
     if shapes["label"] != (b,):
         raise BatchError(f"batch['label'] has shape {shapes['label']}, expected {(b,)}")
-    present = [k for k in OPTIONAL_KEYS if k in batch]
-    if present and len(present) != len(OPTIONAL_KEYS):
-        raise BatchError(f"batch has {present} but needs both of {list(OPTIONAL_KEYS)}")
+    present = [k for k in BAND_KEYS if k in batch]
+    if present and len(present) != len(BAND_KEYS):
+        raise BatchError(f"batch has {present} but needs both of {list(BAND_KEYS)}")
     for key in present:
         dtype = np.dtype(getattr(batch[key], "dtype", None) or np.asarray(batch[key]).dtype)
         if dtype != np.float32 or tuple(np.shape(batch[key])) != (b, n_mels):
             raise BatchError(f"batch['{key}'] has dtype {dtype} and shape {np.shape(batch[key])}, "
                              f"expected float32 {(b, n_mels)}")
+    if "word_marks" in batch:
+        dtype = np.dtype(getattr(batch["word_marks"], "dtype", None) or np.asarray(batch["word_marks"]).dtype)
+        if dtype != np.int32 or tuple(np.shape(batch["word_marks"])) != (b, n):
+            raise BatchError(f"batch['word_marks'] has dtype {dtype} and shape {np.shape(batch['word_marks'])}, "
+                             f"expected int32 {(b, n)}")
     if not check_values:
         return
     word_mask = np.asarray(batch["word_mask"])
@@ -110,6 +122,10 @@ def validate(batch: Mapping[str, object], *, n_mels: int = N_MELS, check_values:
         raise BatchError("an utterance in the batch has no real word")
     if not np.all(np.isfinite(np.asarray(batch["frames"]))):
         raise BatchError("batch['frames'] holds NaN or inf")
+    if "word_marks" in batch:
+        marks = np.asarray(batch["word_marks"])
+        if np.any((marks < 0) | (marks >= NUM_MARKS)) or np.any(marks[~word_mask] != 0):
+            raise BatchError(f"batch['word_marks'] must lie in [0, {NUM_MARKS}) and be 0 at padding")
     if present and not (np.all(np.isfinite(np.asarray(batch["band_mean"])))
                         and np.all(np.asarray(batch["band_std"]) > 0)):
         raise BatchError("batch['band_mean'] must be finite and batch['band_std'] positive")

@@ -16,19 +16,17 @@ import jax
 import jax.numpy as jnp
 from flax import traverse_util
 
-from hmaf.batch import KEYS
+from hmaf.batch import KEYS, OPTIONAL_KEYS
 from hmaf.models.decision import HEADS, REPRESENTATION_LAYER
 from hmaf.models.packing import PACK_KEYS
 
 PyTree = Any
-# Optional per-example inputs: the speaker's log-mel band statistics float32 [B, 64]
-# (``config.model.audio_norm == "speaker"``, see INTERFACES.md).
-OPTIONAL_KEYS = ("band_mean", "band_std")
 
 
 def model_inputs(batch: Mapping[str, Any]) -> dict[str, Any]:
-    """The contract's arrays, the optional speaker statistics and, when present, the
-    frame-packing arrays; drops what jit can't take (e.g. ``utt_id`` strings)."""
+    """The contract's arrays, its optional ones (speaker statistics, word marks) and,
+    when present, the frame-packing arrays; drops what jit can't take (e.g. ``utt_id``
+    strings)."""
     return {k: batch[k] for k in (*KEYS, *OPTIONAL_KEYS, *PACK_KEYS) if k in batch}
 
 

@@ -144,7 +144,7 @@ def evaluate_workdir(workdir: str | os.PathLike, data_dir: str | os.PathLike, *,
                      label_map: Mapping[str, str] | None = None, scores: Mapping[str, float] | None = None,
                      stage: str | None = None, batch_size: int | None = None, pad_words_to: int | None = None,
                      pad_frames_to: int | None = None, bucket: bool | None = None,
-                     reliability_png: str | os.PathLike | None = None) -> dict:
+                     reliability_png: str | os.PathLike | None = None, no_punctuation: bool = False) -> dict:
     """Evaluates the model of ``workdir`` on the prepared corpus ``data_dir``.
 
     Returns the metrics of :func:`hmaf.metrics.from_confusion` plus ``split``,
@@ -161,7 +161,9 @@ def evaluate_workdir(workdir: str | os.PathLike, data_dir: str | os.PathLike, *,
     top level; about 5 % in domain by construction) by the stage's chosen score
     (``unfamiliar_score``), with every fitted score's rate in ``unfamiliar_rates``
     (:mod:`hmaf.unfamiliar`). ``reliability_png``: also write a reliability diagram
-    of the (calibrated) probabilities there.
+    of the (calibrated) probabilities there. ``no_punctuation``: a model trained with
+    punctuation marks (``model.punctuation``) sees every mark as 0, as words from speech
+    recognition come (the corpus then needs no marks); the result says ``no_punctuation``.
     """
     from hmaf import checkpoint
     from hmaf.data.source import DatasetInfo, from_config
@@ -176,6 +178,8 @@ def evaluate_workdir(workdir: str | os.PathLike, data_dir: str | os.PathLike, *,
     model_labels = list(trained["label_names"])
     mapping = label_mapping(model_labels, info.label_names, info.label_counts, label_map)
     model, variables, config = checkpoint.load(workdir, stage)
+    if no_punctuation and not getattr(model, "punctuation", False):
+        raise ValueError(f"no_punctuation: the model of {workdir} was trained without punctuation marks")
 
     same = _same_corpus(trained, info.metadata)
     split = split or ("test" if same else "all")
@@ -187,11 +191,15 @@ def evaluate_workdir(workdir: str | os.PathLike, data_dir: str | os.PathLike, *,
         config.batch_size = batch_size
     overrides = {"pad_words_to": pad_words_to, "pad_frames_to": pad_frames_to, "bucket": bucket}
     config.data.update({k: v for k, v in overrides.items() if v is not None})
+    if no_punctuation:  # the zeros come below: the corpus need not have marks
+        config.model.punctuation = False
     source = from_config(config, data_dir=data_dir, vocab_path=workdir / "corpus" / "vocab.txt",
                          splits=split != "all")
     eval_step = make_eval_step(model)
     utt_ids, labels, logits, representation, input_stats = [], [], [], [], []
     for batch in source.eval_batches(split):
+        if no_punctuation:
+            batch["word_marks"] = np.zeros_like(batch["word_ids"])
         out = eval_step(variables, model_inputs(batch))
         logits.append(np.asarray(out["logits"]))
         representation.append(np.asarray(out["representation"]))
@@ -210,7 +218,8 @@ def evaluate_workdir(workdir: str | os.PathLike, data_dir: str | os.PathLike, *,
         raise ValueError(f"every example of {data_dir} ({split}) was left out by the label map")
     result = classification_metrics(mapping[data_labels], predicted, len(model_labels), model_labels)
     result.update(workdir=str(workdir), data=str(data_dir), split=split, label_names=model_labels,
-                  model=config.model.name, cross_corpus=not same, left_out=int((~keep).sum()))
+                  model=config.model.name, cross_corpus=not same, left_out=int((~keep).sum()),
+                  no_punctuation=no_punctuation)
     calibration_path = checkpoint.find_stage_dir(workdir, stage) / CALIBRATION_FILE
     if calibration_path.exists():  # fitted on validation when the stage finished training
         record = json.loads(calibration_path.read_text())
@@ -275,13 +284,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--scores", default=None, help="JSONL/CSV with id and raw sentiment score (Has0/Non0)")
     parser.add_argument("--stage", default=None, help="text, audio or fusion (default: the last trained)")
     parser.add_argument("--out", default=None, help="write the metrics JSON here (and the table beside it, .md)")
+    parser.add_argument("--no_punctuation", action="store_true",
+                        help="a model trained with punctuation marks sees none (as words from speech recognition)")
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
         result = evaluate_workdir(args.workdir, args.data, split=args.split,
                                   label_map=parse_label_map(args.label_map),
                                   scores=read_scores(args.scores) if args.scores else None, stage=args.stage,
-                                  reliability_png=Path(args.out).with_suffix(".reliability.png") if args.out else None)
+                                  reliability_png=Path(args.out).with_suffix(".reliability.png") if args.out else None,
+                                  no_punctuation=args.no_punctuation)
     except (FileNotFoundError, LabelMismatchError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -4,10 +4,12 @@ The recording goes through :func:`hmaf.data.utterance.preprocess_utterance`, the
 function corpus preparation used (decode, ASR when no text is given, forced word
 alignment, per-word MFSC frames with the corpus's ``l_max`` and long-word rule); words
 map to ids with the training corpus's ``vocab.txt`` (unknown words -> ``<unk>``), which
-the trainer copies to ``W/corpus/``. The result holds the label, the class
-probabilities (temperature-scaled when the stage has a ``calibration.json``), an
-unfamiliar-input score and flag (ditto), and every word-level attention of the
-model (Figure 3).
+the trainer copies to ``W/corpus/``. A model trained with ``punctuation`` gets each
+word's punctuation mark from the text exactly as prepare computed it
+(:func:`hmaf.data.text.word_marks`; none for recognised words). The result holds the
+label, the class probabilities (temperature-scaled when the stage has a
+``calibration.json``), an unfamiliar-input score and flag (ditto), and every word-level
+attention of the model (Figure 3).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import numpy as np
 from hmaf.batch import UNK_ID
 from hmaf.calibration import CALIBRATION_FILE, softmax
 from hmaf.data.layout import LAYOUT_FILE, BatchLayout
+from hmaf.data.text import word_marks as marks_of
 from hmaf.data.utterance import PreprocessError, Utterance, preprocess_utterance
 from hmaf.data.vocab import Vocab
 from hmaf.unfamiliar import Features, UnfamiliarDetector, input_statistics
@@ -81,21 +84,23 @@ class Prediction:
 
 
 def utterance_batch(word_ids: Sequence[np.ndarray], frames: Sequence[Sequence[np.ndarray]], *,
-                    layout: BatchLayout | None = None) -> dict[str, np.ndarray]:
+                    layout: BatchLayout | None = None,
+                    word_marks: Sequence[Sequence[int]] | None = None) -> dict[str, np.ndarray]:
     """Padded batch (see :mod:`hmaf.batch`) of utterances, shaped by ``layout`` (the
     training config's, see :func:`layout_for`; default: N and L rounded up to 8 and 16).
 
     Args:
       word_ids: per utterance int32 ``[N_u]``.
       frames: per utterance N_u arrays ``[n_i, 64]``.
+      word_marks: per utterance N_u punctuation mark ids (models with punctuation), or None.
 
     Returns:
       ``word_ids`` ``[B, N]``, ``word_mask`` ``[B, N]``, ``frames`` ``[B, N, L, 64]``,
-      ``frame_mask`` ``[B, N, L]``, ``label`` zeros ``[B]`` (and the packing arrays when
-      the layout packs).
+      ``frame_mask`` ``[B, N, L]``, ``label`` zeros ``[B]`` (``word_marks`` ``[B, N]`` when
+      given, and the packing arrays when the layout packs).
     """
     layout = layout or BatchLayout(batch_size=len(word_ids))
-    return layout.utterance_batch(word_ids, frames)
+    return layout.utterance_batch(word_ids, frames, word_marks)
 
 
 def layout_for(workdir: str | os.PathLike, config) -> BatchLayout:
@@ -194,7 +199,8 @@ class Predictor:
                            audio: Sequence[str] | None = None) -> list[Prediction]:
         """Predictions for already preprocessed utterances (one jitted call)."""
         ids = [self.vocab.ids(u.words) for u in utterances]
-        batch = utterance_batch(ids, [u.frames for u in utterances], layout=self.layout)
+        batch = utterance_batch(ids, [u.frames for u in utterances], layout=self.layout,
+                                word_marks=self._word_marks(utterances))
         if self.speaker_profile is not None:  # one speaker's statistics on every row
             rows = batch["word_ids"].shape[0]
             batch["band_mean"], batch["band_std"] = (np.tile(np.asarray(v, np.float32)[None], (rows, 1))
@@ -228,6 +234,18 @@ class Predictor:
                                               for i, f in enumerate(utt.frames)]
             predictions.append(prediction)
         return predictions
+
+    def _word_marks(self, utterances: Sequence[Utterance]) -> list[list[int]] | None:
+        """Each utterance's punctuation marks from its text, as prepare computes them, for
+        a model with ``punctuation=True``; None for a model without."""
+        if not getattr(self.model, "punctuation", False):
+            return None
+        recognised = sum(bool(u.transcript_auto) for u in utterances)
+        if recognised:
+            logging.warning("this model reads punctuation, but %d of %d utterances have words from speech "
+                            "recognition, which gives none: their words carry no marks (give the text for "
+                            "the model's full accuracy)", recognised, len(utterances))
+        return [marks_of(u.words, u.transcript, u.transcript_auto) for u in utterances]
 
     def __call__(self, audio: str | os.PathLike, text: str | None = None, *,
                  word_timings: Sequence[Sequence[object]] | None = None,

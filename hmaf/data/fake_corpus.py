@@ -14,6 +14,7 @@ import os
 
 import numpy as np
 
+from hmaf.batch import MARK_NAMES, NUM_MARKS
 from hmaf.data import records  # imports TensorFlow with GPUs hidden
 from hmaf.data.normalize import write_speaker_stats
 from hmaf.data.vocab import Vocab
@@ -40,7 +41,7 @@ def _lengths(rng: np.random.Generator, lengths: str, max_words: int, max_frames:
 def write_fake_corpus(out_dir: str | os.PathLike, *, labels: tuple[str, ...] = LABELS,
                       num_speakers: int = 6, per_speaker: int = 9, seed: int = 0, num_shards: int = 2,
                       lengths: str = "uniform", max_words: int = 14, max_frames: int = 30,
-                      embedding_dim: int = 6) -> dict[str, dict]:
+                      embedding_dim: int = 6, word_marks: bool = False) -> dict[str, dict]:
     """Writes a random corpus to ``out_dir``.
 
     Speaker s's k-th utterance has id ``"s{s}-{k}"``, group = speaker, label
@@ -50,6 +51,9 @@ def write_fake_corpus(out_dir: str | os.PathLike, *, labels: tuple[str, ...] = L
       lengths: "uniform" (words per utterance uniform in [1, max_words], frames per word
         uniform in [1, max_frames]) or "speech" (log-normal words, gamma frames).
       max_frames: also written as ``l_max``.
+      word_marks: give every word a random punctuation mark (records field ``word_marks``,
+        listed in ``dataset.json`` as ``hmaf.prepare`` does); drawn from a generator of
+        their own, so the rest of the corpus is the same either way.
 
     Returns:
       The examples by utt_id, as the keyword arguments given to
@@ -75,6 +79,10 @@ def write_fake_corpus(out_dir: str | os.PathLike, *, labels: tuple[str, ...] = L
                 split=MANIFEST_SPLITS[k % len(MANIFEST_SPLITS)], label=label, label_name=labels[label],
                 words=words, frames=frames, word_start=start, word_end=start + 0.05)
 
+    if word_marks:
+        marks_rng = np.random.default_rng([seed, 1])
+        for ex in examples.values():
+            ex["word_marks"] = [int(m) for m in marks_rng.integers(0, NUM_MARKS, len(ex["words"]))]
     os.makedirs(os.path.join(out_dir, "records"), exist_ok=True)
     shards = [f"fake-{i:05d}-of-{num_shards:05d}.tfrecord" for i in range(num_shards)]
     writers = [tf.io.TFRecordWriter(os.path.join(out_dir, "records", name)) for name in shards]
@@ -95,6 +103,7 @@ def write_fake_corpus(out_dir: str | os.PathLike, *, labels: tuple[str, ...] = L
         "hop_ms": 10, "l_max": max_frames, "long_word_rule": "subsample", "long_words": 0,
         "embeddings": {"spec": "random", "dim": embedding_dim, "vocab_size": len(vocab), "unknown_share": 0.0},
         "shards": shards, "num_rejects": 0,
+        **({"word_marks": list(MARK_NAMES)} if word_marks else {}),
     }
     with open(os.path.join(out_dir, "dataset.json"), "w", encoding="utf-8") as f:
         json.dump(meta, f, indent=1)

@@ -85,17 +85,19 @@ class BatchLayout:
                 yield {k: v[start:start + piece] for k, v in batch.items()}
                 start += piece
 
-    def utterance_batch(self, word_ids: Sequence[np.ndarray],
-                        frames: Sequence[Sequence[np.ndarray]]) -> dict[str, np.ndarray]:
+    def utterance_batch(self, word_ids: Sequence[np.ndarray], frames: Sequence[Sequence[np.ndarray]],
+                        word_marks: Sequence[Sequence[int]] | None = None) -> dict[str, np.ndarray]:
         """A padded batch (see :mod:`hmaf.batch`) of preprocessed utterances, with the
         padding of the corpus pipeline (and packing when ``pack``).
 
         Args:
           word_ids: per utterance int32 ``[N_u]``.
           frames: per utterance N_u arrays ``[n_i, 64]``.
+          word_marks: per utterance N_u punctuation mark ids, or None.
 
         Returns ``word_ids`` ``[B, N]``, ``word_mask`` ``[B, N]``, ``frames``
-        ``[B, N, L, 64]``, ``frame_mask`` ``[B, N, L]``, ``label`` zeros ``[B]``.
+        ``[B, N, L, 64]``, ``frame_mask`` ``[B, N, L]``, ``label`` zeros ``[B]`` and,
+        given ``word_marks``, ``word_marks`` int32 ``[B, N]`` (0 at padding).
         """
         b = len(word_ids)
         n = _round_up(max(len(ids) for ids in word_ids), self.pad_words_to)
@@ -109,6 +111,10 @@ class BatchLayout:
             for i, f in enumerate(word_frames):
                 batch["frames"][u, i, :len(f)] = f
                 batch["frame_mask"][u, i, :len(f)] = True
+        if word_marks is not None:
+            batch["word_marks"] = np.zeros((b, n), np.int32)
+            for u, marks in enumerate(word_marks):
+                batch["word_marks"][u, :len(marks)] = marks
         return self.finish(batch)
 
 

@@ -2,7 +2,9 @@
 
 Each batch is a dict (see :mod:`hmaf.batch`): ``word_ids`` int32 ``[B, N]``,
 ``word_mask`` bool ``[B, N]``, ``frames`` float32 ``[B, N, L, 64]``, ``frame_mask``
-bool ``[B, N, L]``, ``label`` int32 ``[B]``, ``utt_id`` and ``speaker`` bytes ``[B]``.
+bool ``[B, N, L]``, ``label`` int32 ``[B]``, ``utt_id`` and ``speaker`` bytes ``[B]``;
+with ``word_marks=True`` also ``word_marks`` int32 ``[B, N]`` (the records' punctuation
+mark per word, 0 at padding; ``config.model.punctuation``).
 
 Shapes. N and L are the batch's longest utterance (in words) and longest word (in
 frames), rounded up to multiples of ``pad_words_to`` (8) and ``pad_frames_to`` (16), so
@@ -192,11 +194,15 @@ def _select(ds: tf.data.Dataset, selection: Selection) -> tf.data.Dataset:
     return ds if selection.values is None and selection.augmented else ds.filter(_keep(selection))
 
 
-def _to_model_example(table: tf.lookup.StaticHashTable):
+def _padded_shapes(word_marks: bool) -> dict[str, list]:
+    return {**_PADDED_SHAPES, "word_marks": [None]} if word_marks else _PADDED_SHAPES
+
+
+def _to_model_example(table: tf.lookup.StaticHashTable, word_marks: bool = False):
     def convert(serialized):
         ex = records.parse_example(serialized)
         word_ids = table.lookup(ex["words"])
-        return {
+        out = {
             "word_ids": word_ids,
             "word_mask": tf.ones_like(word_ids, dtype=tf.bool),
             "frames": ex["frames"],
@@ -205,6 +211,15 @@ def _to_model_example(table: tf.lookup.StaticHashTable):
             "utt_id": ex["utt_id"],
             "speaker": ex["speaker"],
         }
+        if word_marks:
+            # A record written before word marks existed has none; CorpusSource checks the
+            # corpus's dataset.json first, this catches a record that still lacks them.
+            check = tf.debugging.assert_equal(
+                tf.size(ex["word_marks"]), tf.size(ex["words"]),
+                message="a record has no word_marks for its words: re-run python -m hmaf.prepare on this corpus")
+            with tf.control_dependencies([check]):
+                out["word_marks"] = tf.identity(ex["word_marks"])
+        return out
     return convert
 
 
@@ -220,7 +235,9 @@ def _fit_padding(pad_words_to: int, pad_frames_to: int):
         n_to = _round_up(n_real, pad_words_to)
         l_to = _round_up(l_real, pad_frames_to)
         out = dict(batch)
-        for key in ("word_ids", "word_mask", "frames", "frame_mask"):
+        for key in ("word_ids", "word_mask", "word_marks", "frames", "frame_mask"):
+            if key not in batch:
+                continue
             x = batch[key]
             x = x[:, :n_real, :l_real] if key in ("frames", "frame_mask") else x[:, :n_real]
             pads = [[0, 0], [0, n_to - n_real]]
@@ -243,23 +260,24 @@ def _shape_key(pad_words_to: int, pad_frames_to: int):
 
 def eval_dataset(files: Sequence[str], words: Sequence[str], *, batch_size: int,
                  selection: Selection = Selection(), pad_words_to: int = 8,
-                 pad_frames_to: int = 16, bucket: bool = True) -> tf.data.Dataset:
+                 pad_frames_to: int = 16, bucket: bool = True, word_marks: bool = False) -> tf.data.Dataset:
     """One pass over the selected examples, each exactly once, unbalanced.
 
     With ``bucket`` the batches come bucket by bucket (grouped by padded shape), so the
     example order differs from the record order; the last batch of a bucket may be
-    smaller than ``batch_size``.
+    smaller than ``batch_size``. ``word_marks``: add the records' ``word_marks`` ``[B, N]``.
     """
     table = lookup_table(words)
+    shapes = _padded_shapes(word_marks)
     ds = _select(read_serialized(files), selection)
-    ds = ds.map(_to_model_example(table), num_parallel_calls=AUTOTUNE, deterministic=True)
+    ds = ds.map(_to_model_example(table, word_marks), num_parallel_calls=AUTOTUNE, deterministic=True)
     if bucket:
         ds = ds.group_by_window(
             key_func=_shape_key(pad_words_to, pad_frames_to),
-            reduce_func=lambda _, window: window.padded_batch(batch_size, _PADDED_SHAPES),
+            reduce_func=lambda _, window: window.padded_batch(batch_size, shapes),
             window_size=batch_size)
     else:
-        ds = ds.padded_batch(batch_size, _PADDED_SHAPES)
+        ds = ds.padded_batch(batch_size, shapes)
     ds = ds.map(_fit_padding(pad_words_to, pad_frames_to), num_parallel_calls=AUTOTUNE, deterministic=True)
     return ds.prefetch(AUTOTUNE).with_options(_options())
 
@@ -299,7 +317,7 @@ def train_dataset(files: Sequence[str], words: Sequence[str], *, batch_size: int
                   selection: Selection = Selection(), seed: int = 0, balanced: bool = True,
                   bucket: bool = True, window_batches: int = 8, shuffle_buffer: int = 1024,
                   pad_words_to: int = 8, pad_frames_to: int = 16, index: Index | None = None,
-                  start_step: int = 0) -> tf.data.Dataset:
+                  start_step: int = 0, word_marks: bool = False) -> tf.data.Dataset:
     """An infinite, deterministic stream of training batches.
 
     Balancing (``balanced=True``): one shuffled, repeated stream per class, read in a
@@ -324,6 +342,7 @@ def train_dataset(files: Sequence[str], words: Sequence[str], *, batch_size: int
       start_step: the first batch to yield; the stream from there equals the tail of the
         stream from 0. Whole windows are skipped as serialized records, before frames
         are decoded or padded, so resuming is cheap.
+      word_marks: add the records' ``word_marks`` ``[B, N]`` to every batch.
 
     Raises:
       ValueError: an empty selection, or a class without examples when balancing.
@@ -360,12 +379,13 @@ def train_dataset(files: Sequence[str], words: Sequence[str], *, batch_size: int
     window = _window_size(batch_size, num_classes if balanced else 1, window_batches) if bucket else 1
     skipped_windows, skipped_batches = divmod(start_step, window)
     ds = ds.skip(skipped_windows * window * batch_size)
-    ds = ds.map(_to_model_example(table), num_parallel_calls=AUTOTUNE, deterministic=True)
+    ds = ds.map(_to_model_example(table, word_marks), num_parallel_calls=AUTOTUNE, deterministic=True)
+    shapes = _padded_shapes(word_marks)
     if bucket:
-        ds = ds.padded_batch(window * batch_size, _PADDED_SHAPES, drop_remainder=True).enumerate(skipped_windows)
+        ds = ds.padded_batch(window * batch_size, shapes, drop_remainder=True).enumerate(skipped_windows)
         ds = ds.flat_map(_sort_window(batch_size, window, num_classes if balanced else 1, seed, pad_words_to))
     else:
-        ds = ds.padded_batch(batch_size, _PADDED_SHAPES, drop_remainder=True)
+        ds = ds.padded_batch(batch_size, shapes, drop_remainder=True)
     ds = ds.skip(skipped_batches)
     ds = ds.map(_fit_padding(pad_words_to, pad_frames_to), num_parallel_calls=AUTOTUNE, deterministic=True)
     return ds.prefetch(AUTOTUNE).with_options(_options())

@@ -18,6 +18,10 @@ num_frames         int64 [N]      frames kept per word, each >= 1
 frames             bytes          raw little-endian float32 ``[sum(num_frames), 64]``
 word_start,        float [N]      word boundaries in seconds
 word_end
+word_marks         int64 [N]      the punctuation mark after each word in the
+                                  transcript (:func:`hmaf.data.text.word_marks`,
+                                  ids of ``hmaf.batch.MARK_NAMES``); empty [0]
+                                  in corpora prepared before it existed
 =================  =============  ===================================================
 
 Word ids are not stored: the input pipeline maps ``words`` through ``vocab.txt``.
@@ -32,6 +36,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np
 import tensorflow as tf
+
+from hmaf.batch import NUM_MARKS
 
 # TensorFlow is only the data side's tool: it must never hold an accelerator JAX needs.
 try:
@@ -52,6 +58,7 @@ FEATURE_SPEC = {
     "frames": tf.io.FixedLenFeature([], tf.string),
     "word_start": tf.io.RaggedFeature(tf.float32),
     "word_end": tf.io.RaggedFeature(tf.float32),
+    "word_marks": tf.io.RaggedFeature(tf.int64),
 }
 
 # The cheap fields a pipeline needs to select and balance examples before it decodes frames.
@@ -85,7 +92,8 @@ def serialize_example(*, utt_id: str, speaker: str, label: int, label_name: str,
                       words: Sequence[str], frames: Sequence[np.ndarray],
                       word_start: Sequence[float], word_end: Sequence[float],
                       group: str | None = None, split: str | None = "", transcript: str | None = None,
-                      transcript_auto: bool = False, augment: str = "") -> bytes:
+                      transcript_auto: bool = False, augment: str = "",
+                      word_marks: Sequence[int] | None = None) -> bytes:
     """Serializes one utterance to ``tf.train.Example`` bytes.
 
     Args:
@@ -98,6 +106,8 @@ def serialize_example(*, utt_id: str, speaker: str, label: int, label_name: str,
         transcript: the full transcript; defaults to the words joined by spaces.
         transcript_auto: whether the transcript came from speech recognition.
         augment: the resolved augmentation of a prepare-time copy; "" for an original.
+        word_marks: N mark ids in [0, NUM_MARKS) (:func:`hmaf.data.text.word_marks`);
+            None writes none (a reader then gets an empty array, as from an older corpus).
 
     Raises:
         RecordError: naming ``utt_id`` and the problem, for inconsistent or non-finite input.
@@ -122,6 +132,12 @@ def serialize_example(*, utt_id: str, speaker: str, label: int, label_name: str,
     for i, word in enumerate(words):
         if not word:
             raise RecordError(f"{utt_id}: word {i} is empty")
+    if word_marks is not None:
+        if len(word_marks) != n:
+            raise RecordError(f"{utt_id}: {n} words but {len(word_marks)} word marks")
+        bad = [int(m) for m in word_marks if not 0 <= int(m) < NUM_MARKS]
+        if bad:
+            raise RecordError(f"{utt_id}: word marks {bad} outside [0, {NUM_MARKS})")
     feature = {
         "utt_id": _bytes([utt_id.encode()]),
         "speaker": _bytes([speaker.encode()]),
@@ -139,6 +155,8 @@ def serialize_example(*, utt_id: str, speaker: str, label: int, label_name: str,
         "word_start": _floats(word_start),
         "word_end": _floats(word_end),
     }
+    if word_marks is not None:
+        feature["word_marks"] = _ints(word_marks)
     # deterministic: protobuf map order otherwise varies between processes, and so would the shards.
     return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString(deterministic=True)
 
@@ -161,7 +179,8 @@ def parse_example(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
         A dict with the string fields (scalars), ``label`` int32 [], ``transcript_auto``
         int32 [], ``words`` string [N], ``num_frames`` int32 [N], ``frames`` float32
         ``[N, L_utt, 64]`` with L_utt = max(num_frames) and zeros after each word's frames,
-        ``word_start`` / ``word_end`` float32 [N].
+        ``word_start`` / ``word_end`` float32 [N], ``word_marks`` int32 [N] (or [0]
+        for a record written without marks).
     """
     ex = tf.io.parse_single_example(serialized, FEATURE_SPEC)
     num_frames = ex["num_frames"]
@@ -187,6 +206,7 @@ def parse_example(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
         frames=frames,
         word_start=ex["word_start"],
         word_end=ex["word_end"],
+        word_marks=tf.cast(ex["word_marks"], tf.int32),
     )
     return out
 
@@ -208,4 +228,5 @@ def decode_example(serialized: bytes) -> dict[str, object]:
     out["frames"] = [padded[i, :n] for i, n in enumerate(num_frames)]
     out["word_start"] = parsed["word_start"].numpy()
     out["word_end"] = parsed["word_end"].numpy()
+    out["word_marks"] = parsed["word_marks"].numpy()
     return out

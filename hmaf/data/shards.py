@@ -25,9 +25,11 @@ import numpy as np
 from hmaf.data import cache
 from hmaf.data import features as features_lib
 from hmaf.data.manifest import ManifestRow
+from hmaf.data.text import word_marks
 from hmaf.io import atomic_path, atomic_write_json
 
-_SHARD_FORMAT_VERSION = "1"
+# "2": records carry word_marks (a rerun rewrites shards of version 1).
+_SHARD_FORMAT_VERSION = "2"
 _TARGET_SHARD_BYTES = 64 * 2**20
 
 # One example to write: its manifest row, its cache key and its class index.
@@ -38,13 +40,15 @@ def _example_fields(row: ManifestRow, utt: dict[str, Any], label: int) -> dict[s
     return {"utt_id": row.id, "speaker": row.speaker, "group": row.group, "split": row.split,
             "label": label, "label_name": row.label, "words": utt["words"], "frames": utt["frames"],
             "word_start": utt["word_start"], "word_end": utt["word_end"], "transcript": utt["transcript"],
-            "transcript_auto": utt["transcript_auto"], "augment": row.augment}
+            "transcript_auto": utt["transcript_auto"], "augment": row.augment,
+            # From the cached words and transcript: the phase-1 cache needs no change.
+            "word_marks": word_marks(utt["words"], utt["transcript"], utt["transcript_auto"])}
 
 
 def _example_digest(ex: dict[str, Any]) -> bytes:
     h = hashlib.sha256()
     meta = {k: ex[k] for k in ("utt_id", "speaker", "group", "split", "label", "label_name", "words",
-                               "transcript", "transcript_auto", "augment")}
+                               "transcript", "transcript_auto", "augment", "word_marks")}
     h.update(json.dumps(meta, sort_keys=True, ensure_ascii=False).encode())
     h.update(np.asarray([len(f) for f in ex["frames"]], dtype="<i8").tobytes())
     h.update(np.concatenate(ex["frames"]).astype("<f4").tobytes())

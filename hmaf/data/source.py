@@ -112,6 +112,8 @@ class CorpusSource:
         example's speaker from ``data_dir/speaker_stats.json``.
       vocab_path: the vocabulary mapping words to ids (default ``data_dir/vocab.txt``;
         a trained model's own vocabulary when evaluating on another corpus).
+      word_marks: add each word's punctuation mark ``word_marks`` int32 ``[B, N]``
+        (models with ``punctuation=True``); the corpus must have been prepared with them.
     """
 
     def __init__(self, data_dir: str | os.PathLike, *, fold: int = 0, num_folds: int = 5, seed: int = 0,
@@ -120,7 +122,7 @@ class CorpusSource:
                  window_batches: int = 8, shuffle_buffer: int = 1024, pad_words_to: int = 8,
                  pad_frames_to: int = 16, pack: bool = False, row_multiple: int = 8, augmented: bool = True,
                  split_file: str | os.PathLike = "", speaker_stats: bool = False,
-                 vocab_path: str | os.PathLike | None = None):
+                 vocab_path: str | os.PathLike | None = None, word_marks: bool = False):
         self.data_dir = os.fspath(data_dir)
         self.info = DatasetInfo.load(self.data_dir)
         own_vocab = vocab_path is None
@@ -135,13 +137,20 @@ class CorpusSource:
             raise CorpusError(f"record shards listed in dataset.json are missing: {missing}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if word_marks and "word_marks" not in self.info.metadata:
+            raise CorpusError(
+                f"{self.data_dir} was prepared without punctuation marks per word (records field word_marks), "
+                f"which a model with punctuation=True needs: re-run python -m hmaf.prepare on its manifest "
+                f"(the phase-1 cache in {os.path.join(self.data_dir, 'cache')} is reused), or train with "
+                f"--config.model.punctuation=False")
         self.seed = seed
         self.batch_size = batch_size
         self.balanced = balanced
         self.split_mode = split_mode
         self.augmented = augmented
         pad_frames_to = pad_frames_to or self.info.l_max
-        self._pipeline_options = dict(pad_words_to=pad_words_to, pad_frames_to=pad_frames_to, bucket=bucket)
+        self._pipeline_options = dict(pad_words_to=pad_words_to, pad_frames_to=pad_frames_to, bucket=bucket,
+                                      word_marks=word_marks)
         self._pack = dict(pack=pack, row_multiple=row_multiple)
         self._speaker_stats = speaker_stats
         self._train_options = dict(window_batches=window_batches, shuffle_buffer=shuffle_buffer)
@@ -324,21 +333,24 @@ def from_config(config: ml_collections.ConfigDict, *, data_dir: str | os.PathLik
     vocabulary, to evaluate a trained model on another corpus; ``splits=False``: no
     train/validation/test splits (another corpus evaluated as a whole, split "all").
     ``pack``: overrides ``config.pack_frames`` (False: the trainer packs per device when it
-    shards batches).
+    shards batches). ``config.model.punctuation`` adds the batches' ``word_marks``.
     """
     data = config.data
     pack = dict(pack=bool(config.get("pack_frames", False)) if pack is None else pack,
                 row_multiple=int(config.get("pack_row_multiple", 8)))
+    model = config.get("model", {})
+    word_marks = bool(model.get("punctuation", False))
     if data.source == "toy":
         from hmaf.data.toy import ToySource
-        return ToySource(batch_size=config.batch_size, seed=config.seed, **pack, **data.get("toy", {}))
+        return ToySource(batch_size=config.batch_size, seed=config.seed, word_marks=word_marks, **pack,
+                         **data.get("toy", {}))
     if data.source != "corpus":
         raise ValueError(f"config.data.source={data.source!r}: expected 'corpus' or 'toy'")
-    model = config.get("model", {})
     return CorpusSource(
         data.dir if data_dir is None else data_dir, fold=data.get("fold", 0), num_folds=data.get("num_folds", 5),
         seed=config.seed, batch_size=config.batch_size, balanced=data.get("balanced", True),
         split_mode=data.get("split_mode", "folds") if splits else None, split_file=data.get("split_file", ""),
         augmented=data.get("augmented", True), bucket=data.get("bucket", False),
         pad_words_to=data.get("pad_words_to", 16), pad_frames_to=data.get("pad_frames_to", 0),
-        speaker_stats=model.get("audio_norm", "") == "speaker", vocab_path=vocab_path, **pack)
+        speaker_stats=model.get("audio_norm", "") == "speaker", vocab_path=vocab_path, word_marks=word_marks,
+        **pack)

@@ -10,7 +10,7 @@ from typing import Iterator
 
 import numpy as np
 
-from hmaf.batch import N_MELS, Batch
+from hmaf.batch import N_MELS, NUM_MARKS, Batch
 from hmaf.data.layout import BatchLayout
 
 
@@ -45,13 +45,16 @@ class ToySource:
 
     Each class has keywords in the text and a louder band of mel energies on one
     word in the audio, so text-only, audio-only and fusion models can all learn it.
+    ``word_marks``: batches also hold random punctuation marks ``word_marks`` ``[B, N]``
+    (0 at padding; drawn after everything else, so the other arrays stay the same).
     """
 
     def __init__(self, *, num_classes: int = 3, vocab_size: int = 30, embed_dim: int = 8, max_words: int = 8,
                  max_frames: int = 6, split_sizes: tuple[int, int, int] = (48, 24, 24), batch_size: int = 8,
-                 seed: int = 0, pack: bool = False, row_multiple: int = 8):
+                 seed: int = 0, pack: bool = False, row_multiple: int = 8, word_marks: bool = False):
         self.num_classes, self.vocab_size, self.embed_dim = num_classes, vocab_size, embed_dim
         self.max_words, self.max_frames, self.batch_size, self.seed = max_words, max_frames, batch_size, seed
+        self.word_marks = word_marks
         self.label_names = [f"class{i}" for i in range(num_classes)]
         self.info = {"label_names": self.label_names, "num_classes": num_classes, "vocab_size": vocab_size,
                      "embedding_dim": embed_dim, "l_max": max_frames, "name": "toy"}
@@ -78,6 +81,9 @@ class ToySource:
         band = (np.arange(batch["frames"].shape[-1]) // 8 == labels[:, None])  # [size, M]
         batch["frames"][np.arange(size), key_pos] += 3.0 * band[:, None, :]
         batch["frames"] *= batch["frame_mask"][..., None]
+        if self.word_marks:
+            marks = rng.integers(0, NUM_MARKS, batch["word_ids"].shape)  # after every other draw
+            batch["word_marks"] = np.where(batch["word_mask"], marks, 0).astype(np.int32)
         return batch
 
     @property

@@ -29,6 +29,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from hmaf.batch import MARK_NAMES
 from hmaf.data import features as features_lib
 from hmaf.data import shards as shards_lib
 from hmaf.data.cache import cache_key, cache_utterance, load_utterance, utterance_path  # noqa: F401  (cache_key, cache_utterance: phase-1 names the Beam path uses)
@@ -224,6 +225,8 @@ def write_corpus(manifest: str | os.PathLike, out_dir: str, name: str, rows: Seq
         "num_words": num_words,
         "max_word_frames": max(result["max_frames"] for _, result in good),
         "num_transcript_auto": sum(bool(result["transcript_auto"]) for _, result in good),
+        # records carry word_marks (config.model.punctuation needs them): the mark classes
+        "word_marks": list(MARK_NAMES),
         "embeddings": {"spec": settings.embeddings, "dim": int(matrix.shape[1]), "vocab_size": len(vocab),
                        "vocab_extra": settings.vocab_extra,
                        "unknown_share": emb_info["unknown_share"],

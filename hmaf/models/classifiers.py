@@ -49,6 +49,10 @@ class _Branches(nn.Module):
       fused_dropout: dropout on the word vectors entering the CNN decision (0.5 ours,
         default; the paper names none there).
       word_dropout, embedding_dropout: text-branch regularisation (0 paper).
+      punctuation: the text branch also sees each word's punctuation mark (batch key
+        ``word_marks``), see :class:`hmaf.models.encoders.TextAttention` (False paper);
+        punctuation_dropout: the share of training utterances whose marks are all
+        dropped (0 ours by default; no paper setting).
       spec_time_masks, spec_time_mask_frames, spec_band_masks, spec_band_mask_bands:
         SpecAugment masks on the frames in training (0 paper), see
         :func:`hmaf.models.frontend.spec_augment`.
@@ -76,6 +80,8 @@ class _Branches(nn.Module):
     fused_dropout: float = 0.5
     word_dropout: float = 0.0
     embedding_dropout: float = 0.0
+    punctuation: bool = False
+    punctuation_dropout: float = 0.0
     spec_time_masks: int = 0
     spec_time_mask_frames: int = 0
     spec_band_masks: int = 0
@@ -101,8 +107,9 @@ class _Branches(nn.Module):
         t_h, t_alpha = TextAttention(
             self.vocab_size, self.embed_dim, self.hidden, self.attention_dim,
             self.embedding_matrix, self.train_embedding, self.unroll, self.dtype,
-            word_dropout=self.word_dropout, embedding_dropout=self.embedding_dropout, name="text",
-        )(batch["word_ids"], batch["word_mask"], train=train)
+            word_dropout=self.word_dropout, embedding_dropout=self.embedding_dropout,
+            punctuation=self.punctuation, punctuation_dropout=self.punctuation_dropout, name="text",
+        )(batch["word_ids"], batch["word_mask"], batch.get("word_marks"), train=train)
         self.sow("intermediates", "t_alpha", t_alpha)
         return t_h, t_alpha
 

@@ -1,6 +1,7 @@
 """The two unimodal branches of Figure 1 (Algorithm 1).
 
-* :class:`TextAttention`: embedding (eq. 1), BiGRU (eq. 2), word attention (eq. 3-4).
+* :class:`TextAttention`: embedding (eq. 1), BiGRU (eq. 2), word attention (eq. 3-4);
+  optionally (ours) each word's punctuation mark embedded beside its word vector.
 * :class:`AudioAttention`: a frame-level BiGRU with frame attention, vmapped over
   words, pools each word's MFSC frames into ``f_V`` (eq. 5-6); a word-level BiGRU
   with word attention then gives ``(w_h, w_alpha)``.
@@ -18,12 +19,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from hmaf.batch import UNK_ID
+from hmaf.batch import NUM_MARKS, UNK_ID
 from hmaf.models.attention import Attention, masked_softmax, weighted_sum
 from hmaf.models.frontend import normalise_frames, spec_augment
 from hmaf.models.rnn import BiGRU
 
 Dtype = Any
+# Size of the learned punctuation-mark vector appended to each word vector (ours): six
+# mark classes need few dimensions, and 8 stays small beside the 50-300-d word vectors.
+MARK_DIM = 8
 
 
 def matrix_init(matrix: np.ndarray) -> Callable[..., jax.Array]:
@@ -52,6 +56,14 @@ class TextAttention(nn.Module):
         probability (ours, against memorising sentences; paper: 0).
       embedding_dropout: dropout rate on the embedded word vectors in training
         (ours; paper: 0).
+      punctuation: each word's vector gets a learned :data:`MARK_DIM`-d embedding of the
+        punctuation mark after it in the transcript (``word_marks``, ids of
+        :data:`hmaf.batch.MARK_NAMES`) appended before the BiGRU (ours; paper: False,
+        the paper's words carry no punctuation). Marks are not tokens: one position per
+        spoken word, as the audio alignment needs.
+      punctuation_dropout: in training, each utterance loses all its marks (all 0, as
+        words from speech recognition come) with this probability, so that the model
+        also learns text without punctuation (ours; 0 = off).
     """
 
     vocab_size: int
@@ -64,12 +76,15 @@ class TextAttention(nn.Module):
     dtype: Dtype = jnp.float32
     word_dropout: float = 0.0
     embedding_dropout: float = 0.0
+    punctuation: bool = False
+    punctuation_dropout: float = 0.0
 
     @nn.compact
-    def __call__(self, word_ids: jax.Array, word_mask: jax.Array, *, train: bool = False
-                 ) -> tuple[jax.Array, jax.Array]:
-        """Args: word_ids ``[B, N]``; word_mask ``[B, N]``; train: apply word and
-        embedding dropout.
+    def __call__(self, word_ids: jax.Array, word_mask: jax.Array, word_marks: jax.Array | None = None, *,
+                 train: bool = False) -> tuple[jax.Array, jax.Array]:
+        """Args: word_ids ``[B, N]``; word_mask ``[B, N]``; word_marks int ``[B, N]``
+        (needed with ``punctuation``, ignored without); train: apply word and embedding
+        dropout.
 
         Returns: t_h ``[B, N, 2H]`` (zero at padding) and t_alpha ``[B, N]``.
         """
@@ -83,6 +98,16 @@ class TextAttention(nn.Module):
                                                                   word_ids.shape), UNK_ID, word_ids)
         embedded = jnp.take(table, word_ids, axis=0).astype(self.dtype)  # eq. 1
         embedded = nn.Dropout(self.embedding_dropout, deterministic=not train)(embedded)
+        if self.punctuation:
+            if word_marks is None:
+                raise ValueError("this text branch has punctuation=True but got no word_marks: the batch needs "
+                                 "'word_marks' [B, N] (see hmaf.batch)")
+            if train and self.punctuation_dropout > 0:
+                keep = jax.random.bernoulli(self.make_rng("dropout"), 1.0 - self.punctuation_dropout,
+                                            (word_marks.shape[0], 1))
+                word_marks = jnp.where(keep, word_marks, 0)
+            marks = nn.Embed(NUM_MARKS, MARK_DIM, dtype=self.dtype, name="mark_embedding")(word_marks)
+            embedded = jnp.concatenate([embedded, marks], axis=-1)
         t_h = BiGRU(self.hidden, unroll=self.unroll, dtype=self.dtype, name="bigru")(embedded, word_mask)
         t_alpha = Attention(self.attention_dim or 2 * self.hidden, dtype=self.dtype,
                             name="attention")(t_h, word_mask)

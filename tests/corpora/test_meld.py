@@ -79,6 +79,7 @@ def test_experiment_config_scores_meld_by_weighted_f1_on_its_own_distribution():
     config = meld_tts.get_config()
     assert config.train.select_metric == "weighted_f1" and config.train.data.balanced is False
     assert config.train.model.word_dropout == 0.1 and config.train.model.embedding_dropout == 0.3
+    assert config.train.model.punctuation is True  # chosen on validation (docs/experiments.md)
     assert config.train.data.dir == "data/meld-sentiment" and config.train.data.split_mode == "manifest"
     assert meld_tts.get_config("emotion").train.data.dir == "data/meld-emotion"
     with pytest.raises(ValueError, match="unknown variant"):
