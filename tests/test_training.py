@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -215,13 +216,41 @@ def test_prefetch_keeps_order_raises_errors_and_stops():
     assert not endless._thread.is_alive()
 
 
+def _thread_nice() -> int:
+    return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice values are Linux's")
+def test_prefetch_opens_a_callable_source_in_its_thread_at_lower_priority():
+    from hmaf.training.data import Prefetch
+
+    seen = {}
+
+    def source():  # as a tf.data source: opened, and its own threads started, by the caller
+        seen["opener"], seen["nice"] = threading.current_thread().name, _thread_nice()
+        child = threading.Thread(target=lambda: seen.update(child=_thread_nice()))
+        child.start()
+        child.join()
+        return iter(range(6))
+
+    before = _thread_nice()
+    assert list(Prefetch(source, lambda x: 10 * x, 2, nice=3)) == [10 * x for x in range(6)]
+    assert seen["opener"] == "hmaf-prefetch"
+    assert seen["nice"] == seen["child"] == min(before + 3, 19)
+    assert _thread_nice() == before  # the caller (the step's dispatch) keeps its priority
+    list(Prefetch(source, lambda x: x, 2, nice=0))
+    assert seen["nice"] == before
+    assert list(Prefetch(source, lambda x: x, 0, nice=3)) == list(range(6))  # no thread: caller's priority
+    assert seen["opener"] == threading.current_thread().name and seen["nice"] == before
+
+
 def test_prefetch_does_not_change_results(tmp_path):
     results = []
-    for prefetch in (0, 2):
+    for prefetch, nice in ((0, 0), (2, 0), (2, 10)):
         config = default.get_config("tiny", model="text_only")
-        config.prefetch, config.num_train_steps = prefetch, 12
-        results.append(train_and_evaluate(config, tmp_path / str(prefetch), source=ToySource(seed=0)))
-    assert results[0] == results[1]
+        config.prefetch, config.prefetch_nice, config.num_train_steps = prefetch, nice, 12
+        results.append(train_and_evaluate(config, tmp_path / f"{prefetch}-{nice}", source=ToySource(seed=0)))
+    assert results[0] == results[1] == results[2]
 
 
 def _tiny_state(name="faf", **options):

@@ -17,6 +17,7 @@ reach the device ahead of the step (:class:`hmaf.training.data.Prefetch`).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import math
@@ -313,7 +314,10 @@ def train_stage(config: ml_collections.ConfigDict, stage: str, model_name: str, 
     logging.info("stage %s (%s): at most %d steps (%.4g epochs of %d steps), batch %d, validation every %d steps%s",
                  stage, model_name, total, budget.epoch(total), budget.steps_per_epoch, config.batch_size,
                  budget.eval_every, f", branches {list(frozen)} frozen" if frozen else "")
-    batches = Prefetch(source.train_batches(start_step=step), prepare, prefetch)
+    # The source's iterator (and its tf.data threads) starts in the prefetch thread, at
+    # the lower priority ``prefetch_nice`` gives it (hmaf.training.data).
+    batches = Prefetch(functools.partial(source.train_batches, start_step=step), prepare, prefetch,
+                       nice=int(config.get("prefetch_nice", 0)))
     try:
         while step < total and meta["evals_without_improvement"] < config.patience:
             batch = next(batches)
