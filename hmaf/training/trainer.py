@@ -315,9 +315,10 @@ def train_stage(config: ml_collections.ConfigDict, stage: str, model_name: str, 
                  stage, model_name, total, budget.epoch(total), budget.steps_per_epoch, config.batch_size,
                  budget.eval_every, f", branches {list(frozen)} frozen" if frozen else "")
     # The source's iterator (and its tf.data threads) starts in the prefetch thread, at
-    # the lower priority ``prefetch_nice`` gives it (hmaf.training.data).
-    batches = Prefetch(functools.partial(source.train_batches, start_step=step), prepare, prefetch,
-                       nice=int(config.get("prefetch_nice", 0)))
+    # the lower priority ``prefetch_nice`` gives it (hmaf.training.data) where the step
+    # runs on the same CPU cores; an accelerator's host threads keep their priority.
+    nice = int(config.get("prefetch_nice", 0)) if jax.default_backend() == "cpu" else 0
+    batches = Prefetch(functools.partial(source.train_batches, start_step=step), prepare, prefetch, nice=nice)
     try:
         while step < total and meta["evals_without_improvement"] < config.patience:
             batch = next(batches)
