@@ -17,7 +17,10 @@ that both sides of a round see the same load on a shared machine:
 * step: the jitted step alone (compiled once), over the same batches already on the
   device.
 
-The figure is the median over rounds of each round's loop / step ratio. Prints one
+The figure is the median over rounds of each round's loop / step ratio. Beside it, the
+same ratio in CPU time (the process's, every thread, per example: the loop's
+``train/cpu_ms_per_example`` windows against the isolated passes), which measures the
+loop's own extra work even where other jobs share the cores and make wall time noisy. Prints one
 JSON line (machine and load average named) and appends it to ``--out`` when given.
 """
 
@@ -37,15 +40,15 @@ from hmaf import cli
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
-def loop_examples_per_s(stage_dir: str) -> list[float]:
-    """The ``train/examples_per_s`` windows the trainer wrote to TensorBoard, in step order."""
+def loop_windows(stage_dir: str, tag: str = "train/examples_per_s") -> list[float]:
+    """The ``tag`` windows the trainer wrote to TensorBoard, in step order."""
     import tensorflow as tf
 
     values = []
     for path in sorted(glob.glob(os.path.join(stage_dir, "events.out.tfevents.*"))):
         for event in tf.compat.v1.train.summary_iterator(path):
             for value in event.summary.value:
-                if value.tag == "train/examples_per_s":
+                if value.tag == tag:
                     values.append((event.step, float(tf.make_ndarray(value.tensor))))
     return [v for _, v in sorted(values)]
 
@@ -124,22 +127,28 @@ def main(argv: list[str] | None = None) -> dict:
     jax.block_until_ready(metrics)
     examples = sum(len(b["label"]) for b in batches[args.warmup:])
 
-    loop_speeds, step_speeds, windows, load = [], [], [], [os.getloadavg()[0]]
+    loop_speeds, step_speeds, loop_cpu, step_cpu, windows = [], [], [], [], []
+    load = [os.getloadavg()[0]]
     for _ in range(args.rounds):
         with tempfile.TemporaryDirectory(prefix="hmaf-bench-run-") as workdir:
             train_and_evaluate(config, workdir, source)
-            round_windows = loop_examples_per_s(os.path.join(workdir, stage))
+            speeds = loop_windows(os.path.join(workdir, stage))
+            cpu = loop_windows(os.path.join(workdir, stage), "train/cpu_ms_per_example")
         # Windows fully after the warmup steps (the first also holds compilation's aftermath).
-        steady = round_windows[args.warmup // args.log_every:] or round_windows
+        skip = args.warmup // args.log_every
+        steady = speeds[skip:] or speeds
         windows.append([round(w, 2) for w in steady])
         loop_speeds.append(statistics.median(steady))
-        start = time.perf_counter()
+        loop_cpu.append(statistics.median(cpu[skip:] or cpu))
+        start, cpu_start = time.perf_counter(), time.process_time()
         for batch in placed[args.warmup:]:
             state, metrics = step(state, batch, rng)
         jax.block_until_ready(metrics)
         step_speeds.append(examples / (time.perf_counter() - start))
+        step_cpu.append(1000.0 * (time.process_time() - cpu_start) / examples)
         load.append(os.getloadavg()[0])
     ratios = [loop / isolated for loop, isolated in zip(loop_speeds, step_speeds)]
+    cpu_ratios = [isolated / loop for loop, isolated in zip(loop_cpu, step_cpu)]
     record = {
         "benchmark": "trainer", "model": args.model, "tiny": args.tiny, "data": data_dir,
         "batch_size": config.batch_size, "steps": args.steps, "warmup": args.warmup, "rounds": args.rounds,
@@ -149,6 +158,10 @@ def main(argv: list[str] | None = None) -> dict:
         "step_examples_per_s": round(statistics.median(step_speeds), 2),
         "loop_over_step": round(statistics.median(ratios), 3),
         "round_ratios": [round(r, 3) for r in ratios],
+        "loop_cpu_ms_per_example": round(statistics.median(loop_cpu), 2),
+        "step_cpu_ms_per_example": round(statistics.median(step_cpu), 2),
+        "cpu_step_over_loop": round(statistics.median(cpu_ratios), 3),
+        "round_cpu_ratios": [round(r, 3) for r in cpu_ratios],
         "round_loop_examples_per_s": [round(s, 2) for s in loop_speeds],
         "round_step_examples_per_s": [round(s, 2) for s in step_speeds],
         "loop_windows": windows, "load_average_1min": [round(x, 2) for x in load],
