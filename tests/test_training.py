@@ -4,6 +4,7 @@ determinism, restoring in a fresh process, NaN detection, stage errors."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -68,6 +69,31 @@ def test_staged_run_writes_metrics_and_checkpoints(full_run):
         assert (full_run / stage / "checkpoints" / "best").is_dir()
         assert list((full_run / stage).glob("events.out.tfevents.*")), "TensorBoard events are missing"
     assert json.loads((full_run / "config.json").read_text())["model"]["name"] == "faf"
+
+
+def test_trainer_writes_speed_and_cpu_per_example(full_run):
+    from benchmarks.trainer import loop_windows
+
+    speeds = loop_windows(str(full_run / "fusion"))
+    cpu_ms = loop_windows(str(full_run / "fusion"), "train/cpu_ms_per_example")
+    assert len(speeds) == len(cpu_ms) > 0
+    assert all(s > 0 for s in speeds) and all(c > 0 for c in cpu_ms)
+
+
+def test_speed_window_measures_wall_and_cpu_per_example():
+    from hmaf.training.trainer import SpeedWindow
+
+    window = SpeedWindow()
+    assert all(math.isnan(x) for x in window.read())  # no examples yet
+    busy_until = time.process_time() + 0.05
+    while time.process_time() < busy_until:
+        pass
+    window.examples = 10
+    speed, cpu_ms = window.read()
+    assert cpu_ms >= 1000 * 0.05 / 10
+    assert 0 < speed <= 10 / 0.05
+    window.reset()
+    assert window.examples == 0 and all(math.isnan(x) for x in window.read())
 
 
 def test_resume_after_kill_matches_uninterrupted_run(full_run, tmp_path):
