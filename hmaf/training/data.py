@@ -4,9 +4,10 @@ work (tf.data, packing, transfers) overlaps the device running the previous step
 
 On a CPU backend the step's XLA threads and the host input work share the same few
 cores; ``nice`` lowers the background thread's scheduling priority (and that of the
-tf.data threads it starts, which inherit it), so the host work runs in the time the
-step leaves idle instead of pre-empting the step's threads (benchmarks/README.md,
-"The trainer's loop against the isolated step").
+tf.data threads it starts, which inherit it), meant to let the host work run in the time
+the step leaves idle instead of pre-empting the step's threads. The trainer leaves it
+off by default (``config.prefetch_nice = 0``): on a shared machine it measured no faster
+(benchmarks/README.md, "The trainer's loop against the isolated step").
 
 The order of the batches is the source's, so prefetching never changes results.
 """
