@@ -77,6 +77,10 @@ def get_config(arg: str | None = None, model: str = "faf") -> ml_collections.Con
     config.grad_clip_norm = 0.0  # paper: 0 (off); > 0 clips the global gradient norm
     config.weight_decay = 0.0  # paper: 0 (Adam); > 0 uses AdamW with this decay
     config.prefetch = 2  # batches placed on the device ahead of the step
+    # > 0: on the CPU backend the input thread (and tf.data's threads) run this much nicer
+    # than the step's XLA threads, so host input work fills CPU time the step leaves idle
+    # (Linux). 0 (off): under load it measured no faster (benchmarks/README.md, trainer).
+    config.prefetch_nice = 0
     config.profile = False  # a TensorBoard profile of 5 steps (clu periodic_actions.Profile)
     # The frame-level BiGRU runs over packed rows of real frames (2.5x faster train
     # steps on CPU, see benchmarks/README.md); same results as the padded layout.

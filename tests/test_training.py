@@ -4,10 +4,12 @@ determinism, restoring in a fresh process, NaN detection, stage errors."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -67,6 +69,31 @@ def test_staged_run_writes_metrics_and_checkpoints(full_run):
         assert (full_run / stage / "checkpoints" / "best").is_dir()
         assert list((full_run / stage).glob("events.out.tfevents.*")), "TensorBoard events are missing"
     assert json.loads((full_run / "config.json").read_text())["model"]["name"] == "faf"
+
+
+def test_trainer_writes_speed_and_cpu_per_example(full_run):
+    from benchmarks.trainer import loop_windows
+
+    speeds = loop_windows(str(full_run / "fusion"))
+    cpu_ms = loop_windows(str(full_run / "fusion"), "train/cpu_ms_per_example")
+    assert len(speeds) == len(cpu_ms) > 0
+    assert all(s > 0 for s in speeds) and all(c > 0 for c in cpu_ms)
+
+
+def test_speed_window_measures_wall_and_cpu_per_example():
+    from hmaf.training.trainer import SpeedWindow
+
+    window = SpeedWindow()
+    assert all(math.isnan(x) for x in window.read())  # no examples yet
+    busy_until = time.process_time() + 0.05
+    while time.process_time() < busy_until:
+        pass
+    window.examples = 10
+    speed, cpu_ms = window.read()
+    assert cpu_ms >= 1000 * 0.05 / 10
+    assert 0 < speed <= 10 / 0.05
+    window.reset()
+    assert window.examples == 0 and all(math.isnan(x) for x in window.read())
 
 
 def test_resume_after_kill_matches_uninterrupted_run(full_run, tmp_path):
@@ -215,13 +242,41 @@ def test_prefetch_keeps_order_raises_errors_and_stops():
     assert not endless._thread.is_alive()
 
 
+def _thread_nice() -> int:
+    return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice values are Linux's")
+def test_prefetch_opens_a_callable_source_in_its_thread_at_lower_priority():
+    from hmaf.training.data import Prefetch
+
+    seen = {}
+
+    def source():  # as a tf.data source: opened, and its own threads started, by the caller
+        seen["opener"], seen["nice"] = threading.current_thread().name, _thread_nice()
+        child = threading.Thread(target=lambda: seen.update(child=_thread_nice()))
+        child.start()
+        child.join()
+        return iter(range(6))
+
+    before = _thread_nice()
+    assert list(Prefetch(source, lambda x: 10 * x, 2, nice=3)) == [10 * x for x in range(6)]
+    assert seen["opener"] == "hmaf-prefetch"
+    assert seen["nice"] == seen["child"] == min(before + 3, 19)
+    assert _thread_nice() == before  # the caller (the step's dispatch) keeps its priority
+    list(Prefetch(source, lambda x: x, 2, nice=0))
+    assert seen["nice"] == before
+    assert list(Prefetch(source, lambda x: x, 0, nice=3)) == list(range(6))  # no thread: caller's priority
+    assert seen["opener"] == threading.current_thread().name and seen["nice"] == before
+
+
 def test_prefetch_does_not_change_results(tmp_path):
     results = []
-    for prefetch in (0, 2):
+    for prefetch, nice in ((0, 0), (2, 0), (2, 10)):
         config = default.get_config("tiny", model="text_only")
-        config.prefetch, config.num_train_steps = prefetch, 12
-        results.append(train_and_evaluate(config, tmp_path / str(prefetch), source=ToySource(seed=0)))
-    assert results[0] == results[1]
+        config.prefetch, config.prefetch_nice, config.num_train_steps = prefetch, nice, 12
+        results.append(train_and_evaluate(config, tmp_path / f"{prefetch}-{nice}", source=ToySource(seed=0)))
+    assert results[0] == results[1] == results[2]
 
 
 def _tiny_state(name="faf", **options):

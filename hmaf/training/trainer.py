@@ -17,6 +17,7 @@ reach the device ahead of the step (:class:`hmaf.training.data.Prefetch`).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import math
@@ -161,6 +162,25 @@ class Budget:
 
     def epoch(self, step: int) -> float:
         return step / self.steps_per_epoch
+
+
+class SpeedWindow:
+    """Training speed over the steps since :meth:`reset`: examples/s of wall time, and
+    the process's CPU time per example (every thread: the step's and the input's), which
+    shows the loop's own cost even where other jobs share the cores."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.wall, self.cpu, self.examples = time.perf_counter(), time.process_time(), 0
+
+    def read(self) -> tuple[float, float]:
+        """``(examples per second, CPU milliseconds per example)``; NaN without examples."""
+        if not self.examples:
+            return float("nan"), float("nan")
+        wall = max(time.perf_counter() - self.wall, 1e-9)
+        return self.examples / wall, 1000.0 * (time.process_time() - self.cpu) / self.examples
 
 
 def evaluate(model, variables: PyTree, batches: Iterable[dict], num_classes: int, label_names,
@@ -309,11 +329,15 @@ def train_stage(config: ml_collections.ConfigDict, stage: str, model_name: str, 
         actions.append(periodic_actions.Profile(logdir=str(stage_dir), num_profile_steps=5,
                                                 first_profile=first_step + 10))
     pending: list[dict] = []
-    window_start, window_examples = time.perf_counter(), 0
+    window = SpeedWindow()
     logging.info("stage %s (%s): at most %d steps (%.4g epochs of %d steps), batch %d, validation every %d steps%s",
                  stage, model_name, total, budget.epoch(total), budget.steps_per_epoch, config.batch_size,
                  budget.eval_every, f", branches {list(frozen)} frozen" if frozen else "")
-    batches = Prefetch(source.train_batches(start_step=step), prepare, prefetch)
+    # The source's iterator (and its tf.data threads) starts in the prefetch thread, at
+    # the lower priority ``prefetch_nice`` gives it (hmaf.training.data) where the step
+    # runs on the same CPU cores; an accelerator's host threads keep their priority.
+    nice = int(config.get("prefetch_nice", 0)) if jax.default_backend() == "cpu" else 0
+    batches = Prefetch(functools.partial(source.train_batches, start_step=step), prepare, prefetch, nice=nice)
     try:
         while step < total and meta["evals_without_improvement"] < config.patience:
             batch = next(batches)
@@ -324,9 +348,9 @@ def train_stage(config: ml_collections.ConfigDict, stage: str, model_name: str, 
             if step == first_step:
                 jax.block_until_ready(metrics["loss"])
                 logging.info("train step compiled and ran in %.1f s", time.perf_counter() - compile_start)
-                window_start = time.perf_counter()
+                window.reset()
             else:
-                window_examples += len(batch["label"])
+                window.examples += len(batch["label"])
             pending.append(metrics)
             step += 1
             for action in actions:
@@ -340,15 +364,15 @@ def train_stage(config: ml_collections.ConfigDict, stage: str, model_name: str, 
                         f"stage {stage}: loss became {losses[~np.isfinite(losses)][0]} by step {step}; "
                         f"stopping (try a lower learning_rate; the last good checkpoint is in {stage_dir})")
                 means = {k: float(np.mean([m[k] for m in host])) for k in host[0]}
-                elapsed = max(time.perf_counter() - window_start, 1e-9)
-                speed = window_examples / elapsed if window_examples else float("nan")
+                speed, cpu_ms = window.read()
                 eta = (total - step) * config.batch_size / speed if speed == speed and speed > 0 else 0.0
                 logging.info("[%s] epoch %.2f/%.4g step %d/%d | loss %.4f | acc %.3f | %.1f examples/s | ETA %s "
                              "(budget)", stage, budget.epoch(step), budget.epoch(total), step, total,
                              means["loss"], means["accuracy"], speed, _format_eta(eta))
                 writer.write_scalars(step, {f"train/{k}": v for k, v in means.items()}
-                                     | {"train/examples_per_s": speed, "train/epoch": budget.epoch(step)})
-                window_start, window_examples = time.perf_counter(), 0
+                                     | {"train/examples_per_s": speed, "train/cpu_ms_per_example": cpu_ms,
+                                        "train/epoch": budget.epoch(step)})
+                window.reset()
             if step % budget.eval_every == 0 or step == total:
                 variables = {"params": state.params, "batch_stats": state.batch_stats}
                 with report.timed("eval"):
@@ -366,7 +390,7 @@ def train_stage(config: ml_collections.ConfigDict, stage: str, model_name: str, 
                 if improved:
                     checkpoints.save_best(step, prepare.for_checkpoint(variables), spec, config.to_dict())
                 checkpoints.save_latest(step, prepare.for_checkpoint(state), meta)
-                window_start, window_examples = time.perf_counter(), 0  # evaluation is not training speed
+                window.reset()  # evaluation is not training speed
     finally:
         batches.close()
     writer.flush()
