@@ -34,7 +34,7 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 
 from hmaf.data import records  # imports TensorFlow with GPUs hidden
-from hmaf.data.vocab import UNK_ID
+from hmaf.data.vocab import CLITIC_PATTERN, UNK_ID
 
 import tensorflow as tf
 
@@ -172,6 +172,15 @@ def lookup_table(words: Sequence[str]) -> tf.lookup.StaticHashTable:
     return tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(keys, values), default_value=UNK_ID)
 
 
+def lookup_ids(table: tf.lookup.StaticHashTable, words: tf.Tensor) -> tf.Tensor:
+    """Ids of ``words`` (string ``[N]``) as :meth:`hmaf.data.vocab.Vocab.ids` gives them:
+    an unknown word ending in a clitic takes the id of the word before it ("beauty's" ->
+    "beauty"), else ``UNK_ID``. int32 ``[N]``."""
+    ids = table.lookup(words)
+    backed_off = table.lookup(tf.strings.regex_replace(words, CLITIC_PATTERN, ""))
+    return tf.where(tf.equal(ids, UNK_ID), backed_off, ids)
+
+
 def _keep(selection: Selection):
     values = tf.constant(list(selection.values or ()), dtype=tf.string)
 
@@ -201,7 +210,7 @@ def _padded_shapes(word_marks: bool) -> dict[str, list]:
 def _to_model_example(table: tf.lookup.StaticHashTable, word_marks: bool = False):
     def convert(serialized):
         ex = records.parse_example(serialized)
-        word_ids = table.lookup(ex["words"])
+        word_ids = lookup_ids(table, ex["words"])
         out = {
             "word_ids": word_ids,
             "word_mask": tf.ones_like(word_ids, dtype=tf.bool),

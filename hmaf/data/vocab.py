@@ -2,13 +2,22 @@
 
 Id 0 is ``<pad>``, id 1 ``<unk>``; the corpus words follow by frequency, most frequent
 first, ties in alphabetical order, so the same corpus always gives the same ids.
-This module imports numpy only.
+
+A word missing from the vocabulary that ends in an English clitic (``'s``, ``'ll``, ``'d``,
+``'re``, ``'ve``, ``'m``) takes the id of the word before the clitic when that one is in
+the vocabulary: "beauty's" -> "beauty". GloVe's tokenizer split clitics off, so it has no
+vector for "beauty's", and a new sentence's possessives would otherwise all be ``<unk>``.
+A word the corpus has (its vector the mean of both parts, :mod:`hmaf.data.embeddings`)
+keeps its own id, and "n't" never backs off: "shouldn't" -> "should" would flip the
+meaning. :data:`CLITIC_PATTERN` is the rule; :func:`hmaf.data.pipeline.lookup_ids` applies
+the same in TensorFlow. This module imports numpy only.
 """
 
 from __future__ import annotations
 
 import collections
 import os
+import re
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -19,6 +28,10 @@ PAD = "<pad>"
 UNK = "<unk>"
 PAD_ID = 0
 UNK_ID = 1
+# An unknown word ending in one of these clitics backs off to the word before it (RE2 and
+# Python syntax alike: the TensorFlow lookup uses the same pattern).
+CLITIC_PATTERN = r"'(?:s|ll|d|re|ve|m)$"
+_CLITIC = re.compile(CLITIC_PATTERN)
 
 
 class VocabError(ValueError):
@@ -81,9 +94,14 @@ class Vocab:
         return word in self._index
 
     def id(self, word: str) -> int:
-        """The id of ``word``, ``UNK_ID`` when it is not in the vocabulary."""
-        return self._index.get(word, UNK_ID)
+        """The id of ``word``; an unknown word with a clitic takes the id of the word
+        before it (module docstring); otherwise ``UNK_ID``."""
+        found = self._index.get(word)
+        if found is None:
+            found = self._index.get(_CLITIC.sub("", word), UNK_ID)
+        # "<pad>" and "<unk>" are never words of a transcript (as in the TensorFlow table)
+        return found if found > UNK_ID else UNK_ID
 
     def ids(self, words: Iterable[str]) -> np.ndarray:
-        """Ids of ``words``: int32 ``[len(words)]``, unknown words -> ``UNK_ID``."""
-        return np.asarray([self._index.get(w, UNK_ID) for w in words], dtype=np.int32)
+        """Ids of ``words`` (:meth:`id`): int32 ``[len(words)]``."""
+        return np.asarray([self.id(w) for w in words], dtype=np.int32)

@@ -162,3 +162,11 @@ def test_start_step_equals_the_tail_of_the_stream(tiny_corpus, bucket, balanced)
                    for a, b in zip(full[start:], tail))
     with pytest.raises(ValueError, match="start_step"):
         make(-1)
+
+
+def test_tensorflow_lookup_backs_off_clitics_as_the_vocabulary_does():
+    vocab = Vocab.build([["beauty", "we", "it's", "it", "should"]])
+    words = ["beauty's", "we're", "it's", "shouldn't", "nope's", "'s", "beauty", "<pad>", "x'm"]
+    ids = pipeline.lookup_ids(pipeline.lookup_table(vocab.words), tf.constant(words)).numpy()
+    np.testing.assert_array_equal(ids, vocab.ids(words))
+    assert ids[0] == vocab.id("beauty") > UNK_ID and ids[3] == UNK_ID

@@ -26,6 +26,16 @@ def test_ids_map_unknown_words_to_one():
     assert vocab.id("nope") == UNK_ID and "hello" in vocab and len(vocab) == 4
 
 
+def test_unknown_clitic_words_back_off_to_the_word_before_the_clitic():
+    vocab = Vocab.build([["beauty", "we", "john", "should", "it's", "it"]])
+    words = ["beauty's", "we're", "we'll", "john'd", "it's", "shouldn't", "o'brien", "nope's", "'s", "<pad>"]
+    expected = [vocab.id("beauty"), vocab.id("we"), vocab.id("we"), vocab.id("john"),
+                vocab._index["it's"],  # a word the corpus has keeps its own id, not "it"'s
+                UNK_ID, UNK_ID, UNK_ID, UNK_ID, UNK_ID]  # n't, a name, unknown head, no head, special
+    np.testing.assert_array_equal(vocab.ids(words), expected)
+    assert vocab._index["it's"] != vocab.id("it") and vocab.id("beauty") > UNK_ID
+
+
 def test_save_load_round_trip_and_no_temp_left(tmp_path):
     vocab = Vocab.build([["ça", "va", "très", "bien", "va"]])
     path = tmp_path / "vocab.txt"
