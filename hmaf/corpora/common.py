@@ -22,6 +22,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from hmaf.corpora import engines, tts
+from hmaf.data.text import repair_c1
 from hmaf.io import atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -96,7 +97,9 @@ def read_csv_rows(path: str, required: Sequence[str], *, what: str, hint: str,
         for row in reader:
             if limit is not None and len(rows) >= limit:
                 break
-            rows.append(row)
+            # Windows-1252 read as Latin-1 (MELD's dev CSV: "won\x92t") becomes the text
+            # it was, so a TTS engine speaks and a manifest holds the real characters
+            rows.append({k: repair_c1(v) if isinstance(v, str) else v for k, v in row.items()})
     return rows
 
 

@@ -32,6 +32,8 @@ import json
 import os
 from typing import Any
 
+from hmaf.data.text import repair_c1
+
 REQUIRED = ("audio", "label", "speaker")
 # A prediction manifest (hmaf.predict) needs only the recordings.
 REQUIRED_UNLABELLED = ("audio",)
@@ -116,6 +118,10 @@ def _parse_row(raw: dict[str, Any], line: int, folder: str, required: tuple[str,
     transcript = raw.get("transcript")
     if transcript is not None and not isinstance(transcript, str):
         raise TypeError(f"transcript must be a string or null, got {type(transcript).__name__}")
+    if transcript is not None:
+        # Windows-1252 read as Latin-1 ("didn\x92t") is repaired before anything, the
+        # cache key included, sees the text (hmaf.data.text.repair_c1)
+        transcript = repair_c1(transcript)
     speaker = _text(raw.get("speaker")) or ""
     timings = raw.get("word_timings")
     return ManifestRow(

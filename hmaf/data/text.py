@@ -1,6 +1,11 @@
 """Transcript normalisation: text -> the list of words that are aligned and embedded.
 
 Rules, in order:
+0. C1 control characters (U+0080-U+009F) are never text: a transcript that has them is
+   Windows-1252 read as Latin-1 (MELD's dev CSV writes "didn\x92t"), and each becomes its
+   Windows-1252 character ("didn\u2019t"; \x85 -> "\u2026", \x96/\x97 -> dashes);
+   :func:`repair_c1`. The five code points Windows-1252 leaves undefined stay, and
+   separate words like any other control character.
 1. Unicode NFKC (composes "cafe" + combining accent into "café", folds ligatures and
    full-width forms), then lowercase.
 2. Typographic apostrophes (’ ‘ ʼ ′ `) become "'".
@@ -25,7 +30,24 @@ from typing import Sequence
 
 from hmaf.batch import NUM_MARKS
 
+def _cp1252_of_c1() -> dict[int, str]:
+    table = {}
+    for code in range(0x80, 0xA0):
+        try:
+            table[code] = bytes([code]).decode("cp1252")
+        except UnicodeDecodeError:  # 0x81, 0x8D, 0x8F, 0x90, 0x9D: undefined in Windows-1252
+            pass
+    return table
+
+
+_C1_AS_CP1252 = _cp1252_of_c1()
 _APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'", "\u2032": "'", "`": "'"})
+
+
+def repair_c1(text: str) -> str:
+    """``text`` with its C1 control characters read as Windows-1252 (rule 0 of the module
+    docstring): "didn\x92t" -> "didn\u2019t". Text without them is returned unchanged."""
+    return text.translate(_C1_AS_CP1252)
 
 
 def normalize_words(text: str) -> list[str]:
@@ -33,7 +55,7 @@ def normalize_words(text: str) -> list[str]:
 
     Returns an empty list when the text holds no letters or digits; callers reject that.
     """
-    text = unicodedata.normalize("NFKC", text).lower().translate(_APOSTROPHES)
+    text = unicodedata.normalize("NFKC", repair_c1(text)).lower().translate(_APOSTROPHES)
     words: list[str] = []
     current: list[str] = []
 
@@ -104,7 +126,7 @@ def punctuated_words(text: str) -> tuple[list[str], list[int]]:
     at the marks leaves the words as they are: the words are ``normalize_words`` of the
     pieces between marks, in order.
     """
-    text = unicodedata.normalize("NFKC", text)
+    text = unicodedata.normalize("NFKC", repair_c1(text))
     pieces = _MARK_RUN.split(text)  # even: text between marks; odd: a run of mark characters
     words: list[str] = []
     marks: list[int] = []

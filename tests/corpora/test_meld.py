@@ -24,6 +24,12 @@ def data(tmp_path):
     return str(tmp_path)
 
 
+def test_csv_text_in_windows_1252_read_as_latin_1_is_repaired(tmp_path):
+    _csv(tmp_path / "meld_dev.csv", [("We won\x92t\x85 go.", "Ross", "anger", "negative", 0, 0, "male")])
+    (row,) = meld.read_csv(str(tmp_path / "meld_dev.csv"))
+    assert row["Utterance"] == "We won\u2019t\u2026 go."
+
+
 def test_split_by_dialogue_is_deterministic():
     train = [meld.split_of("train", str(d)) for d in range(1000)]
     assert train == [meld.split_of("train", str(d)) for d in range(1000)]

@@ -30,6 +30,13 @@ def test_jsonl_rows_defaults_and_relative_paths(tmp_path):
     assert c.transcript == ""  # kept: "" is rejected later as empty_transcript, unlike null
 
 
+def test_transcripts_in_windows_1252_read_as_latin_1_are_repaired(tmp_path):
+    m = _write(tmp_path / "m.jsonl", json.dumps(
+        {"audio": "a.wav", "transcript": "You didn\x92t", "label": "sad", "speaker": "s"}))
+    (row,), _ = read_manifest(m)
+    assert row.transcript == "You didn\u2019t"  # so the cache key and the records see the text
+
+
 def test_jsonl_malformed_rows_are_rejects_with_file_and_line(tmp_path):
     m = _write(tmp_path / "m.jsonl", "\n".join([
         json.dumps({"audio": "a.wav", "label": "x", "speaker": "s"}),
