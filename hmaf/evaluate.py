@@ -144,7 +144,8 @@ def evaluate_workdir(workdir: str | os.PathLike, data_dir: str | os.PathLike, *,
                      label_map: Mapping[str, str] | None = None, scores: Mapping[str, float] | None = None,
                      stage: str | None = None, batch_size: int | None = None, pad_words_to: int | None = None,
                      pad_frames_to: int | None = None, bucket: bool | None = None,
-                     reliability_png: str | os.PathLike | None = None, no_punctuation: bool = False) -> dict:
+                     reliability_png: str | os.PathLike | None = None, no_punctuation: bool = False,
+                     predictions: str | os.PathLike | None = None) -> dict:
     """Evaluates the model of ``workdir`` on the prepared corpus ``data_dir``.
 
     Returns the metrics of :func:`hmaf.metrics.from_confusion` plus ``split``,
@@ -164,6 +165,11 @@ def evaluate_workdir(workdir: str | os.PathLike, data_dir: str | os.PathLike, *,
     of the (calibrated) probabilities there. ``no_punctuation``: a model trained with
     punctuation marks (``model.punctuation``) sees every mark as 0, as words from speech
     recognition come (the corpus then needs no marks); the result says ``no_punctuation``.
+    ``predictions``: also write one JSON line per evaluated example there, as
+    ``hmaf.experiment``'s ``predictions.jsonl`` (``id``, ``label`` and ``predicted`` in the
+    model's label names, ``probabilities`` of the calibrated logits when the stage has a
+    calibration), so that two models or two versions of a corpus can be compared
+    example by example (``hmaf.analysis.stats``).
     """
     from hmaf import checkpoint
     from hmaf.data.source import DatasetInfo, from_config
@@ -235,6 +241,13 @@ def evaluate_workdir(workdir: str | os.PathLike, data_dir: str | os.PathLike, *,
         reliability_diagram(softmax(logits, temperature), mapping[data_labels], reliability_png,
                             title=f"{config.model.name}, {split}, T = {temperature:.2f}")
         result["reliability_diagram"] = str(reliability_png)
+    if predictions is not None:
+        temperature = result.get("calibration", {}).get("temperature", 1.0)
+        rows = [{"id": u, "label": model_labels[int(t)], "predicted": model_labels[int(p)],
+                 "probabilities": {name: round(float(v), 6) for name, v in zip(model_labels, probs)}}
+                for u, t, p, probs in zip(utt_ids, mapping[data_labels], predicted, softmax(logits, temperature))]
+        atomic_write_text(predictions, "".join(json.dumps(row) + "\n" for row in rows))
+        result["predictions"] = str(predictions)
     if is_sentiment(model_labels) and is_sentiment(info.label_names):
         predicted_sign = np.asarray([SENTIMENT_SIGNS[model_labels[p].lower()] for p in predicted])
         if scores is None:
@@ -284,6 +297,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--scores", default=None, help="JSONL/CSV with id and raw sentiment score (Has0/Non0)")
     parser.add_argument("--stage", default=None, help="text, audio or fusion (default: the last trained)")
     parser.add_argument("--out", default=None, help="write the metrics JSON here (and the table beside it, .md)")
+    parser.add_argument("--predictions", default=None,
+                        help="also write each example's label, prediction and probabilities here (JSONL)")
     parser.add_argument("--no_punctuation", action="store_true",
                         help="a model trained with punctuation marks sees none (as words from speech recognition)")
     args = parser.parse_args(argv)
@@ -293,7 +308,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                   label_map=parse_label_map(args.label_map),
                                   scores=read_scores(args.scores) if args.scores else None, stage=args.stage,
                                   reliability_png=Path(args.out).with_suffix(".reliability.png") if args.out else None,
-                                  no_punctuation=args.no_punctuation)
+                                  no_punctuation=args.no_punctuation, predictions=args.predictions)
     except (FileNotFoundError, LabelMismatchError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -78,9 +78,19 @@ def workdir(tmp_path_factory):
 def test_evaluate_workdir_on_its_corpus(workdir, tmp_path):
     corpus = workdir.parent / "corpus"
     out = tmp_path / "eval.json"
-    assert evaluate.main(["--workdir", str(workdir), "--data", str(corpus), "--out", str(out)]) == 0
+    rows_path = tmp_path / "predictions.jsonl"
+    assert evaluate.main(["--workdir", str(workdir), "--data", str(corpus), "--out", str(out),
+                          "--predictions", str(rows_path)]) == 0
     result = json.loads(out.read_text())
     assert result["split"] == "test" and not result["cross_corpus"]
+    # one row per test example, in the model's label names, agreeing with the metrics
+    rows = [json.loads(line) for line in rows_path.read_text().splitlines()]
+    assert len(rows) == result["num_examples"] == len({r["id"] for r in rows})
+    assert np.mean([r["label"] == r["predicted"] for r in rows]) == pytest.approx(result["wa"])
+    for r in rows:
+        assert set(r["probabilities"]) == set(result["label_names"])
+        assert sum(r["probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
+        assert max(r["probabilities"], key=r["probabilities"].get) == r["predicted"]
     trained = json.loads((workdir / "metrics.json").read_text())
     assert result["wa"] == pytest.approx(trained["fusion"]["test"]["wa"])
     assert np.sum(result["confusion"]) == result["num_examples"]
