@@ -30,6 +30,7 @@ from typing import Sequence
 
 from hmaf.batch import NUM_MARKS
 
+
 def _cp1252_of_c1() -> dict[int, str]:
     table = {}
     for code in range(0x80, 0xA0):
