@@ -20,21 +20,22 @@ import numpy as np
 
 from hmaf import cli
 from hmaf.analysis import stats
+from hmaf.analysis.generalisation import correctness
 
 
 def read_correctness(path: str) -> dict[str, bool]:
     """``{id: label == predicted}`` of a predictions file; ValueError names the file and line."""
-    out: dict[str, bool] = {}
+    rows = []
     with open(path, encoding="utf-8") as f:
         for number, line in enumerate(f, 1):
-            if not line.strip():
-                continue
             try:
-                row = json.loads(line)
-                out[str(row["id"])] = row["label"] == row["predicted"]
-            except (json.JSONDecodeError, KeyError, TypeError) as e:
+                row = json.loads(line) if line.strip() else None
+                if row is not None and not {"id", "label", "predicted"} <= set(row):
+                    raise ValueError(f"missing {sorted({'id', 'label', 'predicted'} - set(row))}")
+            except (ValueError, TypeError) as e:  # JSONDecodeError is a ValueError
                 raise ValueError(f"{path} line {number}: not a prediction row with id, label and predicted ({e})")
-    return out
+            rows += [row] if row is not None else []
+    return correctness(rows)
 
 
 def paired_runs(a_files: Sequence[str], b_files: Sequence[str]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
