@@ -86,6 +86,8 @@ def test_experiment_config_scores_meld_by_weighted_f1_on_its_own_distribution():
     assert config.train.select_metric == "weighted_f1" and config.train.data.balanced is False
     assert config.train.model.word_dropout == 0.1 and config.train.model.embedding_dropout == 0.3
     assert config.train.model.punctuation is True  # chosen on validation (docs/experiments.md)
+    m = config.train.model  # sizes measured on MELD-TTS (docs/experiments.md), not the paper's
+    assert (m.hidden, m.attention_dim, m.fusion_dim, m.filters) == (32, 64, 64, 64)
     assert config.train.data.dir == "data/meld-sentiment" and config.train.data.split_mode == "manifest"
     assert meld_tts.get_config("emotion").train.data.dir == "data/meld-emotion"
     with pytest.raises(ValueError, match="unknown variant"):
