@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from hmaf.data.align import Alignment
-from hmaf.data.mismatch import find_mismatch
+from hmaf.data.mismatch import TRUSTED_FIT, WORDS_PER_S, find_mismatch, measures
 from hmaf.data.utterance import PreprocessError, preprocess_utterance
 
 PAIRS = [
@@ -57,10 +57,39 @@ def test_measures_name_themselves():
     assert find_mismatch(samples, words, ok) is None
     assert "speaking rate 30.0 words" in find_mismatch(samples, ["w"] * 60, ok)
     ok.fit = 0.3
-    assert "misfit 1.40 above 1.3 (the pocketsphinx alignment explains 30% of the speech" in find_mismatch(
+    assert "misfit 1.40 above 1.3 (pocketsphinx explains 30% of the speech" in find_mismatch(
         samples, words, ok)
     ok.fit, ok.disagreement_s = 0.8, 0.3
     assert "misfit 1.40" in find_mismatch(samples, words, ok) and "300 ms apart" in find_mismatch(samples, words, ok)
+    assert "speaking rate" not in str(find_mismatch(samples, ["w"] * 8, ok))  # 4 words/s
+
+
+def test_disagreement_does_not_count_where_pocketsphinx_explains_the_speech():
+    """At fit >= TRUSTED_FIT pocketsphinx found every word; aeneas alone was lost (MELD-TTS)."""
+    samples = np.random.default_rng(0).normal(0, 0.1, 32000).astype(np.float32)
+    words = ["w"] * 6
+    alignment = Alignment(starts=np.arange(6) * 0.3, ends=np.arange(6) * 0.3 + 0.25, confidence=np.ones(6),
+                          aligner="pocketsphinx", fit=TRUSTED_FIT, disagreement_s=0.5)
+    assert find_mismatch(samples, words, alignment) is None
+    assert measures(samples, words, alignment)["disagreement_s"] == 0.5  # still reported
+    alignment.fit = TRUSTED_FIT - 0.01  # just below: the disagreement counts again
+    reason = find_mismatch(samples, words, alignment)
+    assert reason is not None and "500 ms apart" in reason
+
+
+def test_speaking_rate_limits():
+    """8.5 words/s passes (MELD-TTS's fast espeak-ng reached 8.2); 10 is out of range."""
+    samples = np.zeros(48000, np.float32)
+    samples[:32000] = np.random.default_rng(1).normal(0, 0.1, 32000)  # 2 s of speech, then silence
+    alignment = Alignment(starts=np.zeros(1), ends=np.full(1, 0.4), confidence=np.ones(1), aligner="aeneas")
+    assert measures(samples, ["w"] * 17, alignment)["words_per_s"] == pytest.approx(8.5, rel=0.02)
+    assert find_mismatch(samples, ["w"] * 17, alignment) is None
+    assert "speaking rate 9.9 words" in find_mismatch(samples, ["w"] * 20, alignment)
+
+
+def test_squeezed_words_are_rejected():
+    samples = np.random.default_rng(0).normal(0, 0.1, 32000).astype(np.float32)
+    words = ["w"] * 6
     squeezed = Alignment(starts=np.arange(6) * 0.3, ends=np.arange(6) * 0.3 + 0.01, confidence=np.ones(6),
                          aligner="aeneas")
     assert "squeezed" in find_mismatch(samples, words, squeezed)
