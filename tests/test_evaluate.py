@@ -106,10 +106,10 @@ def test_evaluate_workdir_on_its_corpus(workdir, tmp_path):
     unfamiliar = record["unfamiliar"]
     assert unfamiliar["score"] == calibration["unfamiliar_score"] == DEFAULT_SCORE
     assert set(unfamiliar["thresholds"]) == {"energy", "mahalanobis", "input", "combined"}
-    assert unfamiliar["dims"] == {"mahalanobis": 4, "input": 2 * 13 + 2}  # filters x widths of the tiny model
+    assert unfamiliar["dims"] == {"mahalanobis": 4, "input": 3 * 13 + 2}  # filters x widths of the tiny model
     with np.load(workdir / "fusion" / unfamiliar["file"]) as arrays:
         assert arrays["mahalanobis_means"].shape == (4, 4)  # one mean per class
-        assert arrays["input_precision"].shape == (28, 28)
+        assert arrays["input_precision"].shape == (41, 41)
     assert result["unfamiliar_rate"] == calibration["unfamiliar_rate"]
     assert calibration["unfamiliar_rates"][DEFAULT_SCORE] == calibration["unfamiliar_rate"]
     assert set(calibration["unfamiliar_rates"]) == set(unfamiliar["thresholds"])

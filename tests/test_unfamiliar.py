@@ -106,7 +106,7 @@ def test_input_statistics_of_a_known_signal_ignore_padding():
     frames[1, 0, :2] = 1.0  # utterance 1: one word, two constant frames
     frame_mask[1, 0, :2] = word_mask[1, 0] = True
     stats = U.input_statistics(frames, frame_mask, word_mask, hop_s=0.01, coefficients=4)
-    assert stats.shape == (2, 2 * 4 + 2)
+    assert stats.shape == (2, 3 * 4 + 2)
     # DCT-II (orthonormal) of the band-mean profile k / 10 + 0.5: c0 = sum / sqrt(M), and a
     # profile rising with k has a negative c1, no even-order terms beyond c0.
     profile = np.arange(bands) / 10 + 0.5
@@ -121,7 +121,33 @@ def test_input_statistics_of_a_known_signal_ignore_padding():
     np.testing.assert_allclose(stats[1, :4], [np.sqrt(bands), 0, 0, 0], atol=1e-9)
     np.testing.assert_allclose(stats[1, 4:9], 0.0, atol=1e-12)
     assert stats[1, 9] == pytest.approx(np.log(1 / 0.02))
-    assert U.input_statistics(frames, frame_mask, word_mask).shape == (2, 2 * 13 + 2)  # the default
+    # spectral flux: within each word every band changes by exactly 1 from frame to frame
+    np.testing.assert_allclose(stats[0, 10:14], [np.sqrt(bands), 0, 0, 0], atol=1e-6)
+    np.testing.assert_allclose(stats[1, 10:14], 0.0, atol=1e-12)  # constant frames
+    assert U.input_statistics(frames, frame_mask, word_mask).shape == (2, 3 * 13 + 2)  # the default
+
+
+def test_spectral_flux_ignores_word_boundaries_and_one_frame_words():
+    bands = 8
+    frames = np.zeros((1, 3, 4, bands), np.float32)
+    frame_mask = np.zeros((1, 3, 4), bool)
+    frames[0, 0, :3], frames[0, 1, :2], frames[0, 2, :1] = 0.0, 5.0, -7.0  # constant words, jumps between
+    frame_mask[0, 0, :3] = frame_mask[0, 1, :2] = frame_mask[0, 2, :1] = True
+    frames[0, 0, 3] = 50.0  # padding after a word
+    stats = U.input_statistics(frames, frame_mask, np.ones((1, 3), bool), coefficients=4)
+    np.testing.assert_allclose(stats[0, 10:14], 0.0, atol=1e-12)
+    frames[0, 1, 1] = 6.0  # one real change of 1 in every band, of 3 within-word pairs
+    stats = U.input_statistics(frames, frame_mask, np.ones((1, 3), bool), coefficients=4)
+    assert stats[0, 10] == pytest.approx(np.sqrt(bands) / 3)
+
+
+def test_a_detector_fitted_before_the_flux_reads_the_leading_statistics():
+    rng = np.random.default_rng(5)
+    stats = rng.normal(size=(200, 3 * 13 + 2))
+    old = U.Gaussians.fit(stats[:, :2 * 13 + 2])  # as fitted by the earlier input_statistics
+    detector = U.UnfamiliarDetector("input", 1.0, {"input": 10.0}, inputs=old)
+    features = U.Features(np.zeros((200, 2)), input_stats=stats)
+    np.testing.assert_allclose(detector.scores(features)["input"], old.distance(stats[:, :2 * 13 + 2]))
 
 
 def test_save_load_round_trip_and_the_fallbacks(tmp_path, caplog):

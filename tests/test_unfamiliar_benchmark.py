@@ -42,6 +42,7 @@ def test_flags_a_tilted_channel_and_few_of_a_same_source_corpus(tmp_path, capsys
     assert [r["fold"] for r in folds] == [0, 1, 2]
     for record in folds:
         assert set(record["train_voices"]).isdisjoint(record["validation_voices"])
+        assert record["input_dims"] == 3 * 13 + 2
         for rule in ("validation", "validation_and_loso_train"):
             part = record[rule]
             assert part["tilted"]["flagged"] == 1.0 and part["tilted"]["n"] == 9  # speaker s1 only
@@ -63,3 +64,13 @@ def test_a_prefix_no_speaker_has_is_an_error(tmp_path):
         assert e.code == 2
     else:
         raise AssertionError("an --other prefix matching no speaker must fail")
+
+
+def test_human_statistics_cover_every_sonnet_line():
+    from hmaf.unfamiliar import input_statistics
+
+    stats, names = unfamiliar_input.human_statistics()
+    assert int((names == "sonnet").sum()) == 14  # the title line left out
+    assert set(names) <= {"sonnet", "alsa"}
+    width = input_statistics(np.zeros((1, 1, 2, 64)), np.ones((1, 1, 2), bool), np.ones((1, 1), bool)).shape[1]
+    assert stats.shape == (len(names), width) and np.all(np.isfinite(stats))
