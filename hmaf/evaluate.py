@@ -37,6 +37,7 @@ import ml_collections
 import numpy as np
 
 from hmaf import cli
+from hmaf.analysis.generalisation import prediction_row
 from hmaf.io import atomic_write_text
 from hmaf.calibration import CALIBRATION_FILE, calibration_report, reliability_diagram, softmax
 from hmaf.metrics import classification_metrics
@@ -243,9 +244,8 @@ def evaluate_workdir(workdir: str | os.PathLike, data_dir: str | os.PathLike, *,
         result["reliability_diagram"] = str(reliability_png)
     if predictions is not None:
         temperature = result.get("calibration", {}).get("temperature", 1.0)
-        rows = [{"id": u, "label": model_labels[int(t)], "predicted": model_labels[int(p)],
-                 "probabilities": {name: round(float(v), 6) for name, v in zip(model_labels, probs)}}
-                for u, t, p, probs in zip(utt_ids, mapping[data_labels], predicted, softmax(logits, temperature))]
+        rows = [prediction_row(u, model_labels[int(t)], probs, model_labels)
+                for u, t, probs in zip(utt_ids, mapping[data_labels], softmax(logits, temperature))]
         atomic_write_text(predictions, "".join(json.dumps(row) + "\n" for row in rows))
         result["predictions"] = str(predictions)
     if is_sentiment(model_labels) and is_sentiment(info.label_names):

@@ -220,9 +220,7 @@ def predict_test_split(model_dir: Path, source) -> list[dict]:
                                 input_statistics(batch["frames"], batch["frame_mask"], batch["word_mask"]))
             scores, flags = detector.scores(features), detector.flags(features)
         for i, (utt_id, label, p) in enumerate(zip(batch["utt_id"], np.asarray(batch["label"]), probs)):
-            row = {"id": utt_id.decode() if isinstance(utt_id, bytes) else str(utt_id),
-                   "label": label_names[int(label)], "predicted": label_names[int(p.argmax())],
-                   "probabilities": {name: round(float(v), 6) for name, v in zip(label_names, p)}}
+            row = generalisation.prediction_row(utt_id, label_names[int(label)], p, label_names)
             if detector is not None:
                 row.update(unfamiliar=bool(flags[detector.score][i]),
                            unfamiliar_score=round(float(scores[detector.score][i]), 6),

@@ -74,6 +74,16 @@ def stage_info(metrics: Mapping) -> dict[str, dict]:
     return out
 
 
+def prediction_row(utt_id: str | bytes, label: str, probabilities: np.ndarray,
+                   label_names: Sequence[str]) -> dict:
+    """One row of a predictions file (``hmaf.experiment``'s ``predictions.jsonl``,
+    ``hmaf.evaluate --predictions``): ``id``, ``label``, ``predicted`` (the most probable of
+    ``label_names``) and ``probabilities`` ``{class: p}`` (``probabilities`` ``[C]``)."""
+    return {"id": utt_id.decode() if isinstance(utt_id, bytes) else str(utt_id), "label": label,
+            "predicted": label_names[int(np.argmax(probabilities))],
+            "probabilities": {name: round(float(v), 6) for name, v in zip(label_names, probabilities)}}
+
+
 def correctness(rows: Sequence[Mapping]) -> dict[str, bool]:
     """``id -> predicted == label`` of prediction rows."""
     return {str(r["id"]): r["predicted"] == r["label"] for r in rows}
