@@ -194,3 +194,54 @@ def test_new_words_are_added_without_rebuilding_the_search(spoken):
     assert cpu < 0.5, f"adding 20 words took {cpu:.2f} CPU-s"
     result = align_sphinx.align(samples, [new[0]] + words[1:])  # an added word in the transcript aligns
     assert result.starts.shape == (len(words),)
+
+
+def _path(words, start_frames, noise=None):
+    """Fake pocketsphinx segments: each word 20 frames from its start frame, and
+    optionally a noise segment ``(start, end)`` in frames."""
+    segments = [(w, s, s + 19, 0.99) for w, s in zip(words, start_frames)]
+    if noise is not None:
+        segments.insert(0, ("++noise++", noise[0], noise[1], 0.99))
+    return segments
+
+
+def test_a_path_that_leaves_speech_unexplained_sends_the_search_on(monkeypatch):
+    """Narrow beams can keep a path whose noise segment covers speech; the wider searches
+    then run and the path that explains the most speech is kept."""
+    samples = np.random.default_rng(0).normal(0, 0.1, 16000).astype(np.float32)  # 1 s, all speech
+    words = ["a", "b"]
+    bad = _path(words, [60, 80], noise=(0, 59))  # 60 % of the speech in noise
+    good = _path(words, [0, 50])
+    tried = []
+
+    def paths(pcm, ws):
+        for segments in (bad, good, bad):
+            tried.append(segments)
+            yield segments, ws, 100
+
+    monkeypatch.setattr(align_sphinx, "_paths", paths)
+    result = align_sphinx.align(samples, words)
+    np.testing.assert_allclose(result.starts, [0.0, 0.5])
+    assert result.fit >= align_sphinx.RETRY_FIT and len(tried) == 2  # stopped at the good one
+
+
+def test_the_first_path_that_explains_the_speech_is_kept(monkeypatch):
+    samples = np.random.default_rng(0).normal(0, 0.1, 16000).astype(np.float32)
+    words = ["a", "b"]
+
+    def paths(pcm, ws):
+        yield _path(ws, [0, 50]), ws, 100
+        raise AssertionError("searched on after a path that explains the speech")
+
+    monkeypatch.setattr(align_sphinx, "_paths", paths)
+    np.testing.assert_allclose(align_sphinx.align(samples, words).starts, [0.0, 0.5])
+
+
+def test_the_best_of_poor_paths_is_kept(monkeypatch):
+    samples = np.random.default_rng(0).normal(0, 0.1, 16000).astype(np.float32)
+    words = ["a", "b"]
+    worse, better = _path(words, [70, 90], noise=(0, 69)), _path(words, [40, 60], noise=(0, 39))
+    monkeypatch.setattr(align_sphinx, "_paths", lambda pcm, ws: iter([(worse, ws, 100), (better, ws, 100)]))
+    result = align_sphinx.align(samples, words)
+    np.testing.assert_allclose(result.starts, [0.4, 0.6])
+    assert result.fit < align_sphinx.RETRY_FIT
