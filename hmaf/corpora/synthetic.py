@@ -69,7 +69,7 @@ DEFAULT_ENGINES = ("espeak", "festival")
 # 1280 utterances of 20 voices (10 per engine). Against the earlier 640 of 10, over five
 # speaker folds at the main job's model sizes: FAF 84.4 +- 3.1 % against 74.4 +- 6.8 %,
 # and the unfamiliar-input flag on 4.9 +- 1.9 % of held-out voices (5 % aimed at) against
-# 15.6 +- 19.1 % (README, "Results"). Where the engines have fewer voices than this
+# 9.1 +- 11.0 % (README, "Results"). Where the engines have fewer voices than this
 # (``--engines flite`` alone), the corpus takes all of theirs (:func:`default_speakers`).
 DEFAULT_SIZE = 1280
 DEFAULT_SPEAKERS = 20
