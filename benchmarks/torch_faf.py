@@ -1,7 +1,7 @@
 """Optional extra: FAF train and eval steps, JAX (hmaf) against a plain PyTorch version.
 
     python -m benchmarks.torch_faf [--threads 2] [--shapes 8x24x64,32x24x64,8x48x128]
-                                   [--device cpu|cuda] [--rounds 7] [--quick] [--out FILE.jsonl]
+                                   [--device cpu|cuda] [--rounds 7] [--calls 3] [--quick] [--out FILE.jsonl]
 
 Needs ``torch`` (the ``torch`` extra of pyproject.toml; not a dependency of hmaf).
 
@@ -30,7 +30,12 @@ affinity, the same CPUs (its flags are recorded). ``OMP_WAIT_POLICY`` defaults t
 ``PASSIVE`` (recorded): spinning OpenMP threads collapse PyTorch on shared cores.
 With ``--device cuda`` both run on the first GPU (PyTorch with cuDNN's GRU); without
 a GPU that run prints one JSON line with ``"skipped"`` and the reason, and exits 0.
-Medians over ``--rounds`` are reported; ``ratio_{train,infer}`` = PyTorch's best wall
+Each round times ``--calls`` consecutive calls of each contestant and keeps their
+mean: the steady state of a loop that runs one step after another, as training and
+evaluation do. With ``--calls 1`` every timed call follows another contestant's, so
+it also pays for caches and freed memory that a different program left (on CPU the
+first JAX eval step after a train step ran 1.45x slower than the next ones). Medians
+over ``--rounds`` are reported; ``ratio_{train,infer}`` = PyTorch's best wall
 time / JAX's wall time; ``ratio_*_cpu`` PyTorch's smaller CPU time per step (either form) / JAX's,
 counting the whole process (on a loaded machine wall time mostly measures the
 scheduler; CPU time measures the work, plus any time threads spin while waiting).
@@ -64,6 +69,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         type=lambda s: [parse_shape(x) for x in s.split(",") if x])
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--calls", type=int, default=3,
+                        help="consecutive calls of each contestant per round, timed together (their mean)")
     parser.add_argument("--quick", action="store_true", help="tiny model sizes (smoke test)")
     parser.add_argument("--out", default=None, help="append JSON lines to this file")
     return parser.parse_args(argv)
@@ -115,13 +122,14 @@ def main(argv: list[str] | None = None) -> int:
         for _ in range(args.rounds):
             for name, fn in steps.items():
                 cpu_start, start = time.process_time(), time.perf_counter()
-                fn()
-                times[name].append(time.perf_counter() - start)
-                cpu_times[name].append(time.process_time() - cpu_start)
+                for _ in range(args.calls):
+                    fn()
+                times[name].append((time.perf_counter() - start) / args.calls)
+                cpu_times[name].append((time.process_time() - cpu_start) / args.calls)
         med = {name: statistics.median(t) for name, t in times.items()}
         cpu = {name: statistics.median(t) for name, t in cpu_times.items()}
         record: dict[str, Any] = {"section": "torch_comparison", "model": "faf", "batch_size": b, "max_words": n,
-                                  "max_frames": l, "rounds": args.rounds, "jax_layout": "packed", **params}
+                                  "max_frames": l, "rounds": args.rounds, "calls": args.calls, "jax_layout": "packed", **params}
         for mode in ("train", "infer"):
             best = min(FORMS, key=lambda f: med[f"torch_{f}_{mode}"])
             record[f"jax_{mode}_ms"] = 1e3 * med[f"jax_{mode}"]

@@ -145,13 +145,14 @@ def test_faf_matches_equations_9_and_10_by_hand():
     np.testing.assert_allclose(v, u_alpha[..., None] * h, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("hoist", [True, False])
 @pytest.mark.parametrize("reverse", [False, True])
-def test_hoisted_gru_matches_flax_gru_cell(reverse):
+def test_gru_matches_flax_gru_cell(reverse, hoist):
     rng = np.random.default_rng(4)
     x = jnp.asarray(rng.normal(size=(3, 2, 6, 5)), jnp.float32)
     lengths = np.array([[6, 3], [1, 4], [2, 6]])
     mask = jnp.asarray(np.arange(6)[None, None] < lengths[..., None])
-    gru = GRU(4, reverse=reverse)
+    gru = GRU(4, reverse=reverse, hoist_input=hoist)
     params = gru.init(jax.random.key(0), x, mask)["params"]
     ours = gru.apply({"params": params}, x, mask)
 

@@ -13,7 +13,9 @@ from hmaf.data.toy import random_batch
 from hmaf.models import build_model
 from hmaf.models.packing import (PACK_KEYS, first_fit_decreasing, pack_batch, packed_inputs,
                                  real_frame_share, rows_for)
-from hmaf.models.rnn import BiGRU
+from hmaf.models.encoders import FrameAttention, packed_frame_attention
+from hmaf.models.rnn import BiGRU, hoists
+from hmaf.training.distributed import pack_per_device
 
 SMALL = dict(hidden=7, attention_dim=6, fusion_dim=5, filters=4, widths=(2, 3))
 VOCAB, EMBED, CLASSES = 20, 8, 3
@@ -114,7 +116,63 @@ def test_unhoisted_gru_equals_hoisted():
     mask = jnp.asarray(np.arange(7)[None] < np.array([[7], [3], [1], [5]]))
     params = BiGRU(6).init(jax.random.key(1), x, mask)
     np.testing.assert_allclose(BiGRU(6, hoist_input=False).apply(params, x, mask),
-                               BiGRU(6).apply(params, x, mask), rtol=1e-5, atol=1e-6)
+                               BiGRU(6, hoist_input=True).apply(params, x, mask), rtol=1e-5, atol=1e-6)
+    assert hoists(None) is (jax.default_backend() != "cpu") and hoists(True) and not hoists(False)
+
+
+def test_time_major_bigru_equals_batch_major():
+    rng = np.random.default_rng(5)
+    x = jnp.asarray(rng.normal(size=(4, 7, 5)), jnp.float32)  # [S, T, F]
+    mask = jnp.asarray(np.arange(7)[None] < np.array([[7], [3], [1], [5]]))
+    starts = jnp.asarray(np.arange(7)[None] == np.array([[0], [2], [0], [4]]))
+    ends = jnp.asarray(np.arange(7)[None] == np.array([[3], [1], [0], [6]]))
+    params = BiGRU(6).init(jax.random.key(1), x, mask)
+    batch_major = BiGRU(6).apply(params, x, mask, starts, ends)
+    time_major = BiGRU(6, time_major=True).apply(params, x.swapaxes(0, 1), mask.T, starts.T, ends.T)
+    np.testing.assert_allclose(time_major.swapaxes(0, 1), batch_major, rtol=1e-6, atol=1e-7)
+    with pytest.raises(ValueError, match="fused"):
+        BiGRU(6, fused=True, time_major=True).init(jax.random.key(1), x, mask)
+
+
+@pytest.mark.parametrize("groups", [1, 2])
+def test_packed_pooling_in_rows_equals_pooling_after_unpacking(groups):
+    """Eq. 6 summed in the packed rows (eval) and after unpacking (training): the same
+    f_alpha, f_v and gradients, also with per-device packing groups."""
+    batch = batch_of(seed=6, b=4, n=5, l=9)
+    if groups == 1:
+        packing = {k: jnp.asarray(v) for k, v in pack_batch(batch, row_multiple=2).items() if k in PACK_KEYS}
+    else:
+        class Layout:
+            row_multiple = 2
+
+            def rows(self, b, n, l):
+                return 4
+        local = pack_per_device(batch, Layout(), groups, 0, groups)
+        packing = {k: jnp.asarray(local[k]) for k in PACK_KEYS}
+    frames = jnp.asarray(batch["frames"])
+    frame_mask = jnp.asarray(batch["frame_mask"])
+    frame = FrameAttention(5, 4, time_major=True)
+    row_shape = packing["pack_mask"].shape[-2:]
+    rows = jnp.zeros((row_shape[1], groups * row_shape[0], frames.shape[-1]))
+    params = frame.init(jax.random.key(2), rows, jnp.ones(rows.shape[:2], bool))
+
+    def run(pool_packed):
+        def loss(p, x):
+            f_alpha, f_v = packed_frame_attention(frame.bind(p), x, frame_mask, packing, pool_packed=pool_packed)
+            return (f_v ** 2).sum(), (f_alpha, f_v)
+        (_, outs), grads = jax.value_and_grad(loss, argnums=(0, 1), has_aux=True)(params, frames)
+        return outs, grads
+
+    (alpha_rows, v_rows), grads_rows = run(True)
+    (alpha_unpacked, v_unpacked), grads_unpacked = run(False)
+    np.testing.assert_allclose(alpha_rows, alpha_unpacked, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(v_rows, v_unpacked, rtol=1e-5, atol=1e-6)
+    for a, b in zip(jax.tree.leaves(grads_rows), jax.tree.leaves(grads_unpacked)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+    # every real word has its attention summing to one, padded words none
+    real = np.asarray(frame_mask).any(-1)
+    np.testing.assert_allclose(np.asarray(alpha_rows).sum(-1)[real], 1.0, rtol=1e-5)
+    assert np.all(np.asarray(v_rows)[~real] == 0) and np.all(np.abs(np.asarray(v_rows)[real]).sum(-1) > 0)
 
 
 @pytest.mark.parametrize("name", ["faf", "audio_only"])

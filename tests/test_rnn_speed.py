@@ -128,10 +128,11 @@ def test_torch_comparison_quick_run_and_cuda_skip(tmp_path):
     out = tmp_path / "cmp.jsonl"
     affinity = os.sched_getaffinity(0)
     try:  # in this process: a subprocess would import jax and torch again (slow on 2 cores)
-        assert torch_faf.main(["--quick", "--shapes", "2x4x8", "--rounds", "2", "--out", str(out)]) == 0
+        assert torch_faf.main(["--quick", "--shapes", "2x4x8", "--rounds", "2", "--calls", "2", "--out", str(out)]) == 0
     finally:
         os.sched_setaffinity(0, affinity)  # the benchmark pins itself to --threads CPUs
     (record,) = [json.loads(line) for line in out.read_text().splitlines()]
+    assert record["calls"] == 2 and record["rounds"] == 2
     for mode in ("train", "infer"):
         assert record[f"torch_best_{mode}_form"] in ("packed", "padded")
         best = record[f"torch_best_{mode}_examples_per_s"]

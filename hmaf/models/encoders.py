@@ -129,22 +129,24 @@ class FrameAttention(nn.Module):
     vmapped over words) or packed rows holding several words end to end.
 
     Args (call): frames ``[S, T, M]``; frame_mask ``[S, T]``; starts/ends ``[S, T]``
-      (each word's first/last frame in packed rows) or None.
-    Returns: f_h ``[S, T, 2H]`` and the unnormalised scores ``[S, T]``; the caller
-      normalises them per word.
+      (each word's first/last frame in packed rows) or None; with ``time_major``
+      all of them time first (``[T, S, ...]``).
+    Returns: f_h ``[S, T, 2H]`` and the unnormalised scores ``[S, T]`` (time first
+      with ``time_major``); the caller normalises them per word.
     """
 
     hidden: int = 100
     attention_dim: int | None = None
     unroll: int = 1
     dtype: Dtype = jnp.float32
-    hoist_input: bool = True
+    hoist_input: bool | None = None
+    time_major: bool = False
 
     @nn.compact
     def __call__(self, frames: jax.Array, frame_mask: jax.Array, starts: jax.Array | None = None,
                  ends: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
         f_h = BiGRU(self.hidden, unroll=self.unroll, dtype=self.dtype, hoist_input=self.hoist_input,
-                    name="bigru")(frames.astype(self.dtype), frame_mask, starts, ends)
+                    time_major=self.time_major, name="bigru")(frames.astype(self.dtype), frame_mask, starts, ends)
         scores = Attention(self.attention_dim or 2 * self.hidden, dtype=self.dtype,
                            name="attention")(f_h, frame_mask, normalize=False)
         return f_h, scores
@@ -166,7 +168,7 @@ class AudioEncoder(nn.Module):
     attention_dim: int | None = None
     unroll: int = 1
     dtype: Dtype = jnp.float32
-    hoist_input: bool = True
+    hoist_input: bool | None = None
     audio_norm: str = "batch"
     speaker_stats_dropout: float = 0.0
     spec_augment: tuple[int, int, int, int] = (0, 0, 0, 0)
@@ -208,28 +210,74 @@ class AudioAttention(AudioEncoder):
                 variable_axes={"params": None},
                 split_rngs={"params": False},
             )(*frame_args, name="frame")(frames, frame_mask)
+            f_alpha = masked_softmax(scores, frame_mask)  # eq. 4, per word
+            f_v = weighted_sum(f_alpha, f_h)  # eq. 6: [B, N, 2H]
         else:
-            # Packed per device (hmaf.training.distributed), the arrays have a leading
-            # group axis G [G, P, R] and index within their group's B / G examples: the
-            # gathers are batched over G, so no device reads another device's frames.
-            groups = packing["pack_src"].shape[0] if packing["pack_src"].ndim == 3 else 1
-            take = jax.vmap(lambda values, index: jnp.take(values, index, axis=0))
-            src = packing["pack_src"].reshape((groups, -1))  # [G, P * R]
-            rows = take(frames.reshape((groups, -1, frames.shape[-1])), src)  # [G, P * R, M]
-            row_shape = packing["pack_mask"].shape[-2:]
-            rows = rows.reshape((-1, *row_shape, frames.shape[-1]))  # [G * P, R, M]
-            f_h, scores = FrameAttention(*frame_args, name="frame")(
-                rows, *(packing[k].reshape((-1, *row_shape)) for k in ("pack_mask", "pack_start", "pack_end")))
-            index = packing["unpack_index"].reshape((groups, -1))  # [G, B / G * N * L] -> packed position
-            f_h = take(f_h.reshape((groups, -1, f_h.shape[-1])), index).reshape((*frame_mask.shape, -1))
-            scores = take(scores.reshape((groups, -1)), index).reshape(frame_mask.shape)  # [B, N, L]
-        f_alpha = masked_softmax(scores, frame_mask)  # eq. 4, per word
-        f_v = weighted_sum(f_alpha, f_h)  # eq. 6: [B, N, 2H]
+            f_alpha, f_v = packed_frame_attention(
+                FrameAttention(*frame_args, time_major=True, name="frame"), frames, frame_mask, packing,
+                pool_packed=not train)
         w_h = BiGRU(self.hidden, unroll=self.unroll, dtype=self.dtype, hoist_input=self.hoist_input,
                     name="bigru")(f_v, word_mask)
         w_alpha = Attention(self.attention_dim or 2 * self.hidden, dtype=self.dtype,
                             name="attention")(w_h, word_mask)
         return w_h, w_alpha, f_alpha
+
+
+def packed_frame_attention(frame: FrameAttention, frames: jax.Array, frame_mask: jax.Array,
+                           packing: Mapping[str, jax.Array], *, pool_packed: bool) -> tuple[jax.Array, jax.Array]:
+    """Eq. 3-6 over packed rows (:mod:`hmaf.models.packing`): the frame BiGRU and
+    attention on the rows, the per-word softmax, and each word's weighted sum.
+
+    The rows run time-major (``[R, G * P]``): the GRU scans their first axis with no
+    transposes in or out. Packed per device (:mod:`hmaf.training.distributed`), the
+    packing arrays have a leading group axis G (``[G, P, R]``) and index within their
+    group's ``B / G`` examples; the gathers are batched over G, so no device reads
+    another device's frames.
+
+    Args: frame: a time-major :class:`FrameAttention`; frames ``[B, N, L, M]``
+      (normalised); frame_mask ``[B, N, L]``; packing: the arrays of
+      :func:`hmaf.models.packing.pack_batch`; pool_packed: sum eq. 6 in the packed
+      rows (a segment sum per word, never building ``[B, N, L, 2H]``: faster
+      forward) rather than after unpacking the states (faster forward + backward).
+      Both give the same result up to float rounding (tests/test_packing.py).
+
+    Returns: f_alpha ``[B, N, L]`` and f_v ``[B, N, 2H]``.
+    """
+    b, n, l = frame_mask.shape
+    p, r = packing["pack_mask"].shape[-2:]
+    groups = packing["pack_src"].shape[0] if packing["pack_src"].ndim == 3 else 1
+    take = jax.vmap(lambda values, index: jnp.take(values, index, axis=0))
+
+    def time_major(a: jax.Array) -> jax.Array:
+        """``[(G,) P, R]`` -> ``[G, R * P]``: each group's positions, time-major."""
+        return a.reshape((groups, p, r)).swapaxes(1, 2).reshape((groups, r * p))
+
+    def rows_first(a: jax.Array) -> jax.Array:
+        """``[G, R * P, ...]`` -> ``[R, G * P, ...]``: what the GRU scans."""
+        a = a.reshape((groups, r, p) + a.shape[2:])
+        return jnp.moveaxis(a, 0, 1).reshape((r, groups * p) + a.shape[3:])
+
+    def per_group(a: jax.Array) -> jax.Array:
+        """Inverse of ``rows_first``."""
+        a = a.reshape((r, groups, p) + a.shape[2:])
+        return jnp.moveaxis(a, 1, 0).reshape((groups, r * p) + a.shape[3:])
+
+    src = time_major(packing["pack_src"])  # [G, R * P]: flat index into the group's [B / G, N, L]
+    rows = take(frames.reshape((groups, -1, frames.shape[-1])), src)  # [G, R * P, M]
+    f_h, scores = frame(rows_first(rows), *(rows_first(time_major(packing[k]))
+                                            for k in ("pack_mask", "pack_start", "pack_end")))
+    f_h, scores = per_group(f_h), per_group(scores)  # [G, R * P, 2H], [G, R * P]
+    index = packing["unpack_index"].reshape((groups, -1))  # each frame's packed position p * R + r
+    index = (index % r) * p + index // r  # ... time-major: r * P + p
+    f_alpha = masked_softmax(take(scores, index).reshape(frame_mask.shape), frame_mask)  # eq. 4, per word
+    if not pool_packed:
+        return f_alpha, weighted_sum(f_alpha, take(f_h, index).reshape((b, n, l, -1)))  # eq. 6
+    alpha = take(f_alpha.reshape((groups, -1)), src) * time_major(packing["pack_mask"])  # [G, R * P]
+    word = src // l  # the word of each position, b * N + n within its group
+    weighted = alpha.astype(f_h.dtype)[..., None] * f_h
+    f_v = jax.vmap(lambda values, ids: jax.ops.segment_sum(values, ids, num_segments=b * n // groups))(
+        weighted, word)  # eq. 6: [G, B / G * N, 2H]
+    return f_alpha, f_v.reshape((b, n, -1))
 
 
 def input_frames(module: nn.Module, frames: jax.Array, frame_mask: jax.Array, *, train: bool,

@@ -1,8 +1,10 @@
-"""Masked (bidirectional) GRU with the input projections hoisted out of the scan.
+"""Masked (bidirectional) GRU, its input projections hoisted out of the scan where that
+is faster.
 
-Flax's ``GRUCell`` projects the input inside every scan step. Here the three input
+Flax's ``GRUCell`` projects the input inside every scan step. Hoisted, the three input
 projections of all time steps are one matmul before the scan, so the sequential part
-only does the ``[H, 3H]`` recurrent matmul. The parametrisation equals Flax's
+only does the ``[H, 3H]`` recurrent matmul: faster on accelerators, slower on CPU
+(:func:`hoists`). The parametrisation equals Flax's
 ``GRUCell`` (input projections with bias, recurrent ones without, except the
 candidate's), so results match ``nn.RNN(nn.GRUCell)`` given the same weights:
 
@@ -45,51 +47,63 @@ class GRU(nn.Module):
       unroll: scan unroll factor (a speed knob; results do not depend on it).
       dtype: computation dtype (e.g. ``jnp.bfloat16`` on accelerators); the state
         is carried in float32.
-      hoist_input: project all steps' inputs in one matmul before the scan (True,
-        fast) or inside every step as Flax's ``GRUCell`` does (False; kept for the
-        benchmark that measures the difference). Same parameters either way.
+      hoist_input: project all steps' inputs in one matmul before the scan (True) or
+        inside every step as Flax's ``GRUCell`` does (False). Same parameters and
+        results either way. None (default): by platform, see :func:`hoists`.
+      time_major: inputs, masks and outputs have time FIRST (``[T, ..., F]``): the
+        scan's own layout, so no transposes in or out (the packed frame rows,
+        :class:`hmaf.models.encoders.AudioAttention`).
     """
 
     hidden: int
     reverse: bool = False
     unroll: int = 1
     dtype: Dtype = jnp.float32
-    hoist_input: bool = True
+    hoist_input: bool | None = None
+    time_major: bool = False
 
     @nn.compact
     def __call__(self, x: jax.Array, mask: jax.Array, resets: jax.Array | None = None) -> jax.Array:
         """Args: x ``[..., T, F]``; mask ``[..., T]`` bool; resets ``[..., T]`` bool or None
-        (zero the state before these steps). Returns ``[..., T, H]``."""
+        (zero the state before these steps); time first with ``time_major``.
+        Returns ``[..., T, H]`` (``[T, ..., H]`` with ``time_major``)."""
         h_dim = self.hidden
-        lead, (steps, feats) = x.shape[:-2], x.shape[-2:]
+        feats = x.shape[-1]
         kernel, bias, w_h, b_hn = _gru_weights(self, feats, h_dim)
         kernel, bias = kernel.astype(self.dtype), bias.astype(self.dtype)
-        x = x.astype(self.dtype).reshape((-1, steps, feats)).swapaxes(0, 1)  # [T, S, F]
-        if self.hoist_input:
+        if self.time_major:
+            steps, lead = x.shape[0], x.shape[1:-1]
+            x = x.astype(self.dtype).reshape((steps, -1, feats))  # [T, S, F]
+            step_mask = mask.reshape((steps, -1))[..., None]  # [T, S, 1]
+            step_resets = None if resets is None else resets.reshape((steps, -1))[..., None]
+        else:
+            lead, steps = x.shape[:-2], x.shape[-2]
+            x = x.astype(self.dtype).reshape((-1, steps, feats)).swapaxes(0, 1)  # [T, S, F]
+            step_mask = mask.reshape((-1, steps)).swapaxes(0, 1)[..., None]  # [T, S, 1]
+            step_resets = None if resets is None else resets.reshape((-1, steps)).swapaxes(0, 1)[..., None]
+        hoist = hoists(self.hoist_input)
+        if hoist:
             x = jnp.dot(x, kernel) + bias  # [T, S, 3H], one matmul for all steps
-        step_mask = mask.reshape((-1, steps)).swapaxes(0, 1)[..., None]  # [T, S, 1]
-        step_resets = None if resets is None else resets.reshape((-1, steps)).swapaxes(0, 1)[..., None]
         w_h = w_h.astype(self.dtype)
 
         def step(h, inputs):
             xp, m, reset = inputs
-            if not self.hoist_input:
+            if not hoist:
                 xp = jnp.dot(xp, kernel) + bias
             if reset is not None:
                 h = jnp.where(reset, 0.0, h)
             hp = jnp.dot(h.astype(self.dtype), w_h)
-            x_r, x_z, x_n = jnp.split(xp, 3, axis=-1)
-            h_r, h_z, h_n = jnp.split(hp, 3, axis=-1)
-            r = jax.nn.sigmoid(x_r + h_r)
-            z = jax.nn.sigmoid(x_z + h_z)
-            n = jnp.tanh(x_n + r * (h_n + b_hn.astype(self.dtype)))
+            r, z = jnp.split(_sigmoid(xp[..., :2 * h_dim] + hp[..., :2 * h_dim]), 2, axis=-1)
+            n = jnp.tanh(xp[..., 2 * h_dim:] + r * (hp[..., 2 * h_dim:] + b_hn.astype(self.dtype)))
             h_new = ((1.0 - z) * n + z * h).astype(jnp.float32)
             h = jnp.where(m, h_new, h)
             return h, jnp.where(m, h_new, 0.0)
 
         h0 = jnp.zeros((x.shape[1], h_dim), jnp.float32)
         _, outputs = jax.lax.scan(step, h0, (x, step_mask, step_resets), reverse=self.reverse,
-                                  unroll=self.unroll)
+                                  unroll=self.unroll)  # [T, S, H]
+        if self.time_major:
+            return outputs.reshape((steps, *lead, h_dim))
         return outputs.swapaxes(0, 1).reshape(lead + (steps, h_dim))
 
 
@@ -98,6 +112,8 @@ class BiGRU(nn.Module):
 
     Returns ``[..., T, 2H]`` for input ``[..., T, F]`` and mask ``[..., T]``. With
     packed rows, ``starts``/``ends`` ``[..., T]`` mark each sequence's first/last step.
+    With ``time_major``, every argument and the result have time first, as in
+    :class:`GRU`.
 
     Attributes:
       fused: run both directions in ONE scan: the backward direction reads its
@@ -105,10 +121,9 @@ class BiGRU(nn.Module):
         recurrent matmul, halving the sequential steps. Same parameters
         (``forward``/``backward``, laid out as :class:`GRU`'s) and same results as
         the default, two scans (:class:`GRU` per direction). Off by default because
-        on CPU it measured slower (eval step of FAF, B=8 N=24 L=64: 55 against
-        40 ms of CPU time; ``benchmarks/README.md``); the likely reasons are that
-        XLA's CPU runtime can run two independent scans concurrently, one per core,
-        and that it lowers the small batched matmul less well than two plain ones.
+        on CPU it measured slower with hoisted projections (eval step of FAF, B=8
+        N=24 L=64: 55 against 40 ms of CPU time; ``benchmarks/README.md``) and no
+        faster without (the frame BiGRU of a 8x48x128 batch: 41 against 42-44 ms).
         It is the form to try where a step is latency-bound (GPU), measured by
         ``python -m benchmarks.run --sections rnn``.
     """
@@ -116,17 +131,21 @@ class BiGRU(nn.Module):
     hidden: int
     unroll: int = 1
     dtype: Dtype = jnp.float32
-    hoist_input: bool = True
+    hoist_input: bool | None = None
     fused: bool = False
+    time_major: bool = False
 
     @nn.compact
     def __call__(self, x: jax.Array, mask: jax.Array, starts: jax.Array | None = None,
                  ends: jax.Array | None = None) -> jax.Array:
         if not self.fused:
-            kwargs = dict(unroll=self.unroll, dtype=self.dtype, hoist_input=self.hoist_input)
+            kwargs = dict(unroll=self.unroll, dtype=self.dtype, hoist_input=self.hoist_input,
+                          time_major=self.time_major)
             fwd = GRU(self.hidden, reverse=False, name="forward", **kwargs)(x, mask, starts)
             bwd = GRU(self.hidden, reverse=True, name="backward", **kwargs)(x, mask, ends)
             return jnp.concatenate([fwd, bwd], axis=-1)
+        if self.time_major:
+            raise ValueError("BiGRU(fused=True) takes batch-major inputs; time_major needs fused=False")
         h_dim = self.hidden
         lead, (steps, feats) = x.shape[:-2], x.shape[-2:]
         weights = [_GRUWeights(feats, h_dim, name=name)() for name in ("forward", "backward")]
@@ -139,7 +158,8 @@ class BiGRU(nn.Module):
             return jnp.stack([a, a[::-1]], axis=1)
 
         x = x.astype(self.dtype)
-        if self.hoist_input:
+        hoist = hoists(self.hoist_input)
+        if hoist:
             # one matmul for both directions and all steps, then the backward half reversed
             flat = x.reshape((-1, steps, feats)).swapaxes(0, 1)  # [T, S, F]
             proj = jnp.dot(flat, jnp.concatenate([kernel[0], kernel[1]], axis=-1))  # [T, S, 6H]
@@ -159,16 +179,13 @@ class BiGRU(nn.Module):
 
         def step(h, inputs):
             xp, m, reset = inputs  # h [2, S, H]
-            if not self.hoist_input:
+            if not hoist:
                 xp = jnp.einsum("dsf,dfk->dsk", xp, kernel) + bias[:, None]
             if reset is not None:
                 h = jnp.where(reset, 0.0, h)
             hp = jnp.einsum("dsh,dhk->dsk", h.astype(self.dtype), w_h)  # both directions, one batched matmul
-            x_r, x_z, x_n = jnp.split(xp, 3, axis=-1)
-            h_r, h_z, h_n = jnp.split(hp, 3, axis=-1)
-            r = jax.nn.sigmoid(x_r + h_r)
-            z = jax.nn.sigmoid(x_z + h_z)
-            n = jnp.tanh(x_n + r * (h_n + b_hn))
+            r, z = jnp.split(_sigmoid(xp[..., :2 * h_dim] + hp[..., :2 * h_dim]), 2, axis=-1)
+            n = jnp.tanh(xp[..., 2 * h_dim:] + r * (hp[..., 2 * h_dim:] + b_hn))
             h_new = ((1.0 - z) * n + z * h).astype(jnp.float32)
             h = jnp.where(m, h_new, h)
             return h, jnp.where(m, h_new, 0.0)
@@ -177,6 +194,25 @@ class BiGRU(nn.Module):
         _, outputs = jax.lax.scan(step, h0, (xs, step_mask, step_resets), unroll=self.unroll)  # [T, 2, S, H]
         out = jnp.concatenate([outputs[:, 0], outputs[::-1, 1]], axis=-1)  # [T, S, 2H]
         return out.swapaxes(0, 1).reshape(lead + (steps, 2 * h_dim))
+
+
+def hoists(hoist_input: bool | None) -> bool:
+    """Whether a GRU hoists its input projections: ``hoist_input``, or for None, by
+    the platform JAX computes on. On CPU the hoisted ``[T, S, 3H]`` projections are a
+    large fresh buffer written once and read back step by step (34 MB per direction
+    for the frame rows of a 8x48x128 batch), while the per-step ``[S, F] @ [F, 3H]``
+    product stays in cache: the FAF eval step ran 1.07-1.26x faster without hoisting
+    (benchmarks/README.md, issue 11; the train step measured the same either way). On
+    an H200, bound by sequential steps, hoisting was 1.12-1.15x faster (same file,
+    issue 5)."""
+    return jax.default_backend() != "cpu" if hoist_input is None else hoist_input
+
+
+def _sigmoid(x: jax.Array) -> jax.Array:
+    """The logistic function as ``(1 + tanh(x / 2)) / 2``, equal to it up to float
+    rounding: XLA's CPU backend evaluates tanh much faster than its logistic (a GRU
+    direction over [224, 128] packed frame rows: 58 against 77 ms, one core)."""
+    return 0.5 * jnp.tanh(0.5 * x) + 0.5
 
 
 def _gru_weights(module: nn.Module, feats: int, h_dim: int) -> tuple[jax.Array, ...]:
