@@ -14,7 +14,7 @@ from hmaf.models import build_model
 from hmaf.models.packing import (PACK_KEYS, first_fit_decreasing, pack_batch, packed_inputs,
                                  real_frame_share, rows_for)
 from hmaf.models.encoders import FrameAttention, packed_frame_attention
-from hmaf.models.rnn import BiGRU, hoists
+from hmaf.models.rnn import BiGRU, hoists, recomputes
 from hmaf.training.distributed import pack_per_device
 
 SMALL = dict(hidden=7, attention_dim=6, fusion_dim=5, filters=4, widths=(2, 3))
@@ -118,6 +118,24 @@ def test_unhoisted_gru_equals_hoisted():
     np.testing.assert_allclose(BiGRU(6, hoist_input=False).apply(params, x, mask),
                                BiGRU(6, hoist_input=True).apply(params, x, mask), rtol=1e-5, atol=1e-6)
     assert hoists(None) is (jax.default_backend() != "cpu") and hoists(True) and not hoists(False)
+
+
+@pytest.mark.parametrize("fused", [False, True])
+def test_recomputed_gru_gradients_equal_saved(fused):
+    rng = np.random.default_rng(7)
+    x = jnp.asarray(rng.normal(size=(4, 7, 5)), jnp.float32)
+    mask = jnp.asarray(np.arange(7)[None] < np.array([[7], [3], [1], [5]]))
+    starts = jnp.asarray(np.arange(7)[None] == np.array([[0], [2], [0], [4]]))
+    params = BiGRU(6, fused=fused).init(jax.random.key(1), x, mask)
+
+    def grads(recompute):
+        def loss(p, x):
+            return (BiGRU(6, fused=fused, recompute=recompute).apply(p, x, mask, starts) ** 2).sum()
+        return jax.grad(loss, argnums=(0, 1))(params, x)
+
+    for a, b in zip(jax.tree.leaves(grads(True)), jax.tree.leaves(grads(False))):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert recomputes(None) is (jax.default_backend() == "cpu") and recomputes(True) and not recomputes(False)
 
 
 def test_time_major_bigru_equals_batch_major():

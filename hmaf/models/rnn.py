@@ -53,6 +53,9 @@ class GRU(nn.Module):
       time_major: inputs, masks and outputs have time FIRST (``[T, ..., F]``): the
         scan's own layout, so no transposes in or out (the packed frame rows,
         :class:`hmaf.models.encoders.AudioAttention`).
+      recompute: in the backward pass, recompute each step's gates from the carried
+        state instead of saving them in the forward pass (``jax.checkpoint``). Same
+        gradients. None (default): by platform, see :func:`recomputes`.
     """
 
     hidden: int
@@ -61,6 +64,7 @@ class GRU(nn.Module):
     dtype: Dtype = jnp.float32
     hoist_input: bool | None = None
     time_major: bool = False
+    recompute: bool | None = None
 
     @nn.compact
     def __call__(self, x: jax.Array, mask: jax.Array, resets: jax.Array | None = None) -> jax.Array:
@@ -99,6 +103,8 @@ class GRU(nn.Module):
             h = jnp.where(m, h_new, h)
             return h, jnp.where(m, h_new, 0.0)
 
+        if recomputes(self.recompute):
+            step = jax.checkpoint(step, policy=jax.checkpoint_policies.nothing_saveable)
         h0 = jnp.zeros((x.shape[1], h_dim), jnp.float32)
         _, outputs = jax.lax.scan(step, h0, (x, step_mask, step_resets), reverse=self.reverse,
                                   unroll=self.unroll)  # [T, S, H]
@@ -134,13 +140,14 @@ class BiGRU(nn.Module):
     hoist_input: bool | None = None
     fused: bool = False
     time_major: bool = False
+    recompute: bool | None = None
 
     @nn.compact
     def __call__(self, x: jax.Array, mask: jax.Array, starts: jax.Array | None = None,
                  ends: jax.Array | None = None) -> jax.Array:
         if not self.fused:
             kwargs = dict(unroll=self.unroll, dtype=self.dtype, hoist_input=self.hoist_input,
-                          time_major=self.time_major)
+                          time_major=self.time_major, recompute=self.recompute)
             fwd = GRU(self.hidden, reverse=False, name="forward", **kwargs)(x, mask, starts)
             bwd = GRU(self.hidden, reverse=True, name="backward", **kwargs)(x, mask, ends)
             return jnp.concatenate([fwd, bwd], axis=-1)
@@ -190,6 +197,8 @@ class BiGRU(nn.Module):
             h = jnp.where(m, h_new, h)
             return h, jnp.where(m, h_new, 0.0)
 
+        if recomputes(self.recompute):
+            step = jax.checkpoint(step, policy=jax.checkpoint_policies.nothing_saveable)
         h0 = jnp.zeros((2, xs.shape[2], h_dim), jnp.float32)
         _, outputs = jax.lax.scan(step, h0, (xs, step_mask, step_resets), unroll=self.unroll)  # [T, 2, S, H]
         out = jnp.concatenate([outputs[:, 0], outputs[::-1, 1]], axis=-1)  # [T, S, 2H]
@@ -206,6 +215,17 @@ def hoists(hoist_input: bool | None) -> bool:
     an H200, bound by sequential steps, hoisting was 1.12-1.15x faster (same file,
     issue 5)."""
     return jax.default_backend() != "cpu" if hoist_input is None else hoist_input
+
+
+def recomputes(recompute: bool | None) -> bool:
+    """Whether a GRU recomputes its steps' gates in the backward pass: ``recompute``,
+    or for None, on CPU only. Saved, they are about ten ``[T, S, H]`` buffers per
+    direction written in the forward pass and read back (115 MB for the frame rows of a
+    8x48x128 batch); recomputed, the backward pass redoes each step's two small matmuls
+    from the state it already has. On CPU the FAF train step ran 1.17-1.23x faster
+    recomputing (benchmarks/README.md, issue 11); on accelerators, where every
+    sequential step's latency counts, it is unmeasured and off."""
+    return jax.default_backend() == "cpu" if recompute is None else recompute
 
 
 def _sigmoid(x: jax.Array) -> jax.Array:
