@@ -52,6 +52,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from hmaf import cli
+from hmaf.batch import N_MELS
 from hmaf.data.toy import random_batch
 from hmaf.models import build_model
 from hmaf.models.encoders import AudioAttention
@@ -112,7 +113,10 @@ def peak_memory() -> tuple[int, str]:
 
 
 def protocol_batch(b: int, n: int, l: int, seed: int = SEED) -> dict[str, np.ndarray]:
-    return random_batch(np.random.default_rng([seed, b, n, l]), b, n, l, vocab_size=VOCAB, num_classes=CLASSES)
+    """The protocol's batch: the paper's 64 log-mel bands per frame (models built here
+    keep ``prosody=False``), as PyTorch's side of the comparison gets."""
+    return random_batch(np.random.default_rng([seed, b, n, l]), b, n, l, vocab_size=VOCAB, num_classes=CLASSES,
+                        frame_dim=N_MELS)
 
 
 def protocol_rows(b: int, n: int, l: int) -> int:
@@ -269,7 +273,7 @@ class Harness:
         counts in the packed figure. Features (MFSC) are excluded."""
         words, frames = (12, 64) if not self.args.quick else (6, 16)
         utterance = random_batch(np.random.default_rng(SEED), 1, words, frames, vocab_size=VOCAB,
-                                 num_classes=CLASSES, min_words=words)
+                                 num_classes=CLASSES, min_words=words, frame_dim=N_MELS)
         model = self.model("faf")
         variables = _variables(model, utterance)
         step = make_eval_step(model)

@@ -24,6 +24,11 @@ def get_config(arg: str | None = None, model: str = "faf") -> ml_collections.Con
     # speaker norm, ours: in training this share of utterances uses its own statistics
     # instead of its speaker's, as at predict time without a speaker profile [none: 0.0].
     config.model.speaker_stats_dropout = 0.0
+    # Audio branch, ours: each frame also carries log F0, voicing and log energy (YIN pitch,
+    # hmaf/data/prosody.py; a corpus prepared since they exist), normalised like the bands.
+    # Measured across engines and voices: docs/experiments.md "Prosody columns" [False:
+    # the 64 log-mel bands alone, §3.1].
+    config.model.prosody = True
     # Dropout on the fused word vectors V before the CNN decision [none: 0.0].
     config.model.fused_dropout = 0.5
     # Text branch: word ids -> UNK with this probability in training [0.0].

@@ -7,13 +7,15 @@ key            dtype    shape             meaning
 =============  =======  ================  =============================================
 ``word_ids``   int32    ``[B, N]``        vocabulary ids; 0 is padding, 1 is unknown
 ``word_mask``  bool     ``[B, N]``        True for real words
-``frames``     float32  ``[B, N, L, M]``  per-word log-mel (MFSC) frames, M = 64
+``frames``     float32  ``[B, N, L, M]``  per-word frames: 64 log-mel (MFSC) bands,
+                                          then the 3 prosody columns (M = 67, or M = 64
+                                          from a corpus prepared before them)
 ``frame_mask`` bool     ``[B, N, L]``     True for real frames; every real word has >= 1
 ``label``      int32    ``[B]``           class index
 =============  =======  ================  =============================================
 
 Optional keys (:data:`OPTIONAL_KEYS`): ``band_mean`` and ``band_std``, float32
-``[B, M]``, the speaker's log-mel band statistics for ``audio_norm="speaker"`` (both
+``[B, M]``, the speaker's statistics of every frame column for ``audio_norm="speaker"`` (both
 or neither; ``band_std`` > 0). Without them that norm uses each utterance's own.
 ``word_marks``, int32 ``[B, N]``: the punctuation mark after each word in the
 transcript, an id of :data:`MARK_NAMES` (0 none, also at padding), for models with
@@ -30,7 +32,8 @@ from typing import Mapping, TypedDict
 
 import numpy as np
 
-N_MELS = 64
+from hmaf.data.features import FRAME_DIM, FRAME_DIMS, N_MELS  # numpy only
+
 PAD_ID = 0
 UNK_ID = 1
 
@@ -63,13 +66,12 @@ _DTYPE_KINDS = {
 }
 
 
-def validate(batch: Mapping[str, object], *, n_mels: int = N_MELS, check_values: bool = True) -> None:
+def validate(batch: Mapping[str, object], *, check_values: bool = True) -> None:
     """Raises :class:`BatchError` unless ``batch`` follows the contract.
 
     Args:
       batch: mapping with at least the keys of :data:`KEYS` (extra keys are allowed,
         e.g. ``utt_id``). Arrays may be numpy or jax arrays.
-      n_mels: expected size of the last axis of ``frames``.
       check_values: also check the masks against each other and against padding
         (costs a device-to-host copy for jax arrays).
     """
@@ -86,9 +88,10 @@ def validate(batch: Mapping[str, object], *, n_mels: int = N_MELS, check_values:
     b, n = shapes["word_ids"]
     if shapes["word_mask"] != (b, n):
         raise BatchError(f"batch['word_mask'] has shape {shapes['word_mask']}, expected {(b, n)}")
-    if len(shapes["frames"]) != 4 or shapes["frames"][:2] != (b, n) or shapes["frames"][3] != n_mels:
+    if len(shapes["frames"]) != 4 or shapes["frames"][:2] != (b, n) or shapes["frames"][3] not in FRAME_DIMS:
         raise BatchError(
-            f"batch['frames'] has shape {shapes['frames']}, expected [B={b}, N={n}, L, {n_mels}]")
+            f"batch['frames'] has shape {shapes['frames']}, expected [B={b}, N={n}, L, M] with M one of {FRAME_DIMS}")
+    m = shapes["frames"][3]
     l = shapes["frames"][2]
     if shapes["frame_mask"] != (b, n, l):
         raise BatchError(f"batch['frame_mask'] has shape {shapes['frame_mask']}, expected {(b, n, l)}")
@@ -99,9 +102,10 @@ def validate(batch: Mapping[str, object], *, n_mels: int = N_MELS, check_values:
         raise BatchError(f"batch has {present} but needs both of {list(BAND_KEYS)}")
     for key in present:
         dtype = np.dtype(getattr(batch[key], "dtype", None) or np.asarray(batch[key]).dtype)
-        if dtype != np.float32 or tuple(np.shape(batch[key])) != (b, n_mels):
+        if dtype != np.float32 or tuple(np.shape(batch[key])) != (b, m):
             raise BatchError(f"batch['{key}'] has dtype {dtype} and shape {np.shape(batch[key])}, "
-                             f"expected float32 {(b, n_mels)}")
+                             f"expected float32 {(b, m)} (the frames' width; a speaker profile made "
+                             "before the prosody columns has 64: make it again)")
     if "word_marks" in batch:
         dtype = np.dtype(getattr(batch["word_marks"], "dtype", None) or np.asarray(batch["word_marks"]).dtype)
         if dtype != np.int32 or tuple(np.shape(batch["word_marks"])) != (b, n):

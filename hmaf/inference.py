@@ -23,7 +23,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from hmaf.batch import UNK_ID
+from hmaf.batch import FRAME_DIM, UNK_ID
 from hmaf.calibration import CALIBRATION_FILE, softmax
 from hmaf.data.layout import LAYOUT_FILE, BatchLayout
 from hmaf.data.text import word_marks as marks_of
@@ -129,9 +129,14 @@ class Predictor:
       unfamiliar: the stage's :class:`hmaf.unfamiliar.UnfamiliarDetector`; default: the
         energy score of ``calibration`` (what a stage trained before the feature-space
         scores has).
-      speaker_profile: (band mean float32 ``[64]``, band std float32 ``[64]``) of the
-        speaker of every recording (:func:`hmaf.data.normalize.load_profile`), for models
-        with ``audio_norm="speaker"``; None: each utterance's own statistics stand in.
+      speaker_profile: (mean float32 ``[M]``, std float32 ``[M]``) of every frame column
+        for the speaker of every recording (:func:`hmaf.data.normalize.load_profile`),
+        for models with ``audio_norm="speaker"``; None: each utterance's own statistics
+        stand in. M = 67 (bands and prosody columns); a 64-column profile (made before
+        the prosody columns) serves only models with ``prosody=False``.
+
+    Raises:
+      ValueError: a 64-column profile for a model that reads the prosody columns.
     """
 
     def __init__(self, model, variables, vocab: Vocab, label_names: Sequence[str], *, l_max: int = 100,
@@ -153,6 +158,11 @@ class Predictor:
         if unfamiliar is None and self.calibration is not None:
             unfamiliar = UnfamiliarDetector.from_energy(self.calibration)
         self.unfamiliar = unfamiliar
+        if (speaker_profile is not None and getattr(model, "prosody", False)
+                and np.shape(speaker_profile[0])[-1] != FRAME_DIM):
+            raise ValueError(f"the speaker profile holds {np.shape(speaker_profile[0])[-1]} columns but this model "
+                             f"reads {FRAME_DIM} (64 log-mel bands and the prosody columns): make the profile "
+                             "again from a corpus prepared with this version (docs/augmentation.md)")
         self.speaker_profile = speaker_profile
         if getattr(model, "audio_norm", None) == "speaker" and speaker_profile is None:
             # Measured: a speaker-normalised model fed each utterance's own statistics

@@ -101,6 +101,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FileNotFoundError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except ValueError as e:  # a profile that does not fit the model
+        if profile is None:
+            raise
+        print(f"error: --speaker_profile {args.speaker_profile}: {e}", file=sys.stderr)
+        return 2
     if args.manifest:
         try:
             if args.out:

@@ -47,6 +47,7 @@ import numpy as np
 from scipy import fft
 
 from hmaf.calibration import energy_score
+from hmaf.data.features import N_MELS
 from hmaf.io import atomic_open
 
 SCORES = ("energy", "mahalanobis", "input", "combined")
@@ -89,11 +90,13 @@ def input_statistics(frames: np.ndarray, frame_mask: np.ndarray, word_mask: np.n
     new voices and more of another engine and of human speech (docs/models.md). A
     detector fitted before the flux was added uses the leading statistics, whose layout
     is unchanged (:meth:`UnfamiliarDetector.scores`). Padded words and frames never enter.
+    Only the 64 log-mel bands count: prosody columns after them (:mod:`hmaf.data.prosody`)
+    are left out, so the statistics, and a fitted detector, do not depend on them.
 
-    Args: frames ``[B, N, L, M]``; frame_mask ``[B, N, L]``; word_mask ``[B, N]``.
+    Args: frames ``[B, N, L, M]`` (M >= 64); frame_mask ``[B, N, L]``; word_mask ``[B, N]``.
     Returns: float64 ``[B, 3 coefficients + 2]``.
     """
-    frames = np.asarray(frames, np.float64)
+    frames = np.asarray(frames, np.float64)[..., :N_MELS]
     mask = np.asarray(frame_mask, bool)
     b, m = frames.shape[0], frames.shape[-1]
     weight = mask.reshape(b, -1, 1).astype(np.float64)  # [B, T, 1]

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from hmaf.batch import UNK_ID, BatchError, validate
+from hmaf.batch import FRAME_DIM, UNK_ID, BatchError, validate
 from hmaf.data.toy import random_batch
 from hmaf.models import build_model
 from hmaf.models.encoders import _position_bernoulli
@@ -74,7 +74,7 @@ def test_utterance_norm_gives_zero_mean_unit_variance_bands_over_real_frames():
     out = np.asarray(normalise_frames(jnp.asarray(frames), batch["frame_mask"], "utterance", train=False))
     for u in range(len(frames)):
         real = out[u][batch["frame_mask"][u]]  # [frames, M]
-        np.testing.assert_allclose(real.mean(0), 0.0, atol=1e-5)
+        np.testing.assert_allclose(real.mean(0), 0.0, atol=5e-5)  # float32 rounding of ~20 frames
         raw_var = frames[u][batch["frame_mask"][u]].var(0)
         np.testing.assert_allclose(real.var(0), raw_var / (raw_var + 1e-5), rtol=1e-4)  # 1 up to eps
         assert len(real) == 1 or np.all(real.var(0) > 0.99)
@@ -88,8 +88,8 @@ def test_utterance_norm_gives_zero_mean_unit_variance_bands_over_real_frames():
 def test_speaker_norm_uses_the_given_statistics_and_falls_back_to_the_utterance():
     batch = small_batch(seed=2)
     rng = np.random.default_rng(0)
-    stats = {"band_mean": rng.normal(size=(4, 64)).astype(np.float32),
-             "band_std": rng.uniform(0.5, 2.0, size=(4, 64)).astype(np.float32)}
+    stats = {"band_mean": rng.normal(size=(4, FRAME_DIM)).astype(np.float32),
+             "band_std": rng.uniform(0.5, 2.0, size=(4, FRAME_DIM)).astype(np.float32)}
     out = np.asarray(normalise_frames(batch["frames"], batch["frame_mask"], "speaker", train=False,
                                       band_stats=stats))
     by_hand = (batch["frames"] - stats["band_mean"][:, None, None]) / stats["band_std"][:, None, None]
@@ -98,7 +98,7 @@ def test_speaker_norm_uses_the_given_statistics_and_falls_back_to_the_utterance(
     with pytest.raises(BatchError, match="needs both"):
         validate(dict(batch, band_mean=stats["band_mean"]))
     with pytest.raises(BatchError, match="positive"):
-        validate({**batch, **stats, "band_std": np.zeros((4, 64), np.float32)})
+        validate({**batch, **stats, "band_std": np.zeros((4, FRAME_DIM), np.float32)})
     with pytest.raises(BatchError, match="band_mean"):
         validate({**batch, **stats, "band_mean": stats["band_mean"][:, :10]})
     fallback = normalise_frames(batch["frames"], batch["frame_mask"], "speaker", train=False)
@@ -109,8 +109,8 @@ def test_speaker_norm_uses_the_given_statistics_and_falls_back_to_the_utterance(
 def test_speaker_stats_dropout_swaps_in_each_utterance_s_own_statistics_in_training_only():
     batch = small_batch(seed=4, b=16)
     rng = np.random.default_rng(1)
-    stats = {"band_mean": rng.normal(size=(16, 64)).astype(np.float32),
-             "band_std": rng.uniform(0.5, 2.0, size=(16, 64)).astype(np.float32)}
+    stats = {"band_mean": rng.normal(size=(16, FRAME_DIM)).astype(np.float32),
+             "band_std": rng.uniform(0.5, 2.0, size=(16, FRAME_DIM)).astype(np.float32)}
     frames, mask = batch["frames"], batch["frame_mask"]
     speaker = np.asarray(normalise_frames(frames, mask, "speaker", train=False, band_stats=stats))
     own = np.asarray(normalise_frames(frames, mask, "utterance", train=False))

@@ -158,3 +158,7 @@ def test_a_speaker_profile_reaches_speaker_normalised_models(workdir, wav, tmp_p
     assert json.loads(capsys.readouterr().out)["probabilities"] == pytest.approx(shifted, abs=1e-5)
     assert predict.main(args + ["--speaker_profile", str(tmp_path / "none.json")]) == 2
     assert "none.json" in capsys.readouterr().err
+    assert predictor.model.prosody  # the default config's: a 64-column profile predates its columns
+    with pytest.raises(ValueError, match="profile holds 64 columns but this model reads 67"):
+        Predictor(predictor.model, predictor.variables, predictor.vocab, predictor.label_names,
+                  speaker_profile=(mean[:64], std[:64]))

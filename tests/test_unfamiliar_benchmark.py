@@ -8,6 +8,7 @@ import tensorflow as tf
 
 from benchmarks import unfamiliar_input
 from hmaf.data import records
+from hmaf.data.features import FRAME_DIM, N_MELS
 from hmaf.data.fake_corpus import write_fake_corpus
 
 
@@ -19,7 +20,8 @@ def _tilted_copy(out_dir, examples, tilt):
     names = sorted(os.listdir(shard_dir))
     writers = [tf.io.TFRecordWriter(os.path.join(shard_dir, name)) for name in names]
     for i, ex in enumerate(examples.values()):
-        ramp = np.linspace(0.0, tilt, records.N_MELS, dtype=np.float32)
+        ramp = np.zeros(FRAME_DIM, np.float32)  # the bands tilt; the prosody columns stay
+        ramp[:N_MELS] = np.linspace(0.0, tilt, N_MELS, dtype=np.float32)
         moved = dict(ex, frames=[np.asarray(f) + ramp for f in ex["frames"]])
         writers[i % len(writers)].write(records.serialize_example(**moved))
     for writer in writers:

@@ -16,6 +16,7 @@ import numpy as np
 
 from hmaf.batch import MARK_NAMES, NUM_MARKS
 from hmaf.data import records  # imports TensorFlow with GPUs hidden
+from hmaf.data.features import FRAME_DIM, N_MELS
 from hmaf.data.normalize import write_speaker_stats
 from hmaf.data.vocab import Vocab
 
@@ -71,7 +72,7 @@ def write_fake_corpus(out_dir: str | os.PathLike, *, labels: tuple[str, ...] = L
             words = [str(w) for w in rng.choice(lexicon, size=n)]
             if k == 0:
                 words[0] = OOV_WORD
-            frames = [(rng.uniform(1, 2, (m, records.N_MELS)) * rng.choice([-1, 1])).astype(np.float32)
+            frames = [(rng.uniform(1, 2, (m, FRAME_DIM)) * rng.choice([-1, 1])).astype(np.float32)
                       for m in num_frames]
             start = np.cumsum(rng.uniform(0.1, 0.4, n))
             examples[f"{speaker}-{k}"] = dict(
@@ -99,7 +100,7 @@ def write_fake_corpus(out_dir: str | os.PathLike, *, labels: tuple[str, ...] = L
     meta = {
         "name": "fake", "num_examples": len(examples), "label_names": list(labels),
         "label_counts": count("label_name"), "speakers": count("speaker"), "groups": count("group"),
-        "splits": count("split"), "n_mels": records.N_MELS, "sample_rate": 16000, "win_ms": 25,
+        "splits": count("split"), "n_mels": N_MELS, "frame_dim": FRAME_DIM, "sample_rate": 16000, "win_ms": 25,
         "hop_ms": 10, "l_max": max_frames, "long_word_rule": "subsample", "long_words": 0,
         "embeddings": {"spec": "random", "dim": embedding_dim, "vocab_size": len(vocab), "unknown_share": 0.0},
         "shards": shards, "num_rejects": 0,

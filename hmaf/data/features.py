@@ -1,4 +1,6 @@
-"""Acoustic features: 64-band log-mel spectral coefficients (MFSC, static only) per word.
+"""Acoustic features per word: 64-band log-mel spectral coefficients (MFSC, static only),
+then the prosody columns of :mod:`hmaf.data.prosody` (ours; a model reads them only with
+``config.model.prosody``).
 
 Exact settings (paper section 3.1: 64 filter banks, static coefficients only):
 
@@ -19,6 +21,8 @@ from typing import Sequence
 
 import numpy as np
 
+from hmaf.data import prosody as prosody_lib
+
 SAMPLE_RATE = 16000
 WIN_LENGTH = 400  # 25 ms
 HOP_LENGTH = 160  # 10 ms
@@ -29,6 +33,8 @@ FMIN = 0.0
 FMAX = SAMPLE_RATE / 2
 LOG_FLOOR = 1e-6
 LONG_WORD_RULES = ("subsample", "truncate")
+FRAME_DIM = N_MELS + len(prosody_lib.COLUMNS)  # a frame's width in corpora prepared since prosody
+FRAME_DIMS = (N_MELS, FRAME_DIM)  # older corpora hold the log-mel bands alone
 
 
 def _hz_to_mel(hz: np.ndarray) -> np.ndarray:
@@ -94,6 +100,19 @@ def mfsc(samples: np.ndarray) -> np.ndarray:
     return np.log(np.maximum(mel, LOG_FLOOR)).astype(np.float32)
 
 
+def frame_features(samples: np.ndarray) -> np.ndarray:
+    """The frames a prepared corpus stores: :func:`mfsc` then the prosody columns.
+
+    Args:
+      samples: float32 ``[samples]`` at 16 kHz.
+
+    Returns:
+      float32 ``[frames, FRAME_DIM]``: columns 0-63 the log-mel bands, 64-66
+      ``log_f0, voicing, log_energy`` (:func:`hmaf.data.prosody.prosody`).
+    """
+    return np.concatenate([mfsc(samples), prosody_lib.prosody(samples)], axis=1)
+
+
 def time_to_frame(seconds: np.ndarray | float) -> np.ndarray:
     """Frame index of a time: ``round(seconds / 0.010)`` (half to even), int64."""
     return np.rint(np.asarray(seconds, dtype=np.float64) / HOP_S).astype(np.int64)
@@ -111,13 +130,13 @@ def word_frames(features: np.ndarray, starts: Sequence[float], ends: Sequence[fl
     at a coarser step); "truncate" keeps the first ``l_max``.
 
     Args:
-      features: float32 ``[frames, 64]`` from :func:`mfsc`.
+      features: float32 ``[frames, M]`` from :func:`frame_features` (or :func:`mfsc`).
       starts, ends: word boundaries in seconds, ``[words]`` each.
       l_max: the most frames a word keeps (>= 1).
       rule: "subsample" or "truncate".
 
     Returns:
-      (per-word float32 arrays ``[n_i, 64]`` with 1 <= n_i <= l_max, the number of words
+      (per-word float32 arrays ``[n_i, M]`` with 1 <= n_i <= l_max, the number of words
       that were longer than ``l_max``).
     """
     if rule not in LONG_WORD_RULES:

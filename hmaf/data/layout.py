@@ -14,7 +14,6 @@ from typing import Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from hmaf.batch import N_MELS
 from hmaf.models.packing import pack_batch, rows_for
 
 # The trainer saves the layout beside the checkpoints (``W/corpus/layout.json``) so
@@ -92,18 +91,18 @@ class BatchLayout:
 
         Args:
           word_ids: per utterance int32 ``[N_u]``.
-          frames: per utterance N_u arrays ``[n_i, 64]``.
+          frames: per utterance N_u arrays ``[n_i, M]``, one width M for all.
           word_marks: per utterance N_u punctuation mark ids, or None.
 
         Returns ``word_ids`` ``[B, N]``, ``word_mask`` ``[B, N]``, ``frames``
-        ``[B, N, L, 64]``, ``frame_mask`` ``[B, N, L]``, ``label`` zeros ``[B]`` and,
+        ``[B, N, L, M]``, ``frame_mask`` ``[B, N, L]``, ``label`` zeros ``[B]`` and,
         given ``word_marks``, ``word_marks`` int32 ``[B, N]`` (0 at padding).
         """
         b = len(word_ids)
         n = _round_up(max(len(ids) for ids in word_ids), self.pad_words_to)
         l = _round_up(max(len(f) for fs in frames for f in fs), self.pad_frames_to)
         batch = {"word_ids": np.zeros((b, n), np.int32), "word_mask": np.zeros((b, n), bool),
-                 "frames": np.zeros((b, n, l, N_MELS), np.float32), "frame_mask": np.zeros((b, n, l), bool),
+                 "frames": np.zeros((b, n, l, np.shape(frames[0][0])[-1]), np.float32), "frame_mask": np.zeros((b, n, l), bool),
                  "label": np.zeros((b,), np.int32)}
         for u, (ids, word_frames) in enumerate(zip(word_ids, frames)):
             batch["word_ids"][u, :len(ids)] = ids

@@ -2,7 +2,8 @@
 
 The paper feeds the raw log-mel frames (no normalisation, ``audio_norm = "none"``).
 Per-speaker normalisation subtracts the speaker's mean and divides by the speaker's
-standard deviation in each of the 64 bands, so that what is left is how the speaker's
+standard deviation in each of the 64 bands (and each prosody column,
+:mod:`hmaf.data.prosody`), so that what is left is how the speaker's
 delivery departs from the speaker's own voice, not the voice (or the synthesizer).
 
 - Prepare time: :func:`write_speaker_stats` writes ``<prepared dir>/speaker_stats.json``
@@ -10,14 +11,15 @@ delivery departs from the speaker's own voice, not the voice (or the synthesizer
   over all the speaker's real frames (the word frames the records hold, no padding) of
   ORIGINAL utterances only (augmented copies, ``augment != ""``, would shift a speaker's
   statistics towards the noise and channels drawn for them):
-  ``{speaker: {"mean": [64 floats], "std": [64 floats], "frames": n}}``.
+  ``{speaker: {"mean": [M floats], "std": [M floats], "frames": n}}``, M the corpus's
+  frame width (67; 64 in corpora prepared before the prosody columns).
   Standard deviations are population ones (``ddof=0``), not floored: the consumer adds its
   epsilon.
 - Predict time: :func:`utterance_stats` gives the same statistics from the utterance alone
   (the fallback), or a speaker profile file is given (:func:`load_profile`).
 
-Speaker profile (a file a user passes at predict time): JSON ``{"mean": [64 floats],
-"std": [64 floats], "frames": n}``; a ``speaker_stats.json`` works too, with the speaker
+Speaker profile (a file a user passes at predict time): JSON ``{"mean": [M floats],
+"std": [M floats], "frames": n}``; a ``speaker_stats.json`` works too, with the speaker
 named. To make one for a new speaker, prepare a few of the speaker's recordings as a corpus
 (``python -m hmaf.prepare``), then
 ``python -m hmaf.data.normalize DIR --speaker NAME --profile OUT.json``.
@@ -34,7 +36,7 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 
 from hmaf import cli
-from hmaf.data.features import N_MELS
+from hmaf.data.features import FRAME_DIMS
 from hmaf.io import atomic_write_json
 
 STATS_FILE = "speaker_stats.json"
@@ -44,26 +46,26 @@ def utterance_stats(frames: np.ndarray | Sequence[np.ndarray]) -> tuple[np.ndarr
     """Band mean and standard deviation over an utterance's real frames.
 
     Args:
-      frames: ``[T, 64]`` or a list of per-word ``[n_i, 64]`` arrays.
+      frames: ``[T, M]`` or a list of per-word ``[n_i, M]`` arrays, M in ``FRAME_DIMS``.
     Returns:
-      (mean float32 ``[64]``, std float32 ``[64]``), population std.
+      (mean float32 ``[M]``, std float32 ``[M]``), population std.
     """
     stacked = np.concatenate(list(frames), axis=0) if isinstance(frames, (list, tuple)) else np.asarray(frames)
-    if stacked.ndim != 2 or stacked.shape[1] != N_MELS or stacked.shape[0] == 0:
-        raise ValueError(f"frames must be [T >= 1, {N_MELS}], got shape {stacked.shape}")
+    if stacked.ndim != 2 or stacked.shape[1] not in FRAME_DIMS or stacked.shape[0] == 0:
+        raise ValueError(f"frames must be [T >= 1, M] with M one of {FRAME_DIMS}, got shape {stacked.shape}")
     stacked = stacked.astype(np.float64)
     return stacked.mean(axis=0).astype(np.float32), stacked.std(axis=0).astype(np.float32)
 
 
 def speaker_stats(examples: Iterable[tuple[str, str, np.ndarray]]) -> dict[str, dict[str, object]]:
-    """Per-speaker band statistics of ``(speaker, augment, frames [T, 64])`` examples.
+    """Per-speaker band statistics of ``(speaker, augment, frames [T, M])`` examples.
 
     Examples with a non-empty ``augment`` are skipped. Sums are float64 and each example is
     centred on its own mean before it is merged (Chan et al.'s pairwise update), so long
     corpora lose no precision.
 
     Returns:
-      ``{speaker: {"mean": [64], "std": [64], "frames": n}}``, speakers sorted.
+      ``{speaker: {"mean": [M], "std": [M], "frames": n}}``, speakers sorted.
     """
     acc: dict[str, tuple[int, np.ndarray, np.ndarray]] = {}
     for speaker, augment, frames in examples:
@@ -89,16 +91,17 @@ def speaker_stats(examples: Iterable[tuple[str, str, np.ndarray]]) -> dict[str, 
 
 
 def read_record_frames(files: Sequence[str]) -> Iterator[tuple[str, str, np.ndarray]]:
-    """``(speaker, augment, frames [T, 64] float32)`` of every record in ``files``."""
+    """``(speaker, augment, frames [T, M] float32)`` of every record in ``files``."""
     import tensorflow as tf  # deferred: only reading records needs it
 
     from hmaf.data.records import FEATURE_SPEC
 
-    spec = {key: FEATURE_SPEC[key] for key in ("speaker", "augment", "frames")}
+    spec = {key: FEATURE_SPEC[key] for key in ("speaker", "augment", "frames", "frame_dim")}
     ds = tf.data.TFRecordDataset(list(files)).map(lambda s: tf.io.parse_single_example(s, spec)).batch(256)
     for batch in ds.as_numpy_iterator():
-        for speaker, augment, raw in zip(batch["speaker"], batch["augment"], batch["frames"]):
-            yield speaker.decode(), augment.decode(), np.frombuffer(raw, dtype="<f4").reshape(-1, N_MELS)
+        for speaker, augment, raw, dim in zip(batch["speaker"], batch["augment"], batch["frames"],
+                                              batch["frame_dim"]):
+            yield speaker.decode(), augment.decode(), np.frombuffer(raw, dtype="<f4").reshape(-1, int(dim))
 
 
 def write_speaker_stats(out_dir: str | os.PathLike, files: Sequence[str]) -> dict[str, dict[str, object]]:
@@ -110,11 +113,12 @@ def write_speaker_stats(out_dir: str | os.PathLike, files: Sequence[str]) -> dic
 
 def _check_entry(entry: object, where: str) -> tuple[np.ndarray, np.ndarray]:
     if not isinstance(entry, dict) or "mean" not in entry or "std" not in entry:
-        raise ValueError(f"{where}: expected an object with \"mean\" and \"std\" ({N_MELS} floats each)")
+        raise ValueError(f"{where}: expected an object with \"mean\" and \"std\" (one of {FRAME_DIMS} floats each)")
     mean = np.asarray(entry["mean"], dtype=np.float32)
     std = np.asarray(entry["std"], dtype=np.float32)
-    if mean.shape != (N_MELS,) or std.shape != (N_MELS,):
-        raise ValueError(f"{where}: mean and std must hold {N_MELS} floats, got {mean.shape} and {std.shape}")
+    if mean.shape != std.shape or mean.ndim != 1 or mean.shape[0] not in FRAME_DIMS:
+        raise ValueError(f"{where}: mean and std must hold the same number of floats, one of {FRAME_DIMS}; "
+                         f"got {mean.shape} and {std.shape}")
     if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(std)) and np.all(std >= 0)):
         raise ValueError(f"{where}: mean and std must be finite, std >= 0")
     return mean, std
@@ -131,7 +135,7 @@ def _read_json(path: str) -> object:
 
 
 def load_speaker_stats(prepared_dir: str | os.PathLike) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """``{speaker: (mean float32 [64], std float32 [64])}`` from ``<dir>/speaker_stats.json``.
+    """``{speaker: (mean float32 [M], std float32 [M])}`` from ``<dir>/speaker_stats.json``.
 
     Raises:
       FileNotFoundError / ValueError: naming the file (missing, or malformed entries).
@@ -144,7 +148,7 @@ def load_speaker_stats(prepared_dir: str | os.PathLike) -> dict[str, tuple[np.nd
 
 
 def load_profile(path: str | os.PathLike, speaker: str | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """A speaker profile for predict time: (mean float32 [64], std float32 [64]).
+    """A speaker profile for predict time: (mean float32 [M], std float32 [M]).
 
     ``path`` is a profile file ``{"mean", "std", "frames"}``, or a ``speaker_stats.json``
     from which ``speaker`` is taken (needed when it holds more than one speaker).

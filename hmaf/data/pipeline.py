@@ -47,7 +47,7 @@ _EXTRA_HEADER = {name: tf.io.FixedLenFeature([], tf.string, default_value="") fo
 _PADDED_SHAPES = {
     "word_ids": [None],
     "word_mask": [None],
-    "frames": [None, None, records.N_MELS],
+    "frames": [None, None, None],  # M: the records' frame_dim
     "frame_mask": [None, None],
     "label": [],
     "utt_id": [],

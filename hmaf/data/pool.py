@@ -79,7 +79,7 @@ def warm_up() -> None:
     from hmaf.data.audio import resample
 
     samples = np.random.default_rng(0).normal(0, 0.1, 22050).astype(np.float32)
-    features_lib.mfsc(resample(samples, 22050, features_lib.SAMPLE_RATE))
+    features_lib.frame_features(resample(samples, 22050, features_lib.SAMPLE_RATE))
 
 
 def die_with_parent(parent_pid: int) -> None:

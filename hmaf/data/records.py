@@ -15,7 +15,10 @@ label              int64          class index into ``dataset.json`` label_names
 transcript_auto    int64 (0/1)    1 when the transcript came from speech recognition
 words              bytes [N]      normalised words (the model's tokens)
 num_frames         int64 [N]      frames kept per word, each >= 1
-frames             bytes          raw little-endian float32 ``[sum(num_frames), 64]``
+frames             bytes          raw little-endian float32 ``[sum(num_frames), M]``
+frame_dim          int64          M: 67 (64 log-mel bands, then the prosody columns of
+                                  :mod:`hmaf.data.prosody`); absent, and M = 64, in
+                                  corpora prepared before the prosody columns
 word_start,        float [N]      word boundaries in seconds
 word_end
 word_marks         int64 [N]      the punctuation mark after each word in the
@@ -38,14 +41,13 @@ import numpy as np
 import tensorflow as tf
 
 from hmaf.batch import NUM_MARKS
+from hmaf.data.features import FRAME_DIMS, N_MELS
 
 # TensorFlow is only the data side's tool: it must never hold an accelerator JAX needs.
 try:
     tf.config.set_visible_devices([], "GPU")
 except RuntimeError:  # devices already initialised by an earlier import: nothing to hide now
     pass
-
-N_MELS = 64
 
 _STRING_FIELDS = ("utt_id", "speaker", "group", "split", "label_name", "transcript", "augment")
 
@@ -56,6 +58,7 @@ FEATURE_SPEC = {
     "words": tf.io.RaggedFeature(tf.string),
     "num_frames": tf.io.RaggedFeature(tf.int64),
     "frames": tf.io.FixedLenFeature([], tf.string),
+    "frame_dim": tf.io.FixedLenFeature([], tf.int64, default_value=N_MELS),
     "word_start": tf.io.RaggedFeature(tf.float32),
     "word_end": tf.io.RaggedFeature(tf.float32),
     "word_marks": tf.io.RaggedFeature(tf.int64),
@@ -99,7 +102,8 @@ def serialize_example(*, utt_id: str, speaker: str, label: int, label_name: str,
     Args:
         utt_id, speaker, label, label_name: identifiers and the class index.
         words: the N normalised words.
-        frames: N arrays, word i of shape ``[num_frames_i, 64]`` (num_frames_i >= 1), float32.
+        frames: N arrays, word i of shape ``[num_frames_i, M]`` (num_frames_i >= 1), float32,
+            M in ``FRAME_DIMS`` and the same for every word.
         word_start, word_end: N word boundaries in seconds.
         group: fold unit; defaults to ``speaker``.
         split: the manifest's split name; "" or None when the manifest gave none.
@@ -120,11 +124,12 @@ def serialize_example(*, utt_id: str, speaker: str, label: int, label_name: str,
             f"{utt_id}: {n} words but {len(frames)} frame arrays, {len(word_start)} starts, "
             f"{len(word_end)} ends")
     num_frames = []
+    frame_dim = np.shape(frames[0])[-1] if np.ndim(frames[0]) == 2 else -1
     for i, word_frames in enumerate(frames):
         shape = np.shape(word_frames)
-        if len(shape) != 2 or shape[1] != N_MELS or shape[0] < 1:
-            raise RecordError(
-                f"{utt_id}: word {i} ({words[i]!r}) has frames of shape {shape}, expected [n >= 1, {N_MELS}]")
+        if len(shape) != 2 or shape[1] != frame_dim or frame_dim not in FRAME_DIMS or shape[0] < 1:
+            raise RecordError(f"{utt_id}: word {i} ({words[i]!r}) has frames of shape {shape}, expected "
+                              f"[n >= 1, M] with M one of {FRAME_DIMS}, the same for every word")
         num_frames.append(shape[0])
     stacked = np.concatenate([np.asarray(f, dtype=np.float32) for f in frames], axis=0)
     if not np.all(np.isfinite(stacked)):
@@ -152,6 +157,7 @@ def serialize_example(*, utt_id: str, speaker: str, label: int, label_name: str,
         "num_frames": _ints(num_frames),
         # Explicit little-endian so records move between machines unchanged.
         "frames": _bytes([stacked.astype("<f4").tobytes()]),
+        "frame_dim": _ints([frame_dim]),
         "word_start": _floats(word_start),
         "word_end": _floats(word_end),
     }
@@ -178,7 +184,8 @@ def parse_example(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
     Returns:
         A dict with the string fields (scalars), ``label`` int32 [], ``transcript_auto``
         int32 [], ``words`` string [N], ``num_frames`` int32 [N], ``frames`` float32
-        ``[N, L_utt, 64]`` with L_utt = max(num_frames) and zeros after each word's frames,
+        ``[N, L_utt, M]`` (M: the record's ``frame_dim``) with L_utt = max(num_frames) and
+        zeros after each word's frames,
         ``word_start`` / ``word_end`` float32 [N], ``word_marks`` int32 [N] (or [0]
         for a record written without marks).
     """
@@ -188,14 +195,14 @@ def parse_example(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
     total = tf.reduce_sum(num_frames)
     checks = [
         tf.debugging.assert_equal(
-            tf.cast(tf.size(flat), tf.int64), total * N_MELS,
-            message="frames byte length does not match sum(num_frames) * 64 floats"),
+            tf.cast(tf.size(flat), tf.int64), total * ex["frame_dim"],
+            message="frames byte length does not match sum(num_frames) * frame_dim floats"),
         tf.debugging.assert_equal(
             tf.size(num_frames), tf.size(ex["words"]),
             message="num_frames and words differ in length"),
     ]
     with tf.control_dependencies(checks):
-        flat = tf.reshape(flat, [-1, N_MELS])
+        flat = tf.reshape(flat, [-1, ex["frame_dim"]])
     frames = tf.RaggedTensor.from_row_lengths(flat, num_frames).to_tensor()
     out = {name: ex[name] for name in _STRING_FIELDS}
     out.update(
@@ -215,7 +222,7 @@ def decode_example(serialized: bytes) -> dict[str, object]:
     """Decodes serialized bytes eagerly into numpy / Python values (for tools and tests).
 
     Returns the fields of :func:`parse_example` with strings decoded to ``str``,
-    ``words`` a ``list[str]`` and ``frames`` a list of N arrays ``[num_frames_i, 64]``.
+    ``words`` a ``list[str]`` and ``frames`` a list of N arrays ``[num_frames_i, M]``.
     """
     parsed = parse_example(tf.constant(serialized))
     out: dict[str, object] = {name: parsed[name].numpy().decode() for name in _STRING_FIELDS}

@@ -82,7 +82,7 @@ def _shard_key(examples: Sequence[ShardItem]) -> str:
 
 def default_num_shards(total_frames: int, num_examples: int) -> int:
     """About one shard per 64 MiB of float32 frames, at most one per example."""
-    return max(1, min(num_examples, math.ceil(total_frames * features_lib.N_MELS * 4 / _TARGET_SHARD_BYTES)))
+    return max(1, min(num_examples, math.ceil(total_frames * features_lib.FRAME_DIM * 4 / _TARGET_SHARD_BYTES)))
 
 
 @dataclasses.dataclass

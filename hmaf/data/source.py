@@ -49,6 +49,7 @@ class DatasetInfo:
     label_names: tuple[str, ...]
     l_max: int
     n_mels: int
+    frame_dim: int  # columns per frame: n_mels log-mel bands, then the prosody columns if any
     vocab_size: int
     embedding_dim: int
     shards: tuple[str, ...]
@@ -80,7 +81,8 @@ class DatasetInfo:
         return cls(
             name=meta["name"], num_examples=int(meta["num_examples"]),
             label_names=tuple(meta["label_names"]), l_max=int(meta["l_max"]),
-            n_mels=int(meta.get("n_mels", 64)), vocab_size=int(emb["vocab_size"]),
+            n_mels=int(meta.get("n_mels", 64)), frame_dim=int(meta.get("frame_dim", meta.get("n_mels", 64))),
+            vocab_size=int(emb["vocab_size"]),
             embedding_dim=int(emb["dim"]), shards=tuple(meta["shards"]),
             label_counts=dict(meta.get("label_counts", {})), groups=dict(meta.get("groups", {})),
             splits=dict(meta.get("splits", {})), metadata=meta)
@@ -219,8 +221,10 @@ class CorpusSource:
         stats = {}
         for speaker, entry in raw.items():
             mean, std = (np.asarray(entry.get(k, ()), np.float32) for k in ("mean", "std"))
-            if mean.shape != (self.info.n_mels,) or std.shape != (self.info.n_mels,):
-                raise CorpusError(f"{path}: speaker {speaker!r} needs 'mean' and 'std' of {self.info.n_mels} bands")
+            if mean.shape != (self.info.frame_dim,) or std.shape != (self.info.frame_dim,):
+                raise CorpusError(f"{path}: speaker {speaker!r} needs 'mean' and 'std' of {self.info.frame_dim} "
+                                  f"columns (the corpus's frame width); recompute them with "
+                                  f"`python -m hmaf.data.normalize {self.data_dir}`")
             stats[speaker] = (mean, std)
         return stats
 

@@ -10,12 +10,12 @@ from typing import Iterator
 
 import numpy as np
 
-from hmaf.batch import N_MELS, NUM_MARKS, Batch
+from hmaf.batch import FRAME_DIM, NUM_MARKS, Batch
 from hmaf.data.layout import BatchLayout
 
 
 def random_batch(rng: np.random.Generator, batch_size: int, max_words: int, max_frames: int, *,
-                 vocab_size: int = 50, num_classes: int = 4, n_mels: int = N_MELS,
+                 vocab_size: int = 50, num_classes: int = 4, frame_dim: int = FRAME_DIM,
                  min_words: int | None = None, min_frames: int | None = None) -> Batch:
     """A padded batch with ragged lengths.
 
@@ -32,7 +32,7 @@ def random_batch(rng: np.random.Generator, batch_size: int, max_words: int, max_
     word_mask = np.arange(max_words)[None] < n_words[:, None]
     n_frames = rng.integers(min_frames, max_frames + 1, size=(batch_size, max_words)) * word_mask
     frame_mask = np.arange(max_frames)[None, None] < n_frames[..., None]
-    frames = rng.normal(size=(batch_size, max_words, max_frames, n_mels)).astype(np.float32)
+    frames = rng.normal(size=(batch_size, max_words, max_frames, frame_dim)).astype(np.float32)
     frames *= frame_mask[..., None]
     word_ids = np.where(word_mask, rng.integers(2, vocab_size, size=word_mask.shape), 0)
     return Batch(word_ids=word_ids.astype(np.int32), word_mask=word_mask, frames=frames,

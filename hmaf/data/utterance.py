@@ -50,7 +50,7 @@ class Utterance:
 
     Attributes:
       words: the N normalised words.
-      frames: N float32 arrays ``[n_i, 64]``, 1 <= n_i <= l_max.
+      frames: N float32 arrays ``[n_i, 67]`` (:func:`hmaf.data.features.frame_features`), 1 <= n_i <= l_max.
       word_start, word_end: float64 ``[N]`` seconds.
       transcript: the transcript as given (or as recognised).
       transcript_auto: True when the transcript came from speech recognition.
@@ -206,10 +206,10 @@ def preprocess_utterance(audio_path: str | os.PathLike, transcript: str | None, 
         timing["augment_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    mfsc = features_lib.mfsc(samples)
-    if not np.all(np.isfinite(mfsc)):
-        raise PreprocessError(path, "non_finite", "the log-mel features hold NaN or inf")
-    frames, long_words = features_lib.word_frames(mfsc, starts, ends, l_max, long_word_rule)
+    frame_features = features_lib.frame_features(samples)
+    if not np.all(np.isfinite(frame_features)):
+        raise PreprocessError(path, "non_finite", "the log-mel or prosody features hold NaN or inf")
+    frames, long_words = features_lib.word_frames(frame_features, starts, ends, l_max, long_word_rule)
     timing["features_s"] = time.perf_counter() - t0
     return Utterance(words=words, frames=frames, word_start=starts, word_end=ends, transcript=transcript,
                      transcript_auto=transcript_auto, long_words=long_words, audio_seconds=audio_seconds,

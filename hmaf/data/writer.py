@@ -31,6 +31,7 @@ import numpy as np
 
 from hmaf.batch import MARK_NAMES
 from hmaf.data import features as features_lib
+from hmaf.data import prosody as prosody_lib
 from hmaf.data import shards as shards_lib
 from hmaf.data.cache import cache_key, cache_utterance, load_utterance, utterance_path  # noqa: F401  (cache_key, cache_utterance: phase-1 names the Beam path uses)
 from hmaf.data.manifest import ManifestRow, RowReject, read_manifest
@@ -207,6 +208,12 @@ def write_corpus(manifest: str | os.PathLike, out_dir: str, name: str, rows: Seq
         "groups": dict(sorted(collections.Counter(row.group for row, _ in good).items())),
         "splits": dict(sorted(collections.Counter(row.split for row, _ in good).items())),
         "n_mels": features_lib.N_MELS,
+        # each frame: the n_mels log-mel bands, then these columns (hmaf.data.prosody)
+        "frame_dim": features_lib.FRAME_DIM,
+        "prosody_columns": list(prosody_lib.COLUMNS),
+        "prosody": {"f0_min": prosody_lib.F0_MIN, "f0_max": prosody_lib.F0_MAX,
+                    "frame_length": prosody_lib.FRAME_LENGTH, "threshold": prosody_lib.THRESHOLD,
+                    "voiced_aperiodicity": prosody_lib.VOICED_APERIODICITY},
         "sample_rate": features_lib.SAMPLE_RATE,
         "win_ms": 25,
         "hop_ms": 10,

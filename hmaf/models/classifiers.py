@@ -53,6 +53,9 @@ class _Branches(nn.Module):
         ``word_marks``), see :class:`hmaf.models.encoders.TextAttention` (False paper);
         punctuation_dropout: the share of training utterances whose marks are all
         dropped (0 ours by default; no paper setting).
+      prosody: the audio branch also reads each frame's prosody columns (log F0,
+        voicing, log energy; ours, True in configs/default.py; False paper), see
+        :func:`hmaf.models.frontend.frame_columns`.
       spec_time_masks, spec_time_mask_frames, spec_band_masks, spec_band_mask_bands:
         SpecAugment masks on the frames in training (0 paper), see
         :func:`hmaf.models.frontend.spec_augment`.
@@ -82,6 +85,7 @@ class _Branches(nn.Module):
     embedding_dropout: float = 0.0
     punctuation: bool = False
     punctuation_dropout: float = 0.0
+    prosody: bool = False
     spec_time_masks: int = 0
     spec_time_mask_frames: int = 0
     spec_band_masks: int = 0
@@ -116,7 +120,8 @@ class _Branches(nn.Module):
     def audio_branch(self, batch, train):
         w_h, w_alpha, f_alpha = AudioAttention(
             self.hidden, self.attention_dim, self.unroll, self.dtype, audio_norm=self.audio_norm,
-            speaker_stats_dropout=self.speaker_stats_dropout, spec_augment=self.spec_augment, name="audio",
+            speaker_stats_dropout=self.speaker_stats_dropout, spec_augment=self.spec_augment,
+            prosody=self.prosody, name="audio",
         )(batch["frames"], batch["frame_mask"], batch["word_mask"], packed_inputs(batch), train=train,
           band_stats=band_stats_of(batch))
         self.sow("intermediates", "w_alpha", w_alpha)
@@ -234,7 +239,8 @@ class UtteranceFrameFusionModel(_Branches):
         u_text = weighted_sum(t_alpha, t_h)
         u_audio, uf_alpha = UtteranceFrameAttention(
             self.hidden, self.attention_dim, self.unroll, self.dtype, audio_norm=self.audio_norm,
-            speaker_stats_dropout=self.speaker_stats_dropout, spec_augment=self.spec_augment, name="audio_utt",
+            speaker_stats_dropout=self.speaker_stats_dropout, spec_augment=self.spec_augment,
+            prosody=self.prosody, name="audio_utt",
         )(batch["frames"], batch["frame_mask"], train=train, band_stats=band_stats_of(batch))
         self.sow("intermediates", "uf_alpha", uf_alpha)
         u_text, u_audio, _ = self.drop_modality(u_text, u_audio, train)

@@ -21,7 +21,7 @@ import numpy as np
 
 from hmaf.batch import NUM_MARKS, UNK_ID
 from hmaf.models.attention import Attention, masked_softmax, weighted_sum
-from hmaf.models.frontend import normalise_frames, spec_augment
+from hmaf.models.frontend import frame_columns, normalise_frames, spec_augment
 from hmaf.models.rnn import BiGRU
 
 Dtype = Any
@@ -162,6 +162,8 @@ class AudioEncoder(nn.Module):
         own statistics instead of their speaker's (``audio_norm="speaker"``).
       spec_augment: ``(time_masks, time_mask_frames, band_masks, band_mask_bands)``
         of :func:`hmaf.models.frontend.spec_augment` in training; zeros: off.
+      prosody: also read the prosody columns of each frame (ours; False: the 64 log-mel
+        bands alone, the paper), see :func:`hmaf.models.frontend.frame_columns`.
     """
 
     hidden: int = 100
@@ -172,6 +174,7 @@ class AudioEncoder(nn.Module):
     audio_norm: str = "batch"
     speaker_stats_dropout: float = 0.0
     spec_augment: tuple[int, int, int, int] = (0, 0, 0, 0)
+    prosody: bool = False
 
 
 class AudioAttention(AudioEncoder):
@@ -282,10 +285,11 @@ def packed_frame_attention(frame: FrameAttention, frames: jax.Array, frame_mask:
 
 def input_frames(module: nn.Module, frames: jax.Array, frame_mask: jax.Array, *, train: bool,
                  band_stats: Mapping[str, jax.Array] | None) -> jax.Array:
-    """Normalised (and in training SpecAugment-masked) frames ``[B, N, L, M]``, zero at
-    padding. ``module`` has ``audio_norm``, ``speaker_stats_dropout`` and
-    ``spec_augment``; call inside its compact method (the batch norm and the dropout RNG
-    belong to it)."""
+    """The columns the model reads (:func:`frame_columns`), normalised (and in training
+    SpecAugment-masked): ``[B, N, L, M']``, zero at padding. ``module`` has
+    ``audio_norm``, ``speaker_stats_dropout``, ``spec_augment`` and ``prosody``; call
+    inside its compact method (the batch norm and the dropout RNG belong to it)."""
+    frames, band_stats = frame_columns(frames, band_stats, prosody=module.prosody)
     stats_dropout = module.speaker_stats_dropout if band_stats is not None else 0.0
     rng = module.make_rng("dropout") if train and stats_dropout > 0.0 else None
     frames = normalise_frames(frames, frame_mask, module.audio_norm, train=train, band_stats=band_stats,

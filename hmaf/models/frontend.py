@@ -1,4 +1,5 @@
-"""The audio front end: log-mel input normalisation and SpecAugment-style masks.
+"""The audio front end: which frame columns a model reads, their normalisation, and
+SpecAugment-style masks.
 
 Both work on the padded frames ``[B, N, L, M]`` that every batch carries (packed
 batches gather their rows from these same frames inside the encoder, see
@@ -16,8 +17,39 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from hmaf.data.features import FRAME_DIM, N_MELS
+from hmaf.data.prosody import COLUMNS as PROSODY_COLUMNS
+
 AUDIO_NORMS = ("batch", "utterance", "speaker", "none")
 _EPS = 1e-5
+
+
+def frame_columns(frames: jax.Array, band_stats: Mapping[str, jax.Array] | None, *, prosody: bool
+                  ) -> tuple[jax.Array, Mapping[str, jax.Array] | None]:
+    """The frame columns a model reads, and the speaker statistics of the same columns.
+
+    A prepared corpus stores 67 columns per frame (:func:`hmaf.data.features.frame_features`):
+    the 64 log-mel bands, then ``log_f0, voicing, log_energy``. ``prosody=False`` (the
+    paper) keeps the bands alone; ``prosody=True`` keeps all 67 and needs them.
+
+    Args: frames ``[B, N, L, M]`` with M 64 or 67; band_stats ``band_mean``/``band_std``
+    ``[B, M]`` or None. Returns frames ``[B, N, L, M']`` and band_stats ``[B, M']``.
+
+    Raises:
+      ValueError: ``prosody=True`` on frames without the prosody columns.
+    """
+    m = frames.shape[-1]
+    if prosody:
+        if m != FRAME_DIM:
+            raise ValueError(
+                f"model.prosody=True reads {FRAME_DIM} columns per frame (64 log-mel bands, then "
+                f"{', '.join(PROSODY_COLUMNS)}) but the frames have {m}: the corpus was prepared before "
+                f"the prosody columns. Prepare it again (python -m hmaf.prepare) or set model.prosody=False")
+        return frames, band_stats
+    if m == N_MELS:
+        return frames, band_stats
+    stats = None if band_stats is None else {k: v[..., :N_MELS] for k, v in band_stats.items()}
+    return frames[..., :N_MELS], stats
 
 
 def utterance_band_stats(frames: jax.Array, frame_mask: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -94,10 +126,12 @@ def spec_augment_mask(rng: jax.Array, frame_mask: jax.Array, n_mels: int, *, tim
     frames in utterance time (the real frames of its words in order, so a span may
     cross a word boundary but never counts padding) and ``band_masks`` spans of
     ``f ~ U{0..band_width}`` consecutive mel bands over all its frames. Draws have shape
-    ``[B, masks]`` only, so padding never changes which real frames are masked.
+    ``[B, masks]`` only, so padding never changes which real frames are masked. Band
+    masks fall on the log-mel bands only (the first ``min(n_mels, 64)`` columns); a time
+    mask covers every column of its frames.
 
-    Args: rng; frame_mask ``[B, N, L]``. Returns masked ``[B, N, L, M]`` bool (False at
-    padded frames).
+    Args: rng; frame_mask ``[B, N, L]``; n_mels: columns per frame (M). Returns masked
+    ``[B, N, L, M]`` bool (False at padded frames).
     """
     b = frame_mask.shape[0]
     time_key, band_key = jax.random.split(rng)
@@ -120,7 +154,7 @@ def spec_augment_mask(rng: jax.Array, frame_mask: jax.Array, n_mels: int, *, tim
         in_time = hit.any(-1)
     in_band = jnp.zeros((b, n_mels), bool)
     if band_masks > 0 and band_width > 0:
-        start, w = spans(band_key, jnp.full((b,), n_mels), band_masks, band_width)
+        start, w = spans(band_key, jnp.full((b,), min(n_mels, N_MELS)), band_masks, band_width)
         band = jnp.arange(n_mels)[None, :, None]  # [1, M, 1]
         in_band = ((band >= start[:, None]) & (band < (start + w)[:, None])).any(-1)  # [B, M]
     return frame_mask[..., None] & (in_time[..., None] | in_band[:, None, None, :])

@@ -8,6 +8,7 @@ import soundfile
 from scipy.signal import welch
 
 from hmaf.data import augment as aug
+from hmaf.data.features import N_MELS
 from hmaf.data.manifest import ManifestRow
 from hmaf.data.utterance import PreprocessError, preprocess_utterance
 
@@ -212,9 +213,15 @@ def test_preprocess_aligns_clean_audio_then_augments_and_scales_timings(tmp_path
     loud = preprocess_utterance(tmp_path / "u.wav", "hello there", word_timings=timings, augment="gain:db=6")
     # +6 dB power gain is a constant log-mel shift of ln(10**0.6) in every band
     # in every band above the log floor (the test voice has nothing above ~3 kHz)
-    above_floor = clean.frames[0] > np.log(1e-6) + 3
+    bands, loud_bands = clean.frames[0][:, :N_MELS], loud.frames[0][:, :N_MELS]
+    above_floor = bands > np.log(1e-6) + 3
     assert above_floor.sum() > 1000
-    np.testing.assert_allclose((loud.frames[0] - clean.frames[0])[above_floor], np.log(10 ** 0.6), atol=1e-3)
+    np.testing.assert_allclose((loud_bands - bands)[above_floor], np.log(10 ** 0.6), atol=1e-3)
+    # and of the prosody columns: log energy moves by the same, pitch and voicing not at all
+    log_f0, voicing, log_energy = (clean.frames[0][:, N_MELS + i] for i in range(3))
+    np.testing.assert_allclose(loud.frames[0][:, N_MELS + 2] - log_energy, np.log(10 ** 0.6), atol=1e-3)
+    np.testing.assert_allclose(loud.frames[0][:, N_MELS], log_f0, atol=1e-5)
+    np.testing.assert_allclose(loud.frames[0][:, N_MELS + 1], voicing, atol=1e-5)
     with pytest.raises(PreprocessError) as info:
         preprocess_utterance(tmp_path / "u.wav", "hello there", word_timings=timings,
                              augment="noise:babble:snr=10:seed=1:sources=missing.wav")

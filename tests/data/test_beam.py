@@ -84,14 +84,14 @@ def test_tfds_dataset_holds_the_utterances(beam_run):
     # The ClassLabel names every label of the manifest, the rejected rows' ("sad") included.
     assert builder.info.features["label"].names == sorted({r.label for r in rows})
     assert "sad" in builder.info.features["label"].names
-    assert builder.info.features["frames"].shape == (None, 64)
+    assert builder.info.features["frames"].shape == (None, 67)  # 64 log-mel bands + 3 prosody columns
     examples = list(tfds.as_numpy(builder.as_dataset(split=beam_lib.SPLIT, shuffle_files=False)))
     assert len(examples) == NUM_GOOD
     good_ids = [r.id for r in rows if r.id not in ("corrupt", "blank")]
     assert [ex["utt_id"].decode() for ex in examples] == good_ids  # manifest order
     for ex in examples:
         n = len(ex["words"])
-        assert ex["frames"].dtype == np.float32 and ex["frames"].shape == (ex["num_frames"].sum(), 64)
+        assert ex["frames"].dtype == np.float32 and ex["frames"].shape == (ex["num_frames"].sum(), 67)
         assert ex["num_frames"].shape == ex["word_start"].shape == ex["word_end"].shape == (n,)
         assert np.all(ex["num_frames"] >= 1) and np.all(ex["word_end"] >= ex["word_start"])
 

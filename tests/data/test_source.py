@@ -8,7 +8,7 @@ import shutil
 import numpy as np
 import pytest
 
-from hmaf.batch import validate
+from hmaf.batch import FRAME_DIM, validate
 from hmaf.data.fake_corpus import LABELS
 from hmaf.data.source import CorpusError, CorpusSource, DatasetInfo
 
@@ -188,7 +188,8 @@ def test_speaker_statistics_attach_by_speaker(tiny_corpus, tmp_path):
     corpus = tmp_path / "stats"
     shutil.copytree(data_dir, corpus)
     speakers = sorted({ex["speaker"] for ex in examples.values()})
-    stats = {s: {"mean": [float(i)] * 64, "std": [1.0 + i] * 64, "frames": 10} for i, s in enumerate(speakers)}
+    stats = {s: {"mean": [float(i)] * FRAME_DIM, "std": [1.0 + i] * FRAME_DIM, "frames": 10}
+             for i, s in enumerate(speakers)}
     (corpus / "speaker_stats.json").write_text(json.dumps(stats))
     config = _config(corpus)
     config.model.audio_norm = "speaker"
@@ -196,7 +197,7 @@ def test_speaker_statistics_attach_by_speaker(tiny_corpus, tmp_path):
     for batch in itertools.chain(itertools.islice(source.train_batches(), 3), source.eval_batches("test")):
         for speaker, mean, std in zip(batch["speaker"], batch["band_mean"], batch["band_std"]):
             i = speakers.index(speaker.decode())
-            assert mean.shape == (64,) and np.all(mean == i) and np.all(std == 1.0 + i)
+            assert mean.shape == (FRAME_DIM,) and np.all(mean == i) and np.all(std == 1.0 + i)
     del stats[speakers[0]]
     (corpus / "speaker_stats.json").write_text(json.dumps(stats))
     with pytest.raises(CorpusError, match="speaker_stats.json has no statistics for speaker"):

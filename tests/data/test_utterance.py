@@ -31,13 +31,13 @@ def test_utterance_fields(wavs):
     assert utt.words == words
     assert utt.transcript == TEXT + "!" and utt.transcript_auto is False
     assert len(utt.frames) == len(utt.word_start) == len(utt.word_end) == len(words)
-    assert all(f.dtype == np.float32 and f.ndim == 2 and f.shape[1] == 64 and 1 <= len(f) <= 100 for f in utt.frames)
+    assert all(f.dtype == np.float32 and f.ndim == 2 and f.shape[1] == features.FRAME_DIM and 1 <= len(f) <= 100 for f in utt.frames)
     assert utt.long_words == 0
     assert utt.audio_seconds == pytest.approx(load_audio(wavs / "speech.wav").size / 16000)
     assert set(utt.timing) == {"decode_s", "asr_s", "align_s", "features_s"}
     assert utt.timing["align_s"] > 0 and utt.timing["asr_s"] == 0
-    # frames are exactly the utterance's MFSC cut at the aligned boundaries
-    direct = features.mfsc(load_audio(wavs / "speech.wav"))
+    # frames are exactly the utterance's MFSC and prosody columns cut at the aligned boundaries
+    direct = features.frame_features(load_audio(wavs / "speech.wav"))
     expected, _ = features.word_frames(direct, utt.word_start, utt.word_end, 100)
     for got, want in zip(utt.frames, expected):
         np.testing.assert_array_equal(got, want)
