@@ -55,6 +55,24 @@ def test_parse_example_is_dense_and_zero_padded_in_a_dataset():
     np.testing.assert_array_equal(header["num_frames"].numpy(), [2, 6])
 
 
+def test_frames_with_prosody_columns_and_records_from_before_them():
+    rng = np.random.default_rng(3)
+    ex = _example(rng)
+    ex["frames"] = [rng.standard_normal((n, 67)).astype(np.float32) for n in (3, 1, 5)]
+    out = records.decode_example(records.serialize_example(**ex))
+    for got, want in zip(out["frames"], ex["frames"]):
+        np.testing.assert_array_equal(got, want)
+    # a record written before the prosody columns has no frame_dim field: 64 columns
+    old = _example(rng)
+    proto = tf.train.Example.FromString(records.serialize_example(**old))
+    del proto.features.feature["frame_dim"]
+    out = records.decode_example(proto.SerializeToString())
+    assert [f.shape for f in out["frames"]] == [(3, 64), (1, 64), (5, 64)]
+    np.testing.assert_array_equal(out["frames"][2], old["frames"][2])
+    with pytest.raises(records.RecordError, match="the same for every word"):
+        records.serialize_example(**dict(ex, frames=[ex["frames"][0], old["frames"][1], ex["frames"][2]]))
+
+
 @pytest.mark.parametrize("change, message", [
     (dict(words=[]), "at least one word"),
     (dict(word_end=[0.1]), "3 words but 3 frame arrays, 3 starts, 1 ends"),
