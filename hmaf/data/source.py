@@ -206,7 +206,7 @@ class CorpusSource:
 
     @functools.cached_property
     def speaker_band_stats(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-        """speaker -> (mean float32 [64], std float32 [64]) from ``speaker_stats.json``."""
+        """speaker -> (mean float32 [M], std float32 [M]) from ``speaker_stats.json`` (M: the frame width)."""
         path = os.path.join(self.data_dir, SPEAKER_STATS)
         try:
             with open(path, encoding="utf-8") as f:
