@@ -105,7 +105,7 @@ def validate(batch: Mapping[str, object], *, check_values: bool = True) -> None:
         if dtype != np.float32 or tuple(np.shape(batch[key])) != (b, m):
             raise BatchError(f"batch['{key}'] has dtype {dtype} and shape {np.shape(batch[key])}, "
                              f"expected float32 {(b, m)} (the frames' width; a speaker profile made "
-                             "before the prosody columns has 64: make it again)")
+                             "before the prosody columns has 64)")
     if "word_marks" in batch:
         dtype = np.dtype(getattr(batch["word_marks"], "dtype", None) or np.asarray(batch["word_marks"]).dtype)
         if dtype != np.int32 or tuple(np.shape(batch["word_marks"])) != (b, n):

@@ -34,7 +34,11 @@ from hmaf.unfamiliar import Features, UnfamiliarDetector, input_statistics
 # Word-level attentions in Figure 3 order: text, audio word-level, shared, fine-tuned.
 WORD_ATTENTIONS = ("t_alpha", "w_alpha", "s_alpha", "u_alpha")
 
-__all__ = ["Prediction", "Predictor", "PreprocessError", "WORD_ATTENTIONS", "utterance_batch"]
+__all__ = ["Prediction", "Predictor", "PreprocessError", "ProfileError", "WORD_ATTENTIONS", "utterance_batch"]
+
+
+class ProfileError(ValueError):
+    """A speaker profile that does not fit the model (its width)."""
 
 
 @dataclasses.dataclass
@@ -91,11 +95,11 @@ def utterance_batch(word_ids: Sequence[np.ndarray], frames: Sequence[Sequence[np
 
     Args:
       word_ids: per utterance int32 ``[N_u]``.
-      frames: per utterance N_u arrays ``[n_i, 64]``.
+      frames: per utterance N_u arrays ``[n_i, M]``.
       word_marks: per utterance N_u punctuation mark ids (models with punctuation), or None.
 
     Returns:
-      ``word_ids`` ``[B, N]``, ``word_mask`` ``[B, N]``, ``frames`` ``[B, N, L, 64]``,
+      ``word_ids`` ``[B, N]``, ``word_mask`` ``[B, N]``, ``frames`` ``[B, N, L, M]``,
       ``frame_mask`` ``[B, N, L]``, ``label`` zeros ``[B]`` (``word_marks`` ``[B, N]`` when
       given, and the packing arrays when the layout packs).
     """
@@ -136,7 +140,7 @@ class Predictor:
         the prosody columns) serves only models with ``prosody=False``.
 
     Raises:
-      ValueError: a 64-column profile for a model that reads the prosody columns.
+      ProfileError: a 64-column profile for a model that reads the prosody columns.
     """
 
     def __init__(self, model, variables, vocab: Vocab, label_names: Sequence[str], *, l_max: int = 100,
@@ -160,7 +164,7 @@ class Predictor:
         self.unfamiliar = unfamiliar
         if (speaker_profile is not None and getattr(model, "prosody", False)
                 and np.shape(speaker_profile[0])[-1] != FRAME_DIM):
-            raise ValueError(f"the speaker profile holds {np.shape(speaker_profile[0])[-1]} columns but this model "
+            raise ProfileError(f"the speaker profile holds {np.shape(speaker_profile[0])[-1]} columns but this model "
                              f"reads {FRAME_DIM} (64 log-mel bands and the prosody columns): make the profile "
                              "again from a corpus prepared with this version (docs/augmentation.md)")
         self.speaker_profile = speaker_profile

@@ -24,7 +24,7 @@ from typing import Sequence, TextIO
 from hmaf import cli
 from hmaf.data import normalize
 from hmaf.data.manifest import ManifestError, read_manifest
-from hmaf.inference import WORD_ATTENTIONS, Prediction, Predictor, PreprocessError
+from hmaf.inference import WORD_ATTENTIONS, Prediction, Predictor, PreprocessError, ProfileError
 from hmaf.io import atomic_open
 
 
@@ -101,9 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FileNotFoundError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except ValueError as e:  # a profile that does not fit the model
-        if profile is None:
-            raise
+    except ProfileError as e:
         print(f"error: --speaker_profile {args.speaker_profile}: {e}", file=sys.stderr)
         return 2
     if args.manifest:

@@ -10,7 +10,7 @@ import soundfile
 import experiment_helpers as helpers
 from hmaf import predict
 from hmaf.data.utterance import PreprocessError
-from hmaf.inference import Predictor, utterance_batch
+from hmaf.inference import Predictor, ProfileError, utterance_batch
 from hmaf.unfamiliar import DEFAULT_SCORE
 
 
@@ -159,6 +159,6 @@ def test_a_speaker_profile_reaches_speaker_normalised_models(workdir, wav, tmp_p
     assert predict.main(args + ["--speaker_profile", str(tmp_path / "none.json")]) == 2
     assert "none.json" in capsys.readouterr().err
     assert predictor.model.prosody  # the default config's: a 64-column profile predates its columns
-    with pytest.raises(ValueError, match="profile holds 64 columns but this model reads 67"):
+    with pytest.raises(ProfileError, match="profile holds 64 columns but this model reads 67"):
         Predictor(predictor.model, predictor.variables, predictor.vocab, predictor.label_names,
                   speaker_profile=(mean[:64], std[:64]))

@@ -162,7 +162,7 @@ class HmafCorpus(tfds.core.GeneratorBasedBuilder):
                 "word_start": tfds.features.Tensor(shape=(None,), dtype=np.float64),
                 "word_end": tfds.features.Tensor(shape=(None,), dtype=np.float64),
                 "num_frames": tfds.features.Tensor(shape=(None,), dtype=np.int64),
-                # [T, 64] float32, T = sum(num_frames): the words' frames one after another.
+                # [T, 67] float32, T = sum(num_frames): the words' frames one after another.
                 "frames": tfds.features.Tensor(shape=(None, features_lib.FRAME_DIM), dtype=np.float32,
                                                encoding=tfds.features.Encoding.ZLIB),
                 "long_words": tfds.features.Tensor(shape=(), dtype=np.int64),

@@ -62,7 +62,7 @@ def save_utterance(path: str, utt: Utterance) -> None:
 
 
 def load_utterance(path: str) -> dict[str, Any]:
-    """A cached utterance: words, frames (list of ``[n_i, 64]``), boundaries and metadata."""
+    """A cached utterance: words, frames (list of ``[n_i, M]``), boundaries and metadata."""
     with np.load(path, allow_pickle=False) as z:
         num_frames = z["num_frames"]
         frames = np.split(z["frames"], np.cumsum(num_frames)[:-1])

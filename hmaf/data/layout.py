@@ -102,7 +102,7 @@ class BatchLayout:
         n = _round_up(max(len(ids) for ids in word_ids), self.pad_words_to)
         l = _round_up(max(len(f) for fs in frames for f in fs), self.pad_frames_to)
         batch = {"word_ids": np.zeros((b, n), np.int32), "word_mask": np.zeros((b, n), bool),
-                 "frames": np.zeros((b, n, l, np.shape(frames[0][0])[-1]), np.float32), "frame_mask": np.zeros((b, n, l), bool),
+                 "frames": np.zeros((b, n, l, _frame_width(frames)), np.float32), "frame_mask": np.zeros((b, n, l), bool),
                  "label": np.zeros((b,), np.int32)}
         for u, (ids, word_frames) in enumerate(zip(word_ids, frames)):
             batch["word_ids"][u, :len(ids)] = ids
@@ -115,6 +115,14 @@ class BatchLayout:
             for u, marks in enumerate(word_marks):
                 batch["word_marks"][u, :len(marks)] = marks
         return self.finish(batch)
+
+
+def _frame_width(frames: Sequence[Sequence[np.ndarray]]) -> int:
+    """The one column count of all utterances' word frames; ValueError if they differ."""
+    widths = {np.shape(f)[-1] for fs in frames for f in fs}
+    if len(widths) != 1:
+        raise ValueError(f"word frames must share one width (64, or 67 with the prosody columns), got {sorted(widths)}")
+    return widths.pop()
 
 
 def _round_up(x: int, multiple: int) -> int:

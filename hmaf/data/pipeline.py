@@ -1,7 +1,7 @@
 """tf.data input pipeline: TFRecord shards -> padded batches of the batch contract.
 
 Each batch is a dict (see :mod:`hmaf.batch`): ``word_ids`` int32 ``[B, N]``,
-``word_mask`` bool ``[B, N]``, ``frames`` float32 ``[B, N, L, 64]``, ``frame_mask``
+``word_mask`` bool ``[B, N]``, ``frames`` float32 ``[B, N, L, M]``, ``frame_mask``
 bool ``[B, N, L]``, ``label`` int32 ``[B]``, ``utt_id`` and ``speaker`` bytes ``[B]``;
 with ``word_marks=True`` also ``word_marks`` int32 ``[B, N]`` (the records' punctuation
 mark per word, 0 at padding; ``config.model.punctuation``).

@@ -9,7 +9,9 @@ docs/experiments.md, "Prosody columns"). The model reads these columns only with
 
 Pitch: YIN (de Cheveigné & Kawahara 2002, steps 1-5) on the log-mel frame grid, i.e.
 frame t is centred on sample ``160 t`` of the zero-padded signal and T = 1 + samples // 160,
-so row t here is row t of :func:`hmaf.data.features.mfsc`:
+so there are as many rows as :func:`hmaf.data.features.mfsc` gives. (Row t's integration
+window, the first W samples below, is centred about 8 ms before the log-mel frame's
+centre: the models measured in docs/experiments.md used this grid; centring it is left.)
 
 - window: ``FRAME_LENGTH`` = 1024 samples (64 ms) from ``160 t - 512``; integration
   length W = 1024 - ceil(16000 / F0_MIN) samples;

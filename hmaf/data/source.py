@@ -26,6 +26,7 @@ import ml_collections
 
 from hmaf.data import folds as folds_lib
 from hmaf.data import pipeline
+from hmaf.data.features import FRAME_DIM
 from hmaf.data.layout import BatchLayout
 from hmaf.data.vocab import Vocab
 
@@ -110,7 +111,7 @@ class CorpusSource:
       pack, row_multiple: frame packing of every batch (:class:`BatchLayout`).
       augmented: augmented copies (records with a non-empty ``augment``) in the train
         split; never in validation or test.
-      speaker_stats: attach ``band_mean`` / ``band_std`` float32 ``[B, 64]`` of each
+      speaker_stats: attach ``band_mean`` / ``band_std`` float32 ``[B, M]`` of each
         example's speaker from ``data_dir/speaker_stats.json``.
       vocab_path: the vocabulary mapping words to ids (default ``data_dir/vocab.txt``;
         a trained model's own vocabulary when evaluating on another corpus).
@@ -338,6 +339,10 @@ def from_config(config: ml_collections.ConfigDict, *, data_dir: str | os.PathLik
     train/validation/test splits (another corpus evaluated as a whole, split "all").
     ``pack``: overrides ``config.pack_frames`` (False: the trainer packs per device when it
     shards batches). ``config.model.punctuation`` adds the batches' ``word_marks``.
+
+    Raises:
+      CorpusError: ``config.model.prosody`` on a corpus prepared before the prosody
+        columns (found before any model is built or trained).
     """
     data = config.data
     pack = dict(pack=bool(config.get("pack_frames", False)) if pack is None else pack,
@@ -350,7 +355,7 @@ def from_config(config: ml_collections.ConfigDict, *, data_dir: str | os.PathLik
                          **data.get("toy", {}))
     if data.source != "corpus":
         raise ValueError(f"config.data.source={data.source!r}: expected 'corpus' or 'toy'")
-    return CorpusSource(
+    source = CorpusSource(
         data.dir if data_dir is None else data_dir, fold=data.get("fold", 0), num_folds=data.get("num_folds", 5),
         seed=config.seed, batch_size=config.batch_size, balanced=data.get("balanced", True),
         split_mode=data.get("split_mode", "folds") if splits else None, split_file=data.get("split_file", ""),
@@ -358,3 +363,10 @@ def from_config(config: ml_collections.ConfigDict, *, data_dir: str | os.PathLik
         pad_words_to=data.get("pad_words_to", 16), pad_frames_to=data.get("pad_frames_to", 0),
         speaker_stats=model.get("audio_norm", "") == "speaker", vocab_path=vocab_path, word_marks=word_marks,
         **pack)
+    if model.get("prosody", False) and source.info.frame_dim != FRAME_DIM:
+        raise CorpusError(
+            f"{source.data_dir} holds {source.info.frame_dim} columns per frame, prepared before the prosody "
+            f"columns that a model with prosody=True reads ({FRAME_DIM}): re-run python -m hmaf.prepare on its "
+            f"manifest; a model trained with prosody=True cannot use it, a new one can with "
+            f"--config.model.prosody=False")
+    return source

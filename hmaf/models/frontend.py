@@ -44,7 +44,8 @@ def frame_columns(frames: jax.Array, band_stats: Mapping[str, jax.Array] | None,
             raise ValueError(
                 f"model.prosody=True reads {FRAME_DIM} columns per frame (64 log-mel bands, then "
                 f"{', '.join(PROSODY_COLUMNS)}) but the frames have {m}: the corpus was prepared before "
-                f"the prosody columns. Prepare it again (python -m hmaf.prepare) or set model.prosody=False")
+                f"the prosody columns. Prepare it again (python -m hmaf.prepare), or train a new model with "
+                f"model.prosody=False")
         return frames, band_stats
     if m == N_MELS:
         return frames, band_stats

@@ -238,3 +238,21 @@ def test_experiment_source_is_the_seam_and_its_padding_is_saved(tiny_corpus):
     assert (config.data.pad_words_to, config.data.pad_frames_to) == (24, 32)
     assert source.layout == from_config(config).layout
     assert {b["frame_mask"].shape[1:] for b in source.eval_batches("validation")} == {(24, 32)}
+
+
+def test_a_prosody_model_on_a_corpus_from_before_the_prosody_columns_is_refused_early(tiny_corpus, tmp_path):
+    from hmaf.data.source import from_config
+
+    data_dir, _ = tiny_corpus
+    corpus = tmp_path / "old"
+    shutil.copytree(data_dir, corpus)
+    meta = json.loads((corpus / "dataset.json").read_text())
+    del meta["frame_dim"]  # as dataset.json was written before the prosody columns
+    (corpus / "dataset.json").write_text(json.dumps(meta))
+    config = _config(corpus)
+    config.model.audio_norm = "utterance"
+    assert config.model.prosody  # the default
+    with pytest.raises(CorpusError, match=r"old holds 64 columns per frame.*re-run python -m hmaf.prepare"):
+        from_config(config)
+    config.model.prosody = False
+    assert from_config(config).info.frame_dim == 64
