@@ -21,8 +21,6 @@ from typing import Sequence
 
 import numpy as np
 
-from hmaf.data import prosody as prosody_lib
-
 SAMPLE_RATE = 16000
 WIN_LENGTH = 400  # 25 ms
 HOP_LENGTH = 160  # 10 ms
@@ -33,7 +31,8 @@ FMIN = 0.0
 FMAX = SAMPLE_RATE / 2
 LOG_FLOOR = 1e-6
 LONG_WORD_RULES = ("subsample", "truncate")
-FRAME_DIM = N_MELS + len(prosody_lib.COLUMNS)  # a frame's width in corpora prepared since prosody
+PROSODY_COLUMNS = ("log_f0", "voicing", "log_energy")  # after the bands (hmaf.data.prosody)
+FRAME_DIM = N_MELS + len(PROSODY_COLUMNS)  # a frame's width in corpora prepared since prosody
 FRAME_DIMS = (N_MELS, FRAME_DIM)  # older corpora hold the log-mel bands alone
 
 
@@ -110,7 +109,9 @@ def frame_features(samples: np.ndarray) -> np.ndarray:
       float32 ``[frames, FRAME_DIM]``: columns 0-63 the log-mel bands, 64-66
       ``log_f0, voicing, log_energy`` (:func:`hmaf.data.prosody.prosody`).
     """
-    return np.concatenate([mfsc(samples), prosody_lib.prosody(samples)], axis=1)
+    from hmaf.data.prosody import prosody  # it reads this module's frame grid
+
+    return np.concatenate([mfsc(samples), prosody(samples)], axis=1)
 
 
 def time_to_frame(seconds: np.ndarray | float) -> np.ndarray:

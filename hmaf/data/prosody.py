@@ -9,7 +9,8 @@ docs/experiments.md, "Prosody columns"). The model reads these columns only with
 
 Pitch: YIN (de Cheveigné & Kawahara 2002, steps 1-5) on the log-mel frame grid, i.e.
 frame t is centred on sample ``160 t`` of the zero-padded signal and T = 1 + samples // 160,
-so there are as many rows as :func:`hmaf.data.features.mfsc` gives. (Row t's integration
+so there are as many rows as :func:`hmaf.data.features.mfsc` gives (the grid and the column
+names are that module's). (Row t's integration
 window, the first W samples below, is centred about 8 ms before the log-mel frame's
 centre: the models measured in docs/experiments.md used this grid; centring it is left.)
 
@@ -38,8 +39,9 @@ from __future__ import annotations
 
 import numpy as np
 
-SAMPLE_RATE = 16000
-HOP_LENGTH = 160  # the log-mel hop (hmaf.data.features)
+from hmaf.data.features import HOP_LENGTH, SAMPLE_RATE  # the log-mel frame grid
+from hmaf.data.features import PROSODY_COLUMNS as COLUMNS
+
 FRAME_LENGTH = 1024  # 64 ms: two periods of the lowest pitch fit in the window
 F0_MIN = 60.0  # Hz: below a low male voice
 F0_MAX = 500.0  # Hz: above a high female voice or child
@@ -47,7 +49,6 @@ THRESHOLD = 0.15  # YIN's absolute threshold (its paper: 0.1-0.15)
 VOICED_APERIODICITY = 0.2
 ENERGY_FLOOR = 1e-7  # mean square: -70 dBFS, hmaf.data.utterance's silence level
 FALLBACK_F0 = 150.0  # Hz, for an utterance without two voiced frames
-COLUMNS = ("log_f0", "voicing", "log_energy")
 
 
 def yin(samples: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -17,8 +17,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from hmaf.data.features import FRAME_DIM, N_MELS
-from hmaf.data.prosody import COLUMNS as PROSODY_COLUMNS
+from hmaf.data.features import FRAME_DIM, N_MELS, PROSODY_COLUMNS
 
 AUDIO_NORMS = ("batch", "utterance", "speaker", "none")
 _EPS = 1e-5
