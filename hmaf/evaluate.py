@@ -146,7 +146,7 @@ def evaluate_workdir(workdir: str | os.PathLike, data_dir: str | os.PathLike, *,
                      stage: str | None = None, batch_size: int | None = None, pad_words_to: int | None = None,
                      pad_frames_to: int | None = None, bucket: bool | None = None,
                      reliability_png: str | os.PathLike | None = None, no_punctuation: bool = False,
-                     predictions: str | os.PathLike | None = None) -> dict:
+                     own_stats: bool = False, predictions: str | os.PathLike | None = None) -> dict:
     """Evaluates the model of ``workdir`` on the prepared corpus ``data_dir``.
 
     Returns the metrics of :func:`hmaf.metrics.from_confusion` plus ``split``,
@@ -166,6 +166,10 @@ def evaluate_workdir(workdir: str | os.PathLike, data_dir: str | os.PathLike, *,
     of the (calibrated) probabilities there. ``no_punctuation``: a model trained with
     punctuation marks (``model.punctuation``) sees every mark as 0, as words from speech
     recognition come (the corpus then needs no marks); the result says ``no_punctuation``.
+    ``own_stats``: a model with ``audio_norm="speaker"`` normalises every utterance by its
+    own statistics instead of its speaker's, as ``hmaf.predict`` without
+    ``--speaker_profile`` sees a recording (a ValueError for other models); the result says
+    ``own_stats``.
     ``predictions``: also write one JSON line per evaluated example there, as
     ``hmaf.experiment``'s ``predictions.jsonl`` (``id``, ``label`` and ``predicted`` in the
     model's label names, ``probabilities`` of the calibrated logits when the stage has a
@@ -187,6 +191,9 @@ def evaluate_workdir(workdir: str | os.PathLike, data_dir: str | os.PathLike, *,
     model, variables, config = checkpoint.load(workdir, stage)
     if no_punctuation and not getattr(model, "punctuation", False):
         raise ValueError(f"no_punctuation: the model of {workdir} was trained without punctuation marks")
+    if own_stats and getattr(model, "audio_norm", None) != "speaker":
+        raise ValueError(f"own_stats: the model of {workdir} normalises its audio with "
+                         f"audio_norm={getattr(model, 'audio_norm', None)!r}, not per speaker")
 
     same = _same_corpus(trained, info.metadata)
     split = split or ("test" if same else "all")
@@ -201,7 +208,7 @@ def evaluate_workdir(workdir: str | os.PathLike, data_dir: str | os.PathLike, *,
     if no_punctuation:  # the zeros come below: the corpus need not have marks
         config.model.punctuation = False
     source = from_config(config, data_dir=data_dir, vocab_path=workdir / "corpus" / "vocab.txt",
-                         splits=split != "all")
+                         splits=split != "all", own_stats=own_stats)
     eval_step = make_eval_step(model)
     utt_ids, labels, logits, representation, input_stats = [], [], [], [], []
     for batch in source.eval_batches(split):
@@ -226,7 +233,7 @@ def evaluate_workdir(workdir: str | os.PathLike, data_dir: str | os.PathLike, *,
     result = classification_metrics(mapping[data_labels], predicted, len(model_labels), model_labels)
     result.update(workdir=str(workdir), data=str(data_dir), split=split, label_names=model_labels,
                   model=config.model.name, cross_corpus=not same, left_out=int((~keep).sum()),
-                  no_punctuation=no_punctuation)
+                  no_punctuation=no_punctuation, own_stats=own_stats)
     calibration_path = checkpoint.find_stage_dir(workdir, stage) / CALIBRATION_FILE
     if calibration_path.exists():  # fitted on validation when the stage finished training
         record = json.loads(calibration_path.read_text())
@@ -301,6 +308,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="also write each example's label, prediction and probabilities here (JSONL)")
     parser.add_argument("--no_punctuation", action="store_true",
                         help="a model trained with punctuation marks sees none (as words from speech recognition)")
+    parser.add_argument("--own_stats", action="store_true",
+                        help="a speaker-normalised model normalises each utterance by its own statistics "
+                             "(as hmaf.predict without --speaker_profile)")
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
@@ -308,7 +318,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                   label_map=parse_label_map(args.label_map),
                                   scores=read_scores(args.scores) if args.scores else None, stage=args.stage,
                                   reliability_png=Path(args.out).with_suffix(".reliability.png") if args.out else None,
-                                  no_punctuation=args.no_punctuation, predictions=args.predictions)
+                                  no_punctuation=args.no_punctuation, own_stats=args.own_stats,
+                                  predictions=args.predictions)
     except (FileNotFoundError, LabelMismatchError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -139,3 +139,42 @@ def test_evaluate_on_another_corpus_matches_labels_by_name(workdir, tmp_path):
     assert mapped["per_class"]["happy"]["support"] == 2 and mapped["left_out"] == 0
     partial = evaluate.evaluate_workdir(workdir, odd, label_map={"joy": "happy", "anger": ""}, **PADDING)
     assert partial["num_examples"] == 2 and partial["left_out"] == 2
+
+
+def test_own_stats_evaluates_as_predict_without_a_profile(workdir, tmp_path, monkeypatch):
+    """``own_stats``: every utterance normalised by itself, so the corpus's speaker
+    statistics no longer matter; without it they do."""
+    import shutil
+
+    corpus = tmp_path / "corpus"
+    shutil.copytree(workdir.parent / "corpus", corpus)
+    speaker = evaluate.evaluate_workdir(workdir, corpus, predictions=tmp_path / "speaker.jsonl", **PADDING)
+    own = evaluate.evaluate_workdir(workdir, corpus, own_stats=True, predictions=tmp_path / "own.jsonl", **PADDING)
+    assert own["own_stats"] and not speaker["own_stats"] and own["num_examples"] == speaker["num_examples"]
+
+    def probabilities(name):
+        rows = map(json.loads, (tmp_path / name).read_text().splitlines())
+        return [p for r in rows for _, p in sorted(r["probabilities"].items())]
+
+    assert probabilities("own.jsonl") != pytest.approx(probabilities("speaker.jsonl"), abs=1e-4)
+    stats_path = corpus / "speaker_stats.json"
+    stats = json.loads(stats_path.read_text())
+    for entry in stats.values():
+        entry["mean"] = [m + 3.0 for m in entry["mean"]]
+        entry["std"] = [s * 2.0 for s in entry["std"]]
+    stats_path.write_text(json.dumps(stats))
+    evaluate.evaluate_workdir(workdir, corpus, predictions=tmp_path / "shifted.jsonl", **PADDING)
+    evaluate.evaluate_workdir(workdir, corpus, own_stats=True, predictions=tmp_path / "own2.jsonl", **PADDING)
+    assert probabilities("shifted.jsonl") != pytest.approx(probabilities("speaker.jsonl"), abs=1e-4)
+    assert probabilities("own2.jsonl") == pytest.approx(probabilities("own.jsonl"), abs=1e-6)
+    from hmaf import checkpoint
+
+    load = checkpoint.load
+
+    def batch_normed(*args, **kwargs):  # the same model with the paper's kind of normalisation
+        model, variables, config = load(*args, **kwargs)
+        return model.clone(audio_norm="batch"), variables, config
+
+    monkeypatch.setattr(checkpoint, "load", batch_normed)
+    with pytest.raises(ValueError, match="own_stats.*audio_norm='batch', not per speaker"):
+        evaluate.evaluate_workdir(workdir, corpus, own_stats=True, **PADDING)

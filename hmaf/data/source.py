@@ -326,7 +326,8 @@ def read_split_file(path: str | os.PathLike) -> dict[str, tuple[str, ...]]:
 
 
 def from_config(config: ml_collections.ConfigDict, *, data_dir: str | os.PathLike | None = None,
-                vocab_path: str | os.PathLike | None = None, splits: bool = True, pack: bool | None = None):
+                vocab_path: str | os.PathLike | None = None, splits: bool = True, pack: bool | None = None,
+                own_stats: bool = False):
     """The batches of ``config`` (a training config, e.g. the one saved with a
     checkpoint): the one constructor training, evaluation, experiments and inference use.
 
@@ -339,6 +340,9 @@ def from_config(config: ml_collections.ConfigDict, *, data_dir: str | os.PathLik
     train/validation/test splits (another corpus evaluated as a whole, split "all").
     ``pack``: overrides ``config.pack_frames`` (False: the trainer packs per device when it
     shards batches). ``config.model.punctuation`` adds the batches' ``word_marks``.
+    ``own_stats``: batches carry no speaker statistics even for ``audio_norm="speaker"``,
+    so the model normalises each utterance by its own, as :class:`hmaf.inference.Predictor`
+    does without a speaker profile.
 
     Raises:
       CorpusError: ``config.model.prosody`` on a corpus prepared before the prosody
@@ -361,7 +365,7 @@ def from_config(config: ml_collections.ConfigDict, *, data_dir: str | os.PathLik
         split_mode=data.get("split_mode", "folds") if splits else None, split_file=data.get("split_file", ""),
         augmented=data.get("augmented", True), bucket=data.get("bucket", False),
         pad_words_to=data.get("pad_words_to", 16), pad_frames_to=data.get("pad_frames_to", 0),
-        speaker_stats=model.get("audio_norm", "") == "speaker", vocab_path=vocab_path, word_marks=word_marks,
+        speaker_stats=model.get("audio_norm", "") == "speaker" and not own_stats, vocab_path=vocab_path, word_marks=word_marks,
         **pack)
     if model.get("prosody", False) and source.info.frame_dim != FRAME_DIM:
         raise CorpusError(
