@@ -18,13 +18,37 @@ import os
 from pathlib import Path
 from typing import Any
 
+import jax
 import ml_collections
+import numpy as np
 import orbax.checkpoint as ocp
 
 from hmaf.models import build_model
 
 PyTree = Any
 STAGE_ORDER = ("fusion", "audio", "text")  # the last stage of a run is the one to load
+MISMATCH_HINT = ("the run's config differs from the one that saved it (a model size, or model.prosody: a run "
+                 "started before the prosody columns needs --config.model.prosody=False); resume with that "
+                 "config (config.json in the workdir) or start a new --workdir")
+
+
+class CheckpointMismatchError(ValueError):
+    """A checkpoint holds variables of other shapes than this run's model."""
+
+
+def check_shapes(expected: PyTree, restored: PyTree, what: str) -> None:
+    """Raises :class:`CheckpointMismatchError` naming the first leaves of ``restored``
+    whose path or shape differs from ``expected`` (``what``: the checkpoint, for the message)."""
+    def shapes(tree):
+        return {jax.tree_util.keystr(path): tuple(np.shape(leaf))
+                for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
+
+    want, have = shapes(expected), shapes(restored)
+    diffs = [f"{k}: saved {have.get(k, 'nothing')}, this model {want.get(k, 'nothing')}"
+             for k in sorted(set(want) | set(have)) if want.get(k) != have.get(k)]
+    if diffs:
+        raise CheckpointMismatchError(f"{what} does not fit this run's model ({len(diffs)} variables differ: "
+                                      f"{'; '.join(diffs[:3])}{'; ...' if len(diffs) > 3 else ''}): {MISMATCH_HINT}")
 
 
 def _manager(directory: Path, *, read_only: bool = False) -> ocp.CheckpointManager:
@@ -57,8 +81,12 @@ class StageCheckpoints:
         step = self.latest.latest_step()
         if step is None:
             return None
-        restored = self.latest.restore(step, args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(target_state), meta=ocp.args.JsonRestore()))
+        try:
+            restored = self.latest.restore(step, args=ocp.args.Composite(
+                state=ocp.args.StandardRestore(target_state), meta=ocp.args.JsonRestore()))
+        except ValueError as e:  # orbax names the shapes, not the checkpoint or the cause
+            raise CheckpointMismatchError(f"{self.dir / 'checkpoints' / 'latest'} (step {step}) does not fit "
+                                          f"this run's train state ({e}): {MISMATCH_HINT}") from e
         return restored["state"], restored["meta"]
 
     def restore_best_variables(self, target: PyTree | None = None) -> PyTree:

@@ -28,13 +28,18 @@ def main(argv):
     logging.get_absl_handler().addFilter(lambda record: "orbax" not in record.pathname)
     # Config files import `configs.*`; make the repository root importable.
     sys.path.insert(0, os.getcwd())
+    from hmaf.checkpoint import CheckpointMismatchError
+    from hmaf.data.source import CorpusError
     from hmaf.training import distributed
     from hmaf.training.trainer import train_and_evaluate
 
     # Several processes (--config.distributed.*): join the job before JAX touches a device.
     distributed.initialize(FLAGS.config)
     logging.info("config:\n%s", FLAGS.config)
-    results = train_and_evaluate(FLAGS.config, FLAGS.workdir)
+    try:
+        results = train_and_evaluate(FLAGS.config, FLAGS.workdir)
+    except (CorpusError, CheckpointMismatchError) as e:  # the message says what to do; no traceback
+        sys.exit(f"python -m hmaf.train: {e}")
     if "final" in results:
         print(json.dumps({"final": results["final"]}, indent=2))
 

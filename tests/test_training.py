@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -115,6 +116,25 @@ def test_resume_after_kill_matches_uninterrupted_run(full_run, tmp_path):
     expected = json.loads((full_run / "metrics.json").read_text())
     got = json.loads((workdir / "metrics.json").read_text())
     assert got == expected
+
+
+def test_resuming_with_another_model_shape_names_the_checkpoint(full_run, tmp_path):
+    """A run resumed (or a fusion stage started from its branches) with a config whose
+    model has other shapes, here the 64 bands alone against the prosody columns it was
+    trained with, stops with a message naming the checkpoint and the way out."""
+    cases = {"latest": ("audio/checkpoints/latest", ("metrics.json", "audio/metrics.json", "fusion")),
+             "branch": ("trained audio branch", ("metrics.json", "fusion"))}
+    for name, (named, removed) in cases.items():
+        workdir = tmp_path / name
+        shutil.copytree(full_run, workdir)
+        for path in removed:
+            target = workdir / path
+            shutil.rmtree(target) if target.is_dir() else target.unlink()
+        proc = run_cli(workdir, "--config.model.prosody=False")
+        out, _ = proc.communicate(timeout=600)
+        assert proc.returncode == 1, out
+        assert named in out and "does not fit this run's" in out and "--config.model.prosody=False" in out, out
+        assert "Traceback" not in out, out
 
 
 def test_restore_in_fresh_process(full_run):

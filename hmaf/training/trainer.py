@@ -300,6 +300,8 @@ def train_stage(config: ml_collections.ConfigDict, stage: str, model_name: str, 
         variables = {collection: dict(tree) for collection, tree in variables.items()}
         for branch, trained in branch_variables.items():
             for collection, tree in trained.items():
+                ckpt.check_shapes(variables[collection].get(branch, {}), tree,
+                                  f"the trained {branch} branch ({collection})")
                 variables[collection][branch] = tree
     frozen = tuple(branch_variables or ()) if config.model.get("freeze_branches", False) else ()
     tx = make_optimizer(config, steps_per_epoch=budget.steps_per_epoch, total_steps=budget.total_steps,
