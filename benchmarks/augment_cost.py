@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
             paths.append(path)
         waves = [load_audio(p) for p in paths]
         seconds = sum(w.size for w in waves) / features.SAMPLE_RATE
-        features.mfsc(waves[0])  # warm-up (FFT plans, filterbank)
+        features.frame_features(waves[0])  # warm-up (FFT plans, filterbank)
         lines = []
 
         def timed(name: str, fn) -> None:
@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
             lines.append({"step": name, "audio_s": round(seconds, 2), "work_s": round(best, 4),
                           "x_real_time": round(seconds / best, 1)})
 
-        timed("features (mfsc, for scale)", lambda i, w: features.mfsc(w))
+        timed("features (log-mel and prosody columns, for scale)", lambda i, w: features.frame_features(w))
         for text in STEPS:
             def run(i: int, wave: np.ndarray, text: str = text) -> None:
                 pool = [os.path.basename(p) for j, p in enumerate(paths) if j != i]

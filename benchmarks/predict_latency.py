@@ -3,11 +3,12 @@
     python -m benchmarks.predict_latency [--repeats 10] [--out FILE.jsonl]
 
 Synthesises one 12-word sentence with espeak-ng, then times with
-:class:`hmaf.inference.Predictor` (FAF at the paper's sizes, randomly initialised:
-latency does not depend on the weights):
+:class:`hmaf.inference.Predictor` (FAF with ``configs/default.py``'s model settings: the
+paper's sizes, the prosody columns, speaker normalisation from the utterance itself as
+without a profile; randomly initialised: latency does not depend on the weights):
 
-* ``features_ms``: preprocessing alone (decode, forced alignment, MFSC), the exact
-  function corpus preparation uses;
+* ``features_ms``: preprocessing alone (decode, forced alignment, log-mel bands and
+  prosody columns), the exact function corpus preparation uses;
 * ``model_ms``: the jitted forward pass on the preprocessed utterance (host padding
   and transfer included);
 * ``total_ms``: ``Predictor(audio, text)`` end to end.
@@ -29,11 +30,13 @@ import jax
 import numpy as np
 
 from hmaf import cli
-from benchmarks.run import PAPER_SIZES, environment
+from benchmarks.run import environment
+from configs.default import get_config
+from hmaf.data.features import FRAME_DIM
 from hmaf.data.text import normalize_words
 from hmaf.data.vocab import Vocab
 from hmaf.inference import Predictor, utterance_batch
-from hmaf.models import build_model
+from hmaf.models import build_model, model_options
 from hmaf.training.steps import init_variables
 
 SENTENCE = "I really cannot believe you kept the whole secret from me all week"  # 13 words
@@ -58,15 +61,17 @@ def main() -> None:
     words = normalize_words(SENTENCE)
     vocab = Vocab.build([words])
     labels = ["angry", "happy", "sad", "neutral"]
-    model = build_model("faf", num_classes=len(labels), vocab_size=len(vocab), embed_dim=50, **PAPER_SIZES)
+    model = build_model("faf", num_classes=len(labels), vocab_size=len(vocab), embed_dim=50,
+                        **model_options(get_config().model))
     with tempfile.TemporaryDirectory() as tmp:
         wav = Path(tmp) / "utterance.wav"
         subprocess.run(["espeak-ng", "-v", "en", "-w", str(wav), SENTENCE], check=True)
-        sample = utterance_batch([vocab.ids(words)], [[np.zeros((4, 64), np.float32)] * len(words)])
+        sample = utterance_batch([vocab.ids(words)], [[np.zeros((4, FRAME_DIM), np.float32)] * len(words)])
         predictor = Predictor(model, init_variables(model, sample), vocab, labels)
         utterance = predictor.preprocess(wav, SENTENCE)
         result = {
-            "benchmark": "predict_latency", "model": "faf", "words": len(words),
+            "benchmark": "predict_latency", "model": "faf", "prosody": model.prosody,
+            "audio_norm": model.audio_norm, "words": len(words),
             "audio_seconds": round(float(utterance.audio_seconds), 3), "repeats": args.repeats,
             "features_ms": median_ms(lambda: predictor.preprocess(wav, SENTENCE), args.repeats),
             "model_ms": median_ms(lambda: predictor.predict_utterances([utterance]), args.repeats),

@@ -7,7 +7,8 @@ Synthesizes ``--utterances`` espeak-ng utterances (EMNS sentences from
 
 - parts, serially in one warm process: ``decode`` (:func:`hmaf.data.audio.load_audio` of the
   22.05 kHz wavs, resampling included), ``align`` (:func:`hmaf.data.align.align`, the default aligner),
-  ``features`` (MFSC + per-word frames), ``write`` (serialize + TFRecord write, TensorFlow
+  ``features`` (:func:`hmaf.data.features.frame_features`, log-mel bands and prosody
+  columns, + per-word frames), ``write`` (serialize + TFRecord write, TensorFlow
   already imported);
 - ``pipeline``: ``python -m hmaf.prepare`` end to end into a fresh folder with
   ``--workers`` processes (and with 1), as a user runs it: process start-up and exit,
@@ -109,7 +110,7 @@ def measure_parts(items: list[tuple[Path, str]], out_dir: Path) -> list[dict]:
     spans = [(a.starts, a.ends) for a in (align(x, w) for x, w in zip(decoded, words))]
     align_s = time.perf_counter() - t
     t = time.perf_counter()
-    frames = [features.word_frames(features.mfsc(x), s, e, 100)[0] for x, (s, e) in zip(decoded, spans)]
+    frames = [features.word_frames(features.frame_features(x), s, e, 100)[0] for x, (s, e) in zip(decoded, spans)]
     features_s = time.perf_counter() - t
 
     import tensorflow as tf
