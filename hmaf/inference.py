@@ -62,6 +62,10 @@ class Prediction:
         false-alarm rate; None without calibration.
       unfamiliar_kind: "energy", "mahalanobis", "input" or "combined"; None without
         calibration.
+      normalisation: for a model with ``audio_norm="speaker"``, whose statistics
+        normalised the audio: "profile" (a given speaker profile, or the speaker's
+        statistics over a manifest's recordings) or "utterance" (the recording's own);
+        None for other models.
     """
 
     audio: str
@@ -79,6 +83,7 @@ class Prediction:
     unfamiliar_score: float | None = None
     unfamiliar: bool | None = None
     unfamiliar_kind: str | None = None
+    normalisation: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -116,6 +121,14 @@ def layout_for(workdir: str | os.PathLike, config) -> BatchLayout:
     data = config.get("data", {})
     return BatchLayout(batch_size=int(config.get("batch_size", 8)), pad_words_to=int(data.get("pad_words_to", 8)),
                        pad_frames_to=int(data.get("pad_frames_to", 0) or 16))
+
+
+def _check_profile(model, profile: tuple[np.ndarray, np.ndarray]) -> None:
+    """Raises :class:`ProfileError` for a 64-column profile and a model that reads the prosody columns."""
+    if getattr(model, "prosody", False) and np.shape(profile[0])[-1] != FRAME_DIM:
+        raise ProfileError(f"the speaker profile holds {np.shape(profile[0])[-1]} columns but this model "
+                           f"reads {FRAME_DIM} (64 log-mel bands and the prosody columns): make the profile "
+                           "again from a corpus prepared with this version (docs/augmentation.md)")
 
 
 class Predictor:
@@ -162,18 +175,10 @@ class Predictor:
         if unfamiliar is None and self.calibration is not None:
             unfamiliar = UnfamiliarDetector.from_energy(self.calibration)
         self.unfamiliar = unfamiliar
-        if (speaker_profile is not None and getattr(model, "prosody", False)
-                and np.shape(speaker_profile[0])[-1] != FRAME_DIM):
-            raise ProfileError(f"the speaker profile holds {np.shape(speaker_profile[0])[-1]} columns but this model "
-                             f"reads {FRAME_DIM} (64 log-mel bands and the prosody columns): make the profile "
-                             "again from a corpus prepared with this version (docs/augmentation.md)")
+        if speaker_profile is not None:
+            _check_profile(model, speaker_profile)
         self.speaker_profile = speaker_profile
-        if getattr(model, "audio_norm", None) == "speaker" and speaker_profile is None:
-            # Measured: a speaker-normalised model fed each utterance's own statistics
-            # falls to near chance (docs/experiments.md); say so rather than fail quietly.
-            logging.warning("this model normalises audio per speaker and no speaker profile was given: "
-                            "each utterance's own band statistics stand in, which is much less accurate; "
-                            "pass speaker_profile= (hmaf.predict --speaker_profile, see docs/augmentation.md)")
+        self._warned_own_stats = False
         self._eval_step = make_eval_step(model, with_attention=True)
 
     @classmethod
@@ -210,15 +215,29 @@ class Predictor:
                                     word_timings=word_timings, aligner=self.aligner)
 
     def predict_utterances(self, utterances: Sequence[Utterance], *, frame_attention: bool = False,
-                           audio: Sequence[str] | None = None) -> list[Prediction]:
-        """Predictions for already preprocessed utterances (one jitted call)."""
+                           audio: Sequence[str] | None = None,
+                           speaker_profile: tuple[np.ndarray, np.ndarray] | None = None) -> list[Prediction]:
+        """Predictions for already preprocessed utterances (one jitted call).
+        ``speaker_profile``: these utterances' speaker's statistics, instead of the
+        predictor's ``speaker_profile`` (as :func:`hmaf.data.normalize.utterance_stats`)."""
         ids = [self.vocab.ids(u.words) for u in utterances]
         batch = utterance_batch(ids, [u.frames for u in utterances], layout=self.layout,
                                 word_marks=self._word_marks(utterances))
-        if self.speaker_profile is not None:  # one speaker's statistics on every row
+        profile = self.speaker_profile if speaker_profile is None else speaker_profile
+        speaker_norm = getattr(self.model, "audio_norm", None) == "speaker"
+        if profile is not None:  # one speaker's statistics on every row
+            _check_profile(self.model, profile)
             rows = batch["word_ids"].shape[0]
             batch["band_mean"], batch["band_std"] = (np.tile(np.asarray(v, np.float32)[None], (rows, 1))
-                                                     for v in self.speaker_profile)
+                                                     for v in profile)
+        elif speaker_norm and not self._warned_own_stats:
+            # Measured: a speaker-normalised model fed each utterance's own statistics
+            # loses much of its accuracy (docs/experiments.md); say so rather than fail quietly.
+            logging.warning("this model normalises audio per speaker and no speaker profile was given: "
+                            "each utterance's own statistics stand in, which is much less accurate; pass "
+                            "speaker_profile= (hmaf.predict --speaker_profile, or a --manifest with a speaker "
+                            "column and several recordings per speaker; docs/augmentation.md)")
+            self._warned_own_stats = True
         out = self._eval_step(self.variables, batch)
         out = {k: np.asarray(v) for k, v in out.items()}
         if self.calibration is not None:
@@ -243,6 +262,8 @@ class Predictor:
                 prediction.calibrated = True
                 prediction.unfamiliar_score, prediction.unfamiliar = float(scores[b]), bool(flags[b])
                 prediction.unfamiliar_kind = self.unfamiliar.score
+            if speaker_norm:
+                prediction.normalisation = "utterance" if profile is None else "profile"
             if frame_attention and "f_alpha" in out:
                 prediction.frame_attention = [[float(a) for a in out["f_alpha"][b, i, :len(f)]]
                                               for i, f in enumerate(utt.frames)]

@@ -135,7 +135,9 @@ def test_predict_manifest_goes_on_after_a_bad_row(workdir, wav, tmp_path):
     assert lines["bad"]["error"] == "unreadable_audio" and "no such file" in lines["bad"]["detail"]
     # New recordings need no label or speaker: only the audio (and, here, the words).
     assert lines["unlabelled"]["true_label"] is None
-    assert lines["unlabelled"]["probabilities"] == pytest.approx(lines["good"]["probabilities"])
+    # "good" is speaker s's only recording: its speaker statistics are its own (computed on
+    # the host rather than in the model, hence the tolerance).
+    assert lines["unlabelled"]["probabilities"] == pytest.approx(lines["good"]["probabilities"], abs=1e-4)
 
 
 def test_a_speaker_profile_reaches_speaker_normalised_models(workdir, wav, tmp_path, capsys):
@@ -162,3 +164,40 @@ def test_a_speaker_profile_reaches_speaker_normalised_models(workdir, wav, tmp_p
     with pytest.raises(ProfileError, match="profile holds 64 columns but this model reads 67"):
         Predictor(predictor.model, predictor.variables, predictor.vocab, predictor.label_names,
                   speaker_profile=(mean[:64], std[:64]))
+
+
+def test_predict_manifest_normalises_each_speaker_by_their_recordings(workdir, wav, tmp_path):
+    """A speaker-normalised model given a manifest with speakers uses each speaker's
+    statistics over the manifest's recordings (computed here by hand), in row order with a
+    failed row among them; a row without a speaker, and --own_stats, use the recording's own."""
+    other = helpers.speech(tmp_path / "other.wav", "We could not have asked for a better day")
+    text = "What the hell, this is great!"
+    rows = [{"id": "a1", "audio": str(wav), "transcript": text, "speaker": "s"},
+            {"id": "a2", "audio": str(other), "transcript": "We could not have asked for a better day",
+             "speaker": "s"},
+            {"id": "bad", "audio": "gone.wav", "transcript": "hi", "speaker": "s"},
+            {"id": "solo", "audio": str(wav), "transcript": text}]
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    predictor = Predictor.from_workdir(workdir)
+    utterances = [predictor.preprocess(wav, text), predictor.preprocess(other, rows[1]["transcript"])]
+    frames = np.concatenate([f for u in utterances for f in u.frames]).astype(np.float64)
+    profile = (frames.mean(0).astype(np.float32), frames.std(0).astype(np.float32))
+    by_speaker = [p.probabilities for p in (predictor.predict_utterances([u], speaker_profile=profile)[0]
+                                            for u in utterances)]
+    own = predictor.predict_utterances([utterances[0]])[0].probabilities
+    assert by_speaker[0] != pytest.approx(own, abs=1e-4)
+
+    out = tmp_path / "pred.jsonl"
+    assert predict.main(["--workdir", str(workdir), "--manifest", str(manifest), "--out", str(out)]) == 0
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [line["id"] for line in lines] == ["a1", "a2", "bad", "solo"] and "error" in lines[2]
+    assert lines[0]["probabilities"] == pytest.approx(by_speaker[0], abs=1e-4)
+    assert lines[1]["probabilities"] == pytest.approx(by_speaker[1], abs=1e-4)
+    assert lines[3]["probabilities"] == pytest.approx(own, abs=1e-4)
+    assert [line.get("normalisation") for line in lines] == ["profile", "profile", None, "utterance"]
+    assert predict.main(["--workdir", str(workdir), "--manifest", str(manifest), "--out", str(out),
+                         "--own_stats"]) == 0
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert lines[0]["probabilities"] == pytest.approx(own, abs=1e-4)
+    assert lines[0]["normalisation"] == "utterance"
