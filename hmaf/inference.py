@@ -218,8 +218,8 @@ class Predictor:
                            audio: Sequence[str] | None = None,
                            speaker_profile: tuple[np.ndarray, np.ndarray] | None = None) -> list[Prediction]:
         """Predictions for already preprocessed utterances (one jitted call).
-        ``speaker_profile``: these utterances' speaker's statistics, instead of the
-        predictor's ``speaker_profile`` (as :func:`hmaf.data.normalize.utterance_stats`)."""
+        ``speaker_profile``: (mean, std) of these utterances' speaker, used instead of the
+        predictor's ``speaker_profile`` (the same form, see the class docstring)."""
         ids = [self.vocab.ids(u.words) for u in utterances]
         batch = utterance_batch(ids, [u.frames for u in utterances], layout=self.layout,
                                 word_marks=self._word_marks(utterances))

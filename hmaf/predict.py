@@ -134,6 +134,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--frames", action="store_true", help="also give the frame-level attention f_alpha")
     parser.add_argument("--out", default=None, help="with --manifest: write JSONL here (default: stdout)")
     args = parser.parse_args(argv)
+    if args.own_stats and args.speaker_profile:
+        parser.error("--own_stats and --speaker_profile exclude each other: a profile gives every recording "
+                     "the statistics of one speaker")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
 

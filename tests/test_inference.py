@@ -201,3 +201,6 @@ def test_predict_manifest_normalises_each_speaker_by_their_recordings(workdir, w
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     assert lines[0]["probabilities"] == pytest.approx(own, abs=1e-4)
     assert lines[0]["normalisation"] == "utterance"
+    with pytest.raises(SystemExit):  # a profile and own statistics exclude each other
+        predict.main(["--workdir", str(workdir), "--manifest", str(manifest), "--own_stats",
+                      "--speaker_profile", str(tmp_path / "p.json")])

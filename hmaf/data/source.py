@@ -365,8 +365,8 @@ def from_config(config: ml_collections.ConfigDict, *, data_dir: str | os.PathLik
         split_mode=data.get("split_mode", "folds") if splits else None, split_file=data.get("split_file", ""),
         augmented=data.get("augmented", True), bucket=data.get("bucket", False),
         pad_words_to=data.get("pad_words_to", 16), pad_frames_to=data.get("pad_frames_to", 0),
-        speaker_stats=model.get("audio_norm", "") == "speaker" and not own_stats, vocab_path=vocab_path, word_marks=word_marks,
-        **pack)
+        speaker_stats=model.get("audio_norm", "") == "speaker" and not own_stats, vocab_path=vocab_path,
+        word_marks=word_marks, **pack)
     if model.get("prosody", False) and source.info.frame_dim != FRAME_DIM:
         raise CorpusError(
             f"{source.data_dir} holds {source.info.frame_dim} columns per frame, prepared before the prosody "
