@@ -10,12 +10,12 @@ docs/experiments.md, "Prosody columns"). The model reads these columns only with
 Pitch: YIN (de Cheveigné & Kawahara 2002, steps 1-5) on the log-mel frame grid, i.e.
 frame t is centred on sample ``160 t`` of the zero-padded signal and T = 1 + samples // 160,
 so there are as many rows as :func:`hmaf.data.features.mfsc` gives (the grid and the column
-names are that module's). (Row t's integration
-window, the first W samples below, is centred about 8 ms before the log-mel frame's
-centre: the models measured in docs/experiments.md used this grid; centring it is left.)
+names are that module's).
 
-- window: ``FRAME_LENGTH`` = 1024 samples (64 ms) from ``160 t - 512``; integration
-  length W = 1024 - ceil(16000 / F0_MIN) samples;
+- window: ``FRAME_LENGTH`` = 1024 samples (64 ms) from ``160 t - W // 2``; integration
+  length W = 1024 - ceil(16000 / F0_MIN) = 757 samples, so the integration window (the first
+  W samples, which the energy and the difference function sum over) is centred on sample
+  ``160 t`` as the log-mel frame is; the lags reach up to ceil(16000 / F0_MIN) samples past it;
 - difference function ``d(tau) = sum_{j<W} (x_j - x_{j+tau})^2`` for tau <= 16000 / F0_MIN,
   computed as ``r_0(0) + r_tau(0) - 2 r(tau)`` with the cross-correlation by FFT;
 - cumulative mean normalised difference ``d'(tau) = d(tau) tau / sum_{1<=k<=tau} d(k)``;
@@ -66,8 +66,11 @@ def yin(samples: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     min_lag = int(np.floor(SAMPLE_RATE / F0_MAX))
     width = FRAME_LENGTH - max_lag  # W
     t = 1 + x.size // HOP_LENGTH
+    # Row t's frame starts W // 2 samples before sample 160 t, so its integration window
+    # (the first W samples) is centred on the log-mel frame's centre; the lags reach on
+    # past it by up to max_lag samples.
     padded = np.zeros((t - 1) * HOP_LENGTH + FRAME_LENGTH)
-    padded[FRAME_LENGTH // 2: FRAME_LENGTH // 2 + x.size] = x
+    padded[width // 2: width // 2 + x.size] = x
     frames = np.lib.stride_tricks.sliding_window_view(padded, FRAME_LENGTH)[::HOP_LENGTH]  # [T, F]
     # Circular correlation of the frame with its first W samples is linear for lags
     # tau <= max_lag, since j + tau < W + max_lag = FRAME_LENGTH never wraps.

@@ -33,15 +33,19 @@ def test_pitch_of_a_glide_is_within_one_percent():
 
 def test_difference_function_matches_direct_sums():
     # YIN's steps 2-3 written out: d(tau) = sum_{j<W} (x_j - x_{j+tau})^2 and
-    # d'(tau) = d(tau) tau / sum_{k<=tau} d(k); the module computes d by FFT.
+    # d'(tau) = d(tau) tau / sum_{k<=tau} d(k), with row t's integration window
+    # x_j, j < W, centred on sample 160 t as the log-mel frame t is (W odd: samples
+    # 160 t - (W - 1) / 2 ... 160 t + (W - 1) / 2); the module computes d by FFT.
     rng = np.random.default_rng(3)
     x = (harmonic(np.full(SR // 2, 187.0)) + rng.normal(0, 0.05, SR // 2)).astype(np.float32)
     _, aperiodicity, mean_square = prosody.yin(x)
     max_lag = int(np.ceil(SR / prosody.F0_MIN))
     width = prosody.FRAME_LENGTH - max_lag
-    padded = np.pad(x.astype(np.float64), (prosody.FRAME_LENGTH // 2, prosody.FRAME_LENGTH))
+    assert width % 2 == 1
+    x64 = x.astype(np.float64)
     for t in (12, 25):
-        frame = padded[t * 160: t * 160 + prosody.FRAME_LENGTH]
+        start = t * 160 - (width - 1) // 2
+        frame = x64[start: start + prosody.FRAME_LENGTH]
         d = np.array([np.sum((frame[:width] - frame[tau: tau + width]) ** 2) for tau in range(max_lag + 1)])
         cmnd = np.ones_like(d)
         cmnd[1:] = d[1:] * np.arange(1, max_lag + 1) / np.cumsum(d[1:])
@@ -80,6 +84,22 @@ def test_onset_of_voicing_lands_on_the_log_mel_grid():
     first = int(np.argmax(voiced))
     # the tone starts at frame 50; the 64 ms window reaches it 3.2 frames early at most
     assert 46 <= first <= 51
+
+
+def test_energy_window_is_centred_on_the_log_mel_frame():
+    # A tone that starts (or ends) at sample 8080, half way between frames 50 and 51: a
+    # window centred on its frame's centre 160 t holds more tone than silence from row 51
+    # on (or up to row 50), so log energy crosses half its maximum between rows 50 and 51
+    # both ways. A window centred 8 ms early, as before, crossed a row late on the onset.
+    boundary = 8080
+    tone = harmonic(np.full(SR, 220.0))
+    onset = np.concatenate([np.zeros(boundary, np.float32), tone[boundary:]])
+    offset = np.concatenate([tone[:boundary], np.zeros(SR - boundary, np.float32)])
+    for x, above in ((onset, lambda t: t >= 51), (offset, lambda t: t <= 50)):
+        energy = np.exp(prosody.prosody(x)[:, 2])
+        half = energy[10:-10].max() / 2
+        rows = np.arange(40, 62)
+        assert np.array_equal(energy[rows] > half, above(rows)), np.round(energy[rows] / half, 2)
 
 
 def test_silence_falls_back_to_a_flat_contour():
