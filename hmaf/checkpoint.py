@@ -37,24 +37,36 @@ class CheckpointMismatchError(ValueError):
 
 
 def check_shapes(expected: PyTree, restored: PyTree, what: str) -> None:
-    """Raises :class:`CheckpointMismatchError` naming the first leaves of ``restored``
-    whose path or shape differs from ``expected`` (``what``: the checkpoint, for the message)."""
-    def shapes(tree):
-        return {jax.tree_util.keystr(path): tuple(np.shape(leaf))
-                for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
-
-    want, have = shapes(expected), shapes(restored)
-    diffs = [f"{k}: saved {have.get(k, 'nothing')}, this model {want.get(k, 'nothing')}"
-             for k in sorted(set(want) | set(have)) if want.get(k) != have.get(k)]
+    """Raises :class:`CheckpointMismatchError` naming the first leaves of ``restored`` (arrays,
+    or the array metadata of a saved tree) whose path or shape differs from ``expected``
+    (``what``: the checkpoint, for the message)."""
+    want, have = _shapes(expected), _shapes(restored)
+    diffs = [f"{'/'.join(map(str, k))}: saved {have.get(k, 'nothing')}, this model {want.get(k, 'nothing')}"
+             for k in sorted(set(want) | set(have), key=lambda k: ("params" not in k, str(k)))
+             if want.get(k) != have.get(k)]
     if diffs:
         raise CheckpointMismatchError(f"{what} does not fit this run's model ({len(diffs)} variables differ: "
                                       f"{'; '.join(diffs[:3])}{'; ...' if len(diffs) > 3 else ''}): {MISMATCH_HINT}")
 
 
-def _manager(directory: Path, *, read_only: bool = False) -> ocp.CheckpointManager:
+def _manager(directory: Path, *, read_only: bool = False,
+             item_handlers: dict[str, Any] | None = None) -> ocp.CheckpointManager:
     options = ocp.CheckpointManagerOptions(max_to_keep=1, create=not read_only, read_only=read_only,
                                            enable_async_checkpointing=False)
-    return ocp.CheckpointManager(directory.absolute(), options=options)
+    return ocp.CheckpointManager(directory.absolute(), options=options, item_handlers=item_handlers)
+
+
+def _shapes(tree: PyTree) -> dict[tuple, tuple]:
+    """Leaf shapes by path, the path's keys as plain names and indices (so a saved tree's
+    metadata and a live train state, dicts and dataclasses, compare)."""
+    def name(key):
+        for attr in ("key", "name", "idx"):
+            if hasattr(key, attr):
+                return getattr(key, attr)
+        return str(key)
+
+    return {tuple(name(k) for k in path): tuple(getattr(leaf, "shape", np.shape(leaf)))
+            for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
 
 
 class StageCheckpoints:
@@ -62,7 +74,10 @@ class StageCheckpoints:
 
     def __init__(self, stage_dir: str | os.PathLike):
         self.dir = Path(stage_dir)
-        self.latest = _manager(self.dir / "checkpoints" / "latest")
+        # Handlers named up front, so that the latest state's metadata (its shapes) can
+        # be read before restoring it.
+        self.latest = _manager(self.dir / "checkpoints" / "latest", item_handlers={
+            "state": ocp.StandardCheckpointHandler(), "meta": ocp.JsonCheckpointHandler()})
         self.best = _manager(self.dir / "checkpoints" / "best")
 
     def save_latest(self, step: int, state: PyTree, meta: dict) -> None:
@@ -81,12 +96,12 @@ class StageCheckpoints:
         step = self.latest.latest_step()
         if step is None:
             return None
-        try:
-            restored = self.latest.restore(step, args=ocp.args.Composite(
-                state=ocp.args.StandardRestore(target_state), meta=ocp.args.JsonRestore()))
-        except ValueError as e:  # orbax names the shapes, not the checkpoint or the cause
-            raise CheckpointMismatchError(f"{self.dir / 'checkpoints' / 'latest'} (step {step}) does not fit "
-                                          f"this run's train state ({e}): {MISMATCH_HINT}") from e
+        where = f"{self.dir / 'checkpoints' / 'latest'} (step {step})"
+        # Checked before Orbax restores: its own shape error names neither the checkpoint
+        # nor the cause, and a restore it abandons leaves reads that print tracebacks at exit.
+        check_shapes(target_state, self.latest.item_metadata(step)["state"], where)
+        restored = self.latest.restore(step, args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(target_state), meta=ocp.args.JsonRestore()))
         return restored["state"], restored["meta"]
 
     def restore_best_variables(self, target: PyTree | None = None) -> PyTree:
@@ -95,6 +110,12 @@ class StageCheckpoints:
     def close(self) -> None:
         self.latest.close()
         self.best.close()
+
+    def __enter__(self) -> "StageCheckpoints":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()  # Orbax's background threads end with it, before the interpreter does
 
 
 def _restore_best(manager: ocp.CheckpointManager, target: PyTree | None = None) -> dict:

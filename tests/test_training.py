@@ -122,19 +122,30 @@ def test_resuming_with_another_model_shape_names_the_checkpoint(full_run, tmp_pa
     """A run resumed (or a fusion stage started from its branches) with a config whose
     model has other shapes, here the 64 bands alone against the prosody columns it was
     trained with, stops with a message naming the checkpoint and the way out."""
-    cases = {"latest": ("audio/checkpoints/latest", ("metrics.json", "audio/metrics.json", "fusion")),
-             "branch": ("trained audio branch", ("metrics.json", "fusion"))}
-    for name, (named, removed) in cases.items():
+    from hmaf.checkpoint import CheckpointMismatchError
+    from hmaf.data.source import from_config
+
+    def copy_without(name, *removed):
         workdir = tmp_path / name
         shutil.copytree(full_run, workdir)
         for path in removed:
             target = workdir / path
             shutil.rmtree(target) if target.is_dir() else target.unlink()
-        proc = run_cli(workdir, "--config.model.prosody=False")
-        out, _ = proc.communicate(timeout=600)
-        assert proc.returncode == 1, out
-        assert named in out and "does not fit this run's" in out and "--config.model.prosody=False" in out, out
-        assert "Traceback" not in out, out
+        return workdir
+
+    # The audio stage resumes from its latest state: through the command line, one line, no traceback.
+    proc = run_cli(copy_without("latest", "metrics.json", "audio/metrics.json", "fusion"),
+                   "--config.model.prosody=False")
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 1, out
+    assert "audio/checkpoints/latest" in out and "does not fit this run's" in out, out
+    assert "params/audio/frame" in out and "--config.model.prosody=False" in out, out
+    assert "Traceback" not in out, out
+    # The fusion stage starts from the finished branches.
+    config = default.get_config("tiny", model="faf")  # as configs/faf.py:tiny, which made full_run
+    config.model.prosody = False
+    with pytest.raises(CheckpointMismatchError, match="trained audio branch.*does not fit this run's model"):
+        train_and_evaluate(config, copy_without("branch", "metrics.json", "fusion"), from_config(config))
 
 
 def test_restore_in_fresh_process(full_run):

@@ -312,7 +312,11 @@ def train_stage(config: ml_collections.ConfigDict, stage: str, model_name: str, 
     meta = {"step": 0, "best_metric": -math.inf, "best_step": -1, "evals_without_improvement": 0}
     prepare = BatchPreparer(config, getattr(source, "layout", None))
     state = prepare.place_state(state)  # before restoring: every process restores its own replicas
-    restored = checkpoints.restore_latest(state)
+    try:
+        restored = checkpoints.restore_latest(state)
+    except ckpt.CheckpointMismatchError:
+        checkpoints.close()
+        raise
     if restored is not None:
         state, meta = restored
         logging.info("stage %s: resuming from step %d", stage, meta["step"])
@@ -468,7 +472,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
             branch_variables = {}
             for branch in BRANCHES[config.model.name]:
                 try:
-                    variables = ckpt.StageCheckpoints(branches_dir / branch).restore_best_variables()
+                    with ckpt.StageCheckpoints(branches_dir / branch) as branch_checkpoints:
+                        variables = branch_checkpoints.restore_best_variables()
                 except FileNotFoundError as err:
                     raise FileNotFoundError(
                         f"stage fusion starts from the trained {branch} branch, but {err}; run "
