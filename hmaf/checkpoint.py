@@ -36,6 +36,19 @@ class CheckpointMismatchError(ValueError):
     """A checkpoint holds variables of other shapes than this run's model."""
 
 
+def _shapes(tree: PyTree) -> dict[tuple, tuple]:
+    """Leaf shapes by path, the path's keys as plain names and indices (so a saved tree's
+    metadata and a live train state, dicts and dataclasses, compare)."""
+    def name(key):
+        for attr in ("key", "name", "idx"):
+            if hasattr(key, attr):
+                return getattr(key, attr)
+        return str(key)
+
+    return {tuple(name(k) for k in path): tuple(leaf.shape if hasattr(leaf, "shape") else np.shape(leaf))
+            for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
+
+
 def check_shapes(expected: PyTree, restored: PyTree, what: str) -> None:
     """Raises :class:`CheckpointMismatchError` naming the first leaves of ``restored`` (arrays,
     or the array metadata of a saved tree) whose path or shape differs from ``expected``
@@ -54,19 +67,6 @@ def _manager(directory: Path, *, read_only: bool = False,
     options = ocp.CheckpointManagerOptions(max_to_keep=1, create=not read_only, read_only=read_only,
                                            enable_async_checkpointing=False)
     return ocp.CheckpointManager(directory.absolute(), options=options, item_handlers=item_handlers)
-
-
-def _shapes(tree: PyTree) -> dict[tuple, tuple]:
-    """Leaf shapes by path, the path's keys as plain names and indices (so a saved tree's
-    metadata and a live train state, dicts and dataclasses, compare)."""
-    def name(key):
-        for attr in ("key", "name", "idx"):
-            if hasattr(key, attr):
-                return getattr(key, attr)
-        return str(key)
-
-    return {tuple(name(k) for k in path): tuple(getattr(leaf, "shape", np.shape(leaf)))
-            for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
 
 
 class StageCheckpoints:

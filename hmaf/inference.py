@@ -223,10 +223,11 @@ class Predictor:
         ids = [self.vocab.ids(u.words) for u in utterances]
         batch = utterance_batch(ids, [u.frames for u in utterances], layout=self.layout,
                                 word_marks=self._word_marks(utterances))
+        if speaker_profile is not None:  # the predictor's own was checked when it was made
+            _check_profile(self.model, speaker_profile)
         profile = self.speaker_profile if speaker_profile is None else speaker_profile
         speaker_norm = getattr(self.model, "audio_norm", None) == "speaker"
         if profile is not None:  # one speaker's statistics on every row
-            _check_profile(self.model, profile)
             rows = batch["word_ids"].shape[0]
             batch["band_mean"], batch["band_std"] = (np.tile(np.asarray(v, np.float32)[None], (rows, 1))
                                                      for v in profile)

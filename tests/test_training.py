@@ -130,7 +130,10 @@ def test_resuming_with_another_model_shape_names_the_checkpoint(full_run, tmp_pa
         shutil.copytree(full_run, workdir)
         for path in removed:
             target = workdir / path
-            shutil.rmtree(target) if target.is_dir() else target.unlink()
+            if target.is_dir():
+                shutil.rmtree(target)
+            else:
+                target.unlink()
         return workdir
 
     # The audio stage resumes from its latest state: through the command line, one line, no traceback.
