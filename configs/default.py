@@ -24,6 +24,9 @@ def get_config(arg: str | None = None, model: str = "faf") -> ml_collections.Con
     # speaker norm, ours: in training this share of utterances uses its own statistics
     # instead of its speaker's, as at predict time without a speaker profile [none: 0.0].
     config.model.speaker_stats_dropout = 0.0
+    # speaker norm, ours: each frame also carries a column saying whether its utterance
+    # was normalised by its speaker's statistics (1) or its own (0) [none: False].
+    config.model.stats_indicator = False
     # Audio branch, ours: each frame also carries log F0, voicing and log energy (YIN pitch,
     # hmaf/data/prosody.py; a corpus prepared since they exist), normalised like the bands.
     # Measured across engines and voices: docs/experiments.md "Prosody columns" [False:

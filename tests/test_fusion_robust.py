@@ -15,7 +15,8 @@ from hmaf.batch import FRAME_DIM, UNK_ID, BatchError, validate
 from hmaf.data.toy import random_batch
 from hmaf.models import build_model
 from hmaf.models.encoders import _position_bernoulli
-from hmaf.models.frontend import normalise_frames, spec_augment_mask, utterance_band_stats
+from hmaf.models.frontend import (normalise_frames, spec_augment_mask, stats_dropout_draws, utterance_band_stats,
+                                  with_stats_indicator)
 from hmaf.models.fusion import drop_modality
 from hmaf.models.packing import pack_batch
 
@@ -114,31 +115,59 @@ def test_speaker_stats_dropout_swaps_in_each_utterance_s_own_statistics_in_train
     frames, mask = batch["frames"], batch["frame_mask"]
     speaker = np.asarray(normalise_frames(frames, mask, "speaker", train=False, band_stats=stats))
     own = np.asarray(normalise_frames(frames, mask, "utterance", train=False))
-
-    def dropped(rate, train=True, seed=0):
-        return np.asarray(normalise_frames(frames, mask, "speaker", train=train, band_stats=stats,
-                                           stats_dropout=rate, rng=jax.random.key(seed)))
-
-    np.testing.assert_allclose(dropped(1.0), own, rtol=1e-5, atol=1e-5)
-    np.testing.assert_array_equal(dropped(0.0), speaker)
-    np.testing.assert_array_equal(dropped(1.0, train=False), speaker)  # never at evaluation
-    half = dropped(0.5)
-    is_own = [np.allclose(half[u], own[u], atol=1e-5) for u in range(16)]
-    is_speaker = [np.array_equal(half[u], speaker[u]) for u in range(16)]
-    assert all(a != b for a, b in zip(is_own, is_speaker))  # each utterance one or the other
-    assert 0 < sum(is_own) < 16
-    assert [np.allclose(dropped(0.5, seed=1)[u], own[u], atol=1e-5) for u in range(16)] != is_own  # drawn per key
+    draws = np.asarray(stats_dropout_draws(jax.random.key(0), 0.5, 16))
+    assert 0 < draws.sum() < 16
+    assert not np.array_equal(np.asarray(stats_dropout_draws(jax.random.key(1), 0.5, 16)), draws)  # drawn per key
+    assert np.asarray(stats_dropout_draws(jax.random.key(0), 1.0, 16)).all()
+    assert not np.asarray(stats_dropout_draws(jax.random.key(0), 0.0, 16)).any()
+    half = np.asarray(normalise_frames(frames, mask, "speaker", train=True, band_stats=stats, own=draws))
+    for u in range(16):  # each utterance one or the other, as drawn
+        if draws[u]:
+            np.testing.assert_allclose(half[u], own[u], rtol=1e-5, atol=1e-5)
+        else:
+            np.testing.assert_array_equal(half[u], speaker[u])
     with pytest.raises(ValueError, match=r"speaker_stats_dropout=1.5: a rate must lie in \[0, 1\]"):
         build_model("audio_only", num_classes=CLASSES, vocab_size=VOCAB, embed_dim=EMBED, **TINY,
                     speaker_stats_dropout=1.5)
-    # Through the model: rate 1 in training equals the utterance norm, and the dropout
-    # RNG decides nothing else in a model without ordinary dropout.
+    # Through the model: rate 1 in training equals the utterance norm, at evaluation the
+    # speaker norm; the dropout RNG decides nothing else in a model without ordinary dropout.
     with_stats = dict(batch, **stats)
     model, variables = model_and_vars("audio_only", batch, audio_norm="speaker", speaker_stats_dropout=1.0, **QUIET)
     utt_model = build_model("audio_only", num_classes=CLASSES, vocab_size=VOCAB, embed_dim=EMBED,
                             **TINY, **QUIET, audio_norm="utterance")
+    spk_model = build_model("audio_only", num_classes=CLASSES, vocab_size=VOCAB, embed_dim=EMBED,
+                            **TINY, **QUIET, audio_norm="speaker")
     np.testing.assert_allclose(run(model, variables, with_stats, train=True)[0],
                                run(utt_model, variables, batch, train=True)[0], rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(run(model, variables, with_stats, train=False)[0],
+                                  run(spk_model, variables, with_stats, train=False)[0])
+
+
+def test_stats_indicator_tells_the_model_which_statistics_normalised_the_utterance():
+    batch = small_batch(seed=6, b=6)
+    mask = np.asarray(batch["frame_mask"])
+    from_speaker = np.array([True, False, True, True, False, False])
+    marked = np.asarray(with_stats_indicator(jnp.asarray(batch["frames"]), mask, jnp.asarray(from_speaker)))
+    assert marked.shape == batch["frames"].shape[:-1] + (batch["frames"].shape[-1] + 1,)
+    np.testing.assert_array_equal(marked[..., :-1], batch["frames"])
+    np.testing.assert_array_equal(marked[..., -1], mask & from_speaker[:, None, None])  # 0 at padding
+    # Speaker statistics equal to the utterance's own: without the indicator the model
+    # cannot tell them from the own-statistics path; with it, it can.
+    mean, std = utterance_band_stats(jnp.asarray(batch["frames"]), mask)
+    as_own = dict(batch, band_mean=np.asarray(mean), band_std=np.asarray(std))
+    for indicator in (False, True):
+        model, variables = model_and_vars("audio_only", batch, audio_norm="speaker", stats_indicator=indicator,
+                                          **QUIET)
+        gap = np.abs(run(model, variables, as_own, train=False)[0] - run(model, variables, batch, train=False)[0])
+        assert (gap.max() > 1e-3) == indicator, (indicator, gap.max())
+    # In training with every utterance dropped to its own statistics, the indicator says so.
+    model, variables = model_and_vars("audio_only", batch, audio_norm="speaker", stats_indicator=True,
+                                      speaker_stats_dropout=1.0, **QUIET)
+    np.testing.assert_allclose(run(model, variables, as_own, train=True)[0],
+                               run(model, variables, batch, train=True)[0], rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="stats_indicator=True .* needs audio_norm='speaker', not 'batch'"):
+        build_model("audio_only", num_classes=CLASSES, vocab_size=VOCAB, embed_dim=EMBED, **TINY,
+                    stats_indicator=True)
 
 
 def test_speaker_norm_reaches_the_model_through_the_batch():

@@ -27,7 +27,7 @@ def build_model(name: str, *, num_classes: int, vocab_size: int, embed_dim: int,
         time: the checkpoint holds the table).
       options: model config fields (hidden, attention_dim, fusion_dim, filters, widths,
         dropout, train_embedding, unroll, dtype as a name; the generalisation options
-        audio_norm, speaker_stats_dropout, prosody, fused_dropout, word_dropout, embedding_dropout, punctuation,
+        audio_norm, speaker_stats_dropout, stats_indicator, prosody, fused_dropout, word_dropout, embedding_dropout, punctuation,
         punctuation_dropout, modality_dropout,
         gate, freeze_branches, spec_time_masks, spec_time_mask_frames, spec_band_masks,
         spec_band_mask_bands, see :class:`hmaf.models.classifiers._Branches`).
@@ -50,6 +50,9 @@ def _check_options(options: Mapping[str, Any]) -> None:
     """Raises ValueError naming the first model option outside its range."""
     if options.get("audio_norm", "batch") not in AUDIO_NORMS:
         raise ValueError(f"audio_norm={options['audio_norm']!r}; choose one of {AUDIO_NORMS}")
+    if options.get("stats_indicator", False) and options.get("audio_norm", "batch") != "speaker":
+        raise ValueError(f"stats_indicator=True says which statistics normalised an utterance, so it needs "
+                         f"audio_norm='speaker', not {options.get('audio_norm', 'batch')!r}")
     for key in ("dropout", "fused_dropout", "word_dropout", "embedding_dropout", "modality_dropout",
                 "speaker_stats_dropout", "punctuation_dropout"):
         rate = options.get(key, 0.0)

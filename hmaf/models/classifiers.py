@@ -46,6 +46,8 @@ class _Branches(nn.Module):
       speaker_stats_dropout: with audio_norm="speaker", the share of training
         utterances normalised by their own statistics instead of their speaker's (ours;
         no paper setting, as the paper does not normalise).
+      stats_indicator: with audio_norm="speaker", each frame also says whether its
+        utterance was normalised by its speaker's statistics or its own (ours; False).
       fused_dropout: dropout on the word vectors entering the CNN decision (0.5 ours,
         default; the paper names none there).
       word_dropout, embedding_dropout: text-branch regularisation (0 paper).
@@ -80,6 +82,7 @@ class _Branches(nn.Module):
     dtype: Dtype = jnp.float32
     audio_norm: str = "batch"
     speaker_stats_dropout: float = 0.0
+    stats_indicator: bool = False
     fused_dropout: float = 0.5
     word_dropout: float = 0.0
     embedding_dropout: float = 0.0
@@ -120,7 +123,8 @@ class _Branches(nn.Module):
     def audio_branch(self, batch, train):
         w_h, w_alpha, f_alpha = AudioAttention(
             self.hidden, self.attention_dim, self.unroll, self.dtype, audio_norm=self.audio_norm,
-            speaker_stats_dropout=self.speaker_stats_dropout, spec_augment=self.spec_augment,
+            speaker_stats_dropout=self.speaker_stats_dropout, stats_indicator=self.stats_indicator,
+            spec_augment=self.spec_augment,
             prosody=self.prosody, name="audio",
         )(batch["frames"], batch["frame_mask"], batch["word_mask"], packed_inputs(batch), train=train,
           band_stats=band_stats_of(batch))
@@ -239,7 +243,8 @@ class UtteranceFrameFusionModel(_Branches):
         u_text = weighted_sum(t_alpha, t_h)
         u_audio, uf_alpha = UtteranceFrameAttention(
             self.hidden, self.attention_dim, self.unroll, self.dtype, audio_norm=self.audio_norm,
-            speaker_stats_dropout=self.speaker_stats_dropout, spec_augment=self.spec_augment,
+            speaker_stats_dropout=self.speaker_stats_dropout, stats_indicator=self.stats_indicator,
+            spec_augment=self.spec_augment,
             prosody=self.prosody, name="audio_utt",
         )(batch["frames"], batch["frame_mask"], train=train, band_stats=band_stats_of(batch))
         self.sow("intermediates", "uf_alpha", uf_alpha)

@@ -21,7 +21,8 @@ import numpy as np
 
 from hmaf.batch import NUM_MARKS, UNK_ID
 from hmaf.models.attention import Attention, masked_softmax, weighted_sum
-from hmaf.models.frontend import frame_columns, normalise_frames, spec_augment
+from hmaf.models.frontend import (frame_columns, normalise_frames, spec_augment, stats_dropout_draws,
+                                  with_stats_indicator)
 from hmaf.models.rnn import BiGRU
 
 Dtype = Any
@@ -160,6 +161,9 @@ class AudioEncoder(nn.Module):
       audio_norm: input normalisation (:func:`hmaf.models.frontend.normalise_frames`).
       speaker_stats_dropout: in training, the share of utterances normalised by their
         own statistics instead of their speaker's (``audio_norm="speaker"``).
+      stats_indicator: every frame also carries a column that says whether its
+        utterance was normalised by its speaker's statistics (1) or its own (0), see
+        :func:`hmaf.models.frontend.with_stats_indicator` (``audio_norm="speaker"``).
       spec_augment: ``(time_masks, time_mask_frames, band_masks, band_mask_bands)``
         of :func:`hmaf.models.frontend.spec_augment` in training; zeros: off.
       prosody: also read the prosody columns of each frame (ours; False: the 64 log-mel
@@ -173,6 +177,7 @@ class AudioEncoder(nn.Module):
     hoist_input: bool | None = None
     audio_norm: str = "batch"
     speaker_stats_dropout: float = 0.0
+    stats_indicator: bool = False
     spec_augment: tuple[int, int, int, int] = (0, 0, 0, 0)
     prosody: bool = False
 
@@ -287,17 +292,23 @@ def input_frames(module: nn.Module, frames: jax.Array, frame_mask: jax.Array, *,
                  band_stats: Mapping[str, jax.Array] | None) -> jax.Array:
     """The columns the model reads (:func:`frame_columns`), normalised (and in training
     SpecAugment-masked): ``[B, N, L, M']``, zero at padding. ``module`` has
-    ``audio_norm``, ``speaker_stats_dropout``, ``spec_augment`` and ``prosody``; call
+    ``audio_norm``, ``speaker_stats_dropout``, ``stats_indicator``, ``spec_augment`` and ``prosody``; call
     inside its compact method (the batch norm and the dropout RNG belong to it)."""
     frames, band_stats = frame_columns(frames, band_stats, prosody=module.prosody)
-    stats_dropout = module.speaker_stats_dropout if band_stats is not None else 0.0
-    rng = module.make_rng("dropout") if train and stats_dropout > 0.0 else None
-    frames = normalise_frames(frames, frame_mask, module.audio_norm, train=train, band_stats=band_stats,
-                              stats_dropout=stats_dropout, rng=rng)
+    b = frames.shape[0]
+    own = None
+    if train and band_stats is not None and module.speaker_stats_dropout > 0.0:
+        own = stats_dropout_draws(module.make_rng("dropout"), module.speaker_stats_dropout, b)
+    frames = normalise_frames(frames, frame_mask, module.audio_norm, train=train, band_stats=band_stats, own=own)
     time_masks, time_width, band_masks, band_width = module.spec_augment
     if train and (time_masks * time_width > 0 or band_masks * band_width > 0):
         frames = spec_augment(module.make_rng("dropout"), frames, frame_mask, time_masks=time_masks,
                               time_width=time_width, band_masks=band_masks, band_width=band_width)
+    if module.stats_indicator:
+        from_speaker = jnp.full((b,), band_stats is not None)
+        if own is not None:
+            from_speaker = from_speaker & ~own
+        frames = with_stats_indicator(frames, frame_mask, from_speaker)
     return frames
 
 

@@ -68,8 +68,8 @@ def utterance_band_stats(frames: jax.Array, frame_mask: jax.Array) -> tuple[jax.
 
 
 def normalise_frames(frames: jax.Array, frame_mask: jax.Array, mode: str, *, train: bool,
-                     band_stats: Mapping[str, jax.Array] | None = None, stats_dropout: float = 0.0,
-                     rng: jax.Array | None = None) -> jax.Array:
+                     band_stats: Mapping[str, jax.Array] | None = None, own: jax.Array | None = None
+                     ) -> jax.Array:
     """Normalises log-mel frames per band; call inside a module's compact method.
 
     Modes (``config.model.audio_norm``):
@@ -78,15 +78,13 @@ def normalise_frames(frames: jax.Array, frame_mask: jax.Array, mode: str, *, tra
       ``utterance``: ``(x - mean_u) / std_u`` with each utterance's own statistics.
       ``speaker``: ``(x - band_mean) / band_std`` from ``band_stats`` (the speaker's
         statistics, batch keys ``band_mean``/``band_std`` ``[B, M]``); without them the
-        utterance's own statistics, as ``utterance``. In training, with
-        ``stats_dropout`` p > 0, each utterance uses its own statistics instead of its
-        speaker's with probability p (draws from ``rng``), so that the model also knows
-        the input it gets at predict time without a speaker profile.
+        utterance's own statistics, as ``utterance``. ``own`` ``[B]`` bool marks the
+        utterances that use their own statistics even so (the speaker-statistics
+        dropout of training, drawn by :func:`stats_dropout_draws`).
       ``none``: the raw log-mel energies (the paper, §3.1).
 
-    Args: frames ``[B, N, L, M]``; frame_mask ``[B, N, L]``; stats_dropout in [0, 1];
-    rng: needed when training with ``stats_dropout`` > 0. Returns ``[B, N, L, M]``,
-    zero at padded frames.
+    Args: frames ``[B, N, L, M]``; frame_mask ``[B, N, L]``; own ``[B]`` bool or None.
+    Returns ``[B, N, L, M]``, zero at padded frames.
     """
     if mode == "batch":
         # Statistics over real frames only so that padding stays invisible; being part
@@ -98,14 +96,32 @@ def normalise_frames(frames: jax.Array, frame_mask: jax.Array, mode: str, *, tra
         frames = (frames - mean[:, None, None]) / std[:, None, None]
     elif mode == "speaker":
         mean, std = band_stats["band_mean"], jnp.maximum(band_stats["band_std"], _EPS)
-        if train and stats_dropout > 0.0:
+        if own is not None:
             own_mean, own_std = utterance_band_stats(frames, frame_mask)
-            own = jax.random.bernoulli(rng, stats_dropout, (frames.shape[0], 1))  # [B, 1]
-            mean, std = jnp.where(own, own_mean, mean), jnp.where(own, own_std, std)
+            mean, std = jnp.where(own[:, None], own_mean, mean), jnp.where(own[:, None], own_std, std)
         frames = (frames - mean[:, None, None]) / std[:, None, None]
     elif mode != "none":
         raise ValueError(f"audio_norm={mode!r}; choose one of {AUDIO_NORMS}")
     return jnp.where(frame_mask[..., None], frames, 0.0)
+
+
+def stats_dropout_draws(rng: jax.Array, rate: float, batch_size: int) -> jax.Array:
+    """Which utterances of a training batch use their own statistics instead of their
+    speaker's (``model.speaker_stats_dropout``): ``[B]`` bool, each True with
+    probability ``rate``."""
+    return jax.random.bernoulli(rng, rate, (batch_size,))
+
+
+def with_stats_indicator(frames: jax.Array, frame_mask: jax.Array, from_speaker: jax.Array) -> jax.Array:
+    """Appends the column that says how each utterance was normalised
+    (``model.stats_indicator``): 1 on every real frame of an utterance normalised by
+    its speaker's statistics, 0 by its own; 0 at padding.
+
+    Args: frames ``[B, N, L, M]``; frame_mask ``[B, N, L]``; from_speaker ``[B]`` bool.
+    Returns ``[B, N, L, M + 1]``.
+    """
+    column = (frame_mask & from_speaker[:, None, None]).astype(frames.dtype)[..., None]
+    return jnp.concatenate([frames, column], axis=-1)
 
 
 def band_stats_of(batch: Mapping[str, jax.Array]) -> dict[str, jax.Array] | None:
