@@ -27,10 +27,10 @@ def build_model(name: str, *, num_classes: int, vocab_size: int, embed_dim: int,
         time: the checkpoint holds the table).
       options: model config fields (hidden, attention_dim, fusion_dim, filters, widths,
         dropout, train_embedding, unroll, dtype as a name; the generalisation options
-        audio_norm, speaker_stats_dropout, stats_indicator, prosody, fused_dropout, word_dropout, embedding_dropout, punctuation,
-        punctuation_dropout, modality_dropout,
-        gate, freeze_branches, spec_time_masks, spec_time_mask_frames, spec_band_masks,
-        spec_band_mask_bands, see :class:`hmaf.models.classifiers._Branches`).
+        audio_norm, speaker_stats_dropout, stats_indicator, prosody, fused_dropout, word_dropout,
+        embedding_dropout, punctuation, punctuation_dropout, modality_dropout, gate, freeze_branches,
+        spec_time_masks, spec_time_mask_frames, spec_band_masks, spec_band_mask_bands,
+        see :class:`hmaf.models.classifiers._Branches`).
     """
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; choose one of {sorted(MODELS)}")

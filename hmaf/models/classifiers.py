@@ -124,8 +124,7 @@ class _Branches(nn.Module):
         w_h, w_alpha, f_alpha = AudioAttention(
             self.hidden, self.attention_dim, self.unroll, self.dtype, audio_norm=self.audio_norm,
             speaker_stats_dropout=self.speaker_stats_dropout, stats_indicator=self.stats_indicator,
-            spec_augment=self.spec_augment,
-            prosody=self.prosody, name="audio",
+            spec_augment=self.spec_augment, prosody=self.prosody, name="audio",
         )(batch["frames"], batch["frame_mask"], batch["word_mask"], packed_inputs(batch), train=train,
           band_stats=band_stats_of(batch))
         self.sow("intermediates", "w_alpha", w_alpha)
@@ -244,8 +243,7 @@ class UtteranceFrameFusionModel(_Branches):
         u_audio, uf_alpha = UtteranceFrameAttention(
             self.hidden, self.attention_dim, self.unroll, self.dtype, audio_norm=self.audio_norm,
             speaker_stats_dropout=self.speaker_stats_dropout, stats_indicator=self.stats_indicator,
-            spec_augment=self.spec_augment,
-            prosody=self.prosody, name="audio_utt",
+            spec_augment=self.spec_augment, prosody=self.prosody, name="audio_utt",
         )(batch["frames"], batch["frame_mask"], train=train, band_stats=band_stats_of(batch))
         self.sow("intermediates", "uf_alpha", uf_alpha)
         u_text, u_audio, _ = self.drop_modality(u_text, u_audio, train)
