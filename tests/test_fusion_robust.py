@@ -152,14 +152,14 @@ def test_stats_indicator_tells_the_model_which_statistics_normalised_the_utteran
     np.testing.assert_array_equal(marked[..., :-1], batch["frames"])
     np.testing.assert_array_equal(marked[..., -1], mask & from_speaker[:, None, None])  # 0 at padding
     # Speaker statistics equal to the utterance's own: without the indicator the model
-    # cannot tell them from the own-statistics path; with it, it can.
+    # cannot tell them from the own-statistics path; with it, it can (both audio encoders).
     mean, std = utterance_band_stats(jnp.asarray(batch["frames"]), mask)
     as_own = dict(batch, band_mean=np.asarray(mean), band_std=np.asarray(std))
-    for indicator in (False, True):
-        model, variables = model_and_vars("audio_only", batch, audio_norm="speaker", stats_indicator=indicator,
-                                          **QUIET)
-        gap = np.abs(run(model, variables, as_own, train=False)[0] - run(model, variables, batch, train=False)[0])
-        assert (gap.max() > 1e-3) == indicator, (indicator, gap.max())
+    for name in ("audio_only", "ul_fusion"):
+        for indicator in (False, True):
+            model, variables = model_and_vars(name, batch, audio_norm="speaker", stats_indicator=indicator, **QUIET)
+            gap = np.abs(run(model, variables, as_own, train=False)[0] - run(model, variables, batch, train=False)[0])
+            assert (gap.max() > 1e-3) == indicator, (name, indicator, gap.max())
     # In training with every utterance dropped to its own statistics, the indicator says so.
     model, variables = model_and_vars("audio_only", batch, audio_norm="speaker", stats_indicator=True,
                                       speaker_stats_dropout=1.0, **QUIET)
