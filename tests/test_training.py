@@ -437,3 +437,73 @@ def test_inference_imports_no_training_code():
     out = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_parameter_average_follows_its_formula_and_leaves_the_updates_alone():
+    """ema_epochs > 0: the optimiser state keeps e_t = r_t e_{t-1} + (1 - r_t) p_t with
+    r_t = min(decay, (1 + t) / (10 + t)) and decay = 1 - 1 / (ema_epochs * steps_per_epoch),
+    over the parameters after each update; the updates are Adam's (the paper's) as before."""
+    import optax
+
+    from hmaf.training.steps import ema_params, make_optimizer
+
+    grads = [np.array([1.0, -2.0], np.float32), np.array([0.5, 0.5], np.float32)] * 20
+    runs = {}
+    for ema_epochs in (0.0, 4.0):
+        config = default.get_config()
+        config.ema_epochs = ema_epochs
+        tx = make_optimizer(config, steps_per_epoch=5, total_steps=40)
+        params = {"w": np.ones(2, np.float32)}
+        state = tx.init(params)
+        trajectory = []
+        for g in grads:
+            updates, state = tx.update({"w": g}, state, params, value=np.float32(1.0))
+            params = optax.apply_updates(params, updates)
+            trajectory.append(np.asarray(params["w"]))
+        runs[ema_epochs] = trajectory, state
+    np.testing.assert_array_equal(runs[0.0][0], runs[4.0][0])  # training itself unchanged
+    assert ema_params(runs[0.0][1]) is None
+    decay, expected = 1.0 - 1.0 / 20.0, np.ones(2)
+    for t, p in enumerate(runs[4.0][0], start=1):
+        rate = min(decay, (1.0 + t) / (10.0 + t))
+        expected = rate * expected + (1.0 - rate) * p
+    got = np.asarray(ema_params(runs[4.0][1])["w"])
+    np.testing.assert_allclose(got, expected, rtol=1e-5)
+    assert not np.allclose(got, runs[4.0][0][-1], rtol=1e-3)  # an average, not the last parameters
+    config.ema_epochs = -1.0
+    with pytest.raises(ValueError, match="ema_epochs"):
+        make_optimizer(config)
+
+
+def test_parameter_average_is_what_training_validates_keeps_and_resumes(tmp_path):
+    """With ema_epochs the best checkpoint holds the average (not the raw parameters), and
+    a stopped run resumed to a longer budget ends with the same checkpoint as one run
+    straight through (the average is part of the resumable state)."""
+    import functools
+
+    import orbax.checkpoint as ocp
+
+    import hmaf.checkpoint as ckpt
+    from hmaf.training.steps import ema_params
+
+    def run(workdir, steps):
+        config = default.get_config("tiny", model="text_only")
+        config.update(num_train_steps=steps, eval_every=steps, patience=100, ema_epochs=1.0)
+        train_and_evaluate(config, workdir, source=ToySource(seed=0))
+        with ckpt.StageCheckpoints(workdir / "text") as checkpoints:
+            best = checkpoints.restore_best_variables()
+            step = checkpoints.latest.latest_step()
+            state = checkpoints.latest.restore(step, args=ocp.args.Composite(
+                state=ocp.args.StandardRestore()))["state"]
+        return best, state
+
+    best, state = run(tmp_path / "straight", 8)
+    average = ema_params(state["opt_state"])
+    jax.tree.map(np.testing.assert_allclose, best["params"], average)
+    assert any(not np.allclose(a, b) for a, b in zip(jax.tree.leaves(best["params"]),
+                                                     jax.tree.leaves(state["params"])))
+    run(tmp_path / "resumed", 4)
+    (tmp_path / "resumed" / "text" / "metrics.json").unlink()  # a finished stage would be skipped
+    _, resumed = run(tmp_path / "resumed", 8)  # (its best may be step 4's, validated only there)
+    jax.tree.map(functools.partial(np.testing.assert_allclose, rtol=1e-6),
+                 ema_params(resumed["opt_state"]), average)

@@ -6,7 +6,7 @@ dropout key is ``fold_in(rng, state.step)``, so a resumed run draws the same key
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, NamedTuple, Sequence
 
 import flax.linen as nn
 import jax
@@ -33,6 +33,53 @@ def init_variables(model: nn.Module, sample_batch: Mapping[str, Any], seed: int 
     return {"params": variables["params"], "batch_stats": variables.get("batch_stats", {})}
 
 
+class ParamsEmaState(NamedTuple):
+    """``count`` updates so far and ``params_ema``, the running average of the parameters."""
+
+    count: jax.Array
+    params_ema: PyTree
+
+
+def params_ema(decay: float) -> optax.GradientTransformation:
+    """Keeps an exponential moving average of the parameters *after* each update in the
+    optimiser state; passes the updates on unchanged (training itself is not altered).
+
+    The decay at update ``t`` is ``min(decay, (1 + t) / (10 + t))``, so the average
+    follows the parameters closely in the first steps instead of remembering their
+    initial values (the warm-up of TensorFlow's ``ExponentialMovingAverage`` with
+    ``num_updates``). Read it with :func:`ema_params`.
+    """
+    if not 0.0 < decay < 1.0:
+        raise ValueError(f"params_ema: decay must be in (0, 1), got {decay}")
+
+    def init(params):
+        # A copy: the train step donates its state, and two leaves sharing a buffer cannot both be donated.
+        return ParamsEmaState(count=jnp.zeros([], jnp.int32),
+                              params_ema=jax.tree.map(lambda p: jnp.array(p, copy=True), params))
+
+    def update(updates, state, params=None):
+        if params is None:
+            raise ValueError("params_ema needs the parameters (tx.update(grads, state, params))")
+        count = state.count + 1
+        rate = jnp.minimum(decay, (1.0 + count) / (10.0 + count))
+        new_params = optax.apply_updates(params, updates)
+        average = jax.tree.map(lambda e, p: rate * e + (1.0 - rate) * p, state.params_ema, new_params)
+        return updates, ParamsEmaState(count=count, params_ema=average)
+
+    return optax.GradientTransformation(init, update)
+
+
+def ema_params(opt_state: PyTree) -> PyTree | None:
+    """The parameters' moving average inside an optimiser state from
+    :func:`make_optimizer` (``ema_epochs`` > 0); ``None`` when it keeps none."""
+    found = optax.tree.get_all_with_path(opt_state, "params_ema")
+    if not found:
+        return None
+    if len(found) > 1:
+        raise ValueError(f"the optimiser state holds {len(found)} parameter averages; expected one")
+    return found[0][1]
+
+
 def make_optimizer(config: Mapping[str, Any], *, steps_per_epoch: int = 1, total_steps: int = 1,
                    frozen: Sequence[str] = ()) -> optax.GradientTransformationExtraArgs:
     """The optimiser a training config names; the paper's (§4.3) is plain Adam at 1e-3.
@@ -43,7 +90,10 @@ def make_optimizer(config: Mapping[str, Any], *, steps_per_epoch: int = 1, total
       | "plateau" (``optax.contrib.reduce_on_plateau`` on the training loss averaged over
       an epoch: x ``plateau_factor`` after ``plateau_patience`` epochs without improvement);
       ``grad_clip_norm`` 0 = off (paper), else clip the global gradient norm;
-      ``weight_decay`` 0 = Adam (paper), else AdamW with this decoupled decay.
+      ``weight_decay`` 0 = Adam (paper), else AdamW with this decoupled decay;
+      ``ema_epochs`` 0 = off (paper), else a moving average of the parameters with a
+      time constant of this many epochs (decay ``1 - 1 / (ema_epochs * steps_per_epoch)``,
+      :func:`params_ema`): the trainer validates, keeps and reports the average.
 
     ``frozen``: top-level parameter subtrees (e.g. ``("text", "audio")``) that get zero
     updates (``config.model.freeze_branches`` in the fusion stage). The update takes the
@@ -79,6 +129,12 @@ def make_optimizer(config: Mapping[str, Any], *, steps_per_epoch: int = 1, total
             {"train": tx, "frozen": optax.set_to_zero()},
             lambda params: {k: jax.tree.map(lambda _: "frozen" if k in frozen else "train", v)
                             for k, v in params.items()})
+    ema_epochs = float(config.get("ema_epochs", 0.0))
+    if ema_epochs < 0:
+        raise ValueError(f"ema_epochs={ema_epochs}: expected 0 (off) or a time constant > 0 in epochs")
+    if ema_epochs > 0:  # after the freezing, so that it averages what the step applies
+        # A time constant under two steps would be no average: two steps at least.
+        tx = optax.chain(tx, params_ema(1.0 - 1.0 / max(ema_epochs * steps_per_epoch, 2.0)))
     return optax.with_extra_args_support(tx)
 
 

@@ -40,7 +40,7 @@ from hmaf.metrics import classification_metrics
 from hmaf.models import BRANCHES, build_model, model_options
 from hmaf.training import distributed, sharding
 from hmaf.training.data import Prefetch
-from hmaf.training.steps import create_train_state, init_variables, make_optimizer, make_train_step
+from hmaf.training.steps import create_train_state, ema_params, init_variables, make_optimizer, make_train_step
 from hmaf.unfamiliar import DEFAULT_SCORE, SCORES, Features, UnfamiliarDetector, input_statistics
 
 PyTree = Any
@@ -380,7 +380,10 @@ def train_stage(config: ml_collections.ConfigDict, stage: str, model_name: str, 
                                         "train/epoch": budget.epoch(step)})
                 window.reset()
             if step % budget.eval_every == 0 or step == total:
-                variables = {"params": state.params, "batch_stats": state.batch_stats}
+                # With ema_epochs > 0 the parameters' moving average is validated and kept.
+                average = ema_params(state.opt_state)
+                variables = {"params": state.params if average is None else average,
+                             "batch_stats": state.batch_stats}
                 with report.timed("eval"):
                     val = evaluate(model, variables, source.eval_batches("validation"), num_classes, label_names,
                                    eval_step, prepare.for_eval, prefetch)
