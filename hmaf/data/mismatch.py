@@ -45,13 +45,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from hmaf.data.align import SAMPLE_RATE, Alignment, speech_span
+from hmaf.data.align import SAMPLE_RATE, TRUSTED_FIT, Alignment, speech_span
 
 WORDS_PER_S = (0.4, 9.0)
 FIT_SCALE = 0.5
 DISAGREEMENT_SCALE = 0.3
 MAX_MISFIT = 1.3
-TRUSTED_FIT = 0.98
 MIN_WORDS_FOR_MISFIT = 4
 SQUEEZED_S = 0.02
 MAX_SQUEEZED_SHARE = 0.5

@@ -140,6 +140,29 @@ def test_auto_falls_back_when_its_first_aligner_fails(spoken, monkeypatch):
         align(samples, words, aligner="mfa")
 
 
+def test_auto_checks_with_aeneas_only_where_pocketsphinx_left_speech_unexplained(spoken, monkeypatch):
+    """At fit >= TRUSTED_FIT the disagreement would not count (hmaf.data.mismatch), so
+    aeneas does not run; below it, it runs and the disagreement is measured."""
+    import dataclasses
+
+    import hmaf.data.align as align_module
+
+    words, _, _, samples = spoken[0]
+    alone = align(samples, words, aligner="pocketsphinx")
+    calls = []
+    real_aeneas, real_sphinx = align_module._align_aeneas, align_sphinx.align
+    monkeypatch.setattr(align_module, "_align_aeneas", lambda *a: calls.append(1) or real_aeneas(*a))
+    for fit, runs in ((align_module.TRUSTED_FIT, False), (align_module.TRUSTED_FIT - 0.01, True)):
+        monkeypatch.setattr(align_sphinx, "align", lambda *a, fit=fit: dataclasses.replace(real_sphinx(*a), fit=fit))
+        calls.clear()
+        result = align(samples, words, aligner="auto")
+        assert result.aligner == "pocketsphinx" and result.fit == fit
+        np.testing.assert_array_equal(result.starts, alone.starts)
+        assert len(calls) == int(runs) and (result.disagreement_s is not None) == runs
+        if runs:
+            assert result.disagreement_s < 0.1
+
+
 def test_ipa_to_arpabet():
     from hmaf.data.g2p import ipa_to_arpabet, pronounce
 
