@@ -18,8 +18,9 @@ Aligners (``--aligner`` of ``python -m hmaf.prepare``, ``Predictor(aligner=...)`
   dataset.json). When both align, their disagreement is kept as a check of the
   transcript (``Alignment.disagreement_s``, :mod:`hmaf.data.mismatch`); where
   pocketsphinx explains at least :data:`TRUSTED_FIT` of the speech with the words, that
-  check would not count and aeneas does not run (the same times and decisions, about a
-  quarter less alignment CPU on the embedded corpus, where 85 % of utterances fit so).
+  check would not count and aeneas does not run (the same times and decisions; 85 % of
+  the embedded corpus's utterances fit so, and alignment took a sixth less time on the
+  preprocessing benchmark, benchmarks/README.md).
   pocketsphinx finding no way at all to say the words in the audio is not a failure to
   fall back from but evidence of a mismatch (:class:`NoPathError`, raised).
 
