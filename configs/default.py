@@ -126,6 +126,9 @@ def get_config(arg: str | None = None, model: str = "faf") -> ml_collections.Con
         config.eval_every = 10
         config.log_every = 5
         config.patience = 100
+        # The average adds to each compile of the step, which dominates these few-step test
+        # runs (tests/test_experiment.py 126 -> 149 s); tests/test_training.py covers it.
+        config.ema_epochs = 0.0
     elif arg not in (None, ""):
         raise ValueError(f"unknown config variant {arg!r}; use 'tiny' or nothing")
     return config

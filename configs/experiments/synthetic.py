@@ -40,6 +40,7 @@ def get_config(arg=None):
         config.fusion_train_steps = 20
         config.train.eval_every = 10
         config.train.patience = 4
+        config.train.ema_epochs = 0.0  # compile time in a few dozen steps (configs/default.py: tiny)
     elif arg in (None, "", "full"):
         name = "synthetic_full" if arg == "full" else "synthetic"
         config = base.experiment(name, "data/synthetic",
