@@ -18,9 +18,9 @@ Aligners (``--aligner`` of ``python -m hmaf.prepare``, ``Predictor(aligner=...)`
   dataset.json). When both align, their disagreement is kept as a check of the
   transcript (``Alignment.disagreement_s``, :mod:`hmaf.data.mismatch`); where
   pocketsphinx explains at least :data:`TRUSTED_FIT` of the speech with the words, that
-  check would not count and aeneas does not run (the same times and decisions; 85 % of
-  the embedded corpus's utterances fit so, and alignment took a sixth less time on the
-  preprocessing benchmark, benchmarks/README.md).
+  check would not count and aeneas does not run (the same times; aeneas then runs on
+  12 % of the preprocessing benchmark's utterances instead of 67 % at 0.98, for 4.6
+  points fewer swapped transcripts caught, benchmarks/README.md).
   pocketsphinx finding no way at all to say the words in the audio is not a failure to
   fall back from but evidence of a mismatch (:class:`NoPathError`, raised).
 
@@ -44,7 +44,9 @@ AUTO_ORDER = ("pocketsphinx", "aeneas")
 MIN_SPHINX_FIT = 0.7
 # From this fit on pocketsphinx has found every word in the audio: auto does not run
 # aeneas to check it, since their disagreement would not count (hmaf.data.mismatch).
-TRUSTED_FIT = 0.98
+# 0.98 until round 11: on the alignment benchmark (438 correct pairs, two seeds) 0.9
+# rejects no more correct pairs and catches 278 swapped transcripts instead of 298.
+TRUSTED_FIT = 0.9
 SAMPLE_RATE = 16000
 # Energy-based silence for pulling aeneas's word ends back: frames more than SILENCE_DB
 # below the loudest, and at least MIN_PAUSE_S of them before the next word's start.

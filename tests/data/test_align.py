@@ -237,7 +237,7 @@ def test_a_path_that_leaves_speech_unexplained_sends_the_search_on(monkeypatch):
     good = _path(words, [0, 50])
     tried = []
 
-    def paths(pcm, ws):
+    def paths(pcm, ws, spoken=False):
         for segments in (bad, good, bad):
             tried.append(segments)
             yield segments, ws, 100
@@ -252,7 +252,7 @@ def test_the_first_path_that_explains_the_speech_is_kept(monkeypatch):
     samples = np.random.default_rng(0).normal(0, 0.1, 16000).astype(np.float32)
     words = ["a", "b"]
 
-    def paths(pcm, ws):
+    def paths(pcm, ws, spoken=False):
         yield _path(ws, [0, 50]), ws, 100
         raise AssertionError("searched on after a path that explains the speech")
 
@@ -264,7 +264,50 @@ def test_the_best_of_poor_paths_is_kept(monkeypatch):
     samples = np.random.default_rng(0).normal(0, 0.1, 16000).astype(np.float32)
     words = ["a", "b"]
     worse, better = _path(words, [70, 90], noise=(0, 69)), _path(words, [40, 60], noise=(0, 39))
-    monkeypatch.setattr(align_sphinx, "_paths", lambda pcm, ws: iter([(worse, ws, 100), (better, ws, 100)]))
+    monkeypatch.setattr(align_sphinx, "_paths", lambda pcm, ws, spoken=False: iter([(worse, ws, 100), (better, ws, 100)]))
     result = align_sphinx.align(samples, words)
     np.testing.assert_allclose(result.starts, [0.4, 0.6])
     assert result.fit < align_sphinx.RETRY_FIT
+
+
+def test_a_word_said_otherwise_than_the_dictionary_has_it_is_found(monkeypatch):
+    """espeak-ng spells "Shh" out ("ess aitch aitch"); the dictionary's SH leaves that
+    speech unexplained, and the search with espeak-ng's pronunciation beside it finds the
+    words after it."""
+    from hmaf.corpora import engines
+    from hmaf.data.text import normalize_words
+
+    engine = engines.open_engine("espeak")
+    try:
+        synth = engine.synthesize("Shh! Get me out of here.", "en+f4")
+    finally:
+        engine.close()
+    words = normalize_words(synth.transcript)
+    true_get = next(w.start for w in synth.words if w.word == "Get")
+    found = align_sphinx.align(synth.audio, words)
+    assert found.fit >= align_sphinx.RETRY_FIT
+    assert abs(found.starts[words.index("get")] - true_get) < 0.05
+    assert align_sphinx.pronunciation("shh") == ["SH"]  # other searches still see the dictionary's only
+
+    monkeypatch.setattr(align_sphinx, "_spoken_tokens", lambda decoder, ws: None)
+    without = align_sphinx.align(synth.audio, words)
+    assert without.fit < align_sphinx.RETRY_FIT and abs(without.starts[words.index("get")] - true_get) > 0.3
+
+
+def test_pronunciations_are_searched_again_only_below_their_fit(monkeypatch):
+    """espeak-ng's pronunciations are tried only where a word said otherwise could be why
+    the speech is unexplained (fit below SAID_OTHERWISE_FIT), not for every poor fit."""
+    samples = np.random.default_rng(0).normal(0, 0.1, 16000).astype(np.float32)
+    words = ["a", "b"]
+    asked = []
+
+    def paths(pcm, ws, spoken=False, start=15):
+        asked.append(spoken)
+        yield _path(ws, [start, 60], noise=(0, start - 1)), ws, 100
+
+    monkeypatch.setattr(align_sphinx, "_paths", paths)
+    poor = align_sphinx.align(samples, words)  # 15 % of the speech in noise
+    assert align_sphinx.SAID_OTHERWISE_FIT <= poor.fit < align_sphinx.RETRY_FIT and asked == [False]
+    asked.clear()
+    monkeypatch.setattr(align_sphinx, "_paths", lambda pcm, ws, spoken=False: paths(pcm, ws, spoken, start=40))
+    assert align_sphinx.align(samples, words).fit < align_sphinx.SAID_OTHERWISE_FIT and asked == [False, True]
