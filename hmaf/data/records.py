@@ -33,12 +33,26 @@ Word ids are not stored: the input pipeline maps ``words`` through ``vocab.txt``
 from __future__ import annotations
 
 import os
+import sys
 from typing import Sequence
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np
-import tensorflow as tf
+
+# `import tensorflow` also imports keras.src.optimizers eagerly (for SavedModel
+# registrations), which loads Keras and scikit-learn: 1.4-1.7 s of its 4.1 s on the 2-core
+# VM, paid by every `hmaf.prepare` and training process. hmaf uses TensorFlow for TFRecords
+# and tf.data only, so that import is made to fail (TensorFlow passes over an ImportError
+# there); tf.keras still loads on first use.
+_SKIPPED = "keras.src.optimizers"
+if "tensorflow" not in sys.modules and _SKIPPED not in sys.modules:
+    sys.modules[_SKIPPED] = None  # an import of a None entry raises ImportError
+try:
+    import tensorflow as tf
+finally:
+    if _SKIPPED in sys.modules and sys.modules[_SKIPPED] is None:
+        del sys.modules[_SKIPPED]
 
 from hmaf.batch import NUM_MARKS
 from hmaf.data.features import FRAME_DIMS, N_MELS

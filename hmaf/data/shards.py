@@ -60,9 +60,8 @@ def _example_digest(ex: dict[str, Any]) -> bytes:
 
 def _write_shard(path: str, examples: Sequence[ShardItem], cache_dir: str) -> dict[bytes, str]:
     """Writes one shard atomically; returns {example digest: utt_id}."""
-    import tensorflow as tf  # deferred: only phase 2 writes TFRecords
-
-    from hmaf.data.records import serialize_example
+    # deferred: only phase 2 writes TFRecords; records first, for its lighter TensorFlow import
+    from hmaf.data.records import serialize_example, tf
 
     digests = {}
     with atomic_path(path) as tmp, tf.io.TFRecordWriter(tmp) as writer:

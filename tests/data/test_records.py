@@ -95,3 +95,16 @@ def test_truncated_frames_fail_when_parsed():
     proto.features.feature["frames"].bytes_list.value[0] = blob[:-256]
     with pytest.raises(tf.errors.InvalidArgumentError, match="frames byte length"):
         records.parse_example(tf.constant(proto.SerializeToString()))
+
+
+def test_records_import_tensorflow_without_keras_which_still_loads_on_use():
+    """records skips the Keras import TensorFlow makes eagerly (startup time) and leaves
+    nothing behind that stops tf.keras from loading later."""
+    import subprocess
+    import sys
+
+    code = ("import sys; import hmaf.data.records; assert 'keras' not in sys.modules, 'keras imported'; "
+            "assert 'keras.src.optimizers' not in sys.modules; "
+            "import tensorflow as tf; tf.keras.layers.Dense(2); assert 'keras' in sys.modules")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
