@@ -18,9 +18,10 @@ preprocessing benchmark's espeak-ng speech they found no path for 107 of 200
 utterances). So the search runs with wide beams (:data:`WIDE_BEAMS`) from the start:
 on that benchmark it took 17.0 CPU-s where narrow beams first took 20.5, and on the
 alignment benchmark's 438 utterances the onsets were the same to 0.1 ms in median, mean,
-90th percentile and share within 20 ms. When no path is found, the search is rerun at 200 frames/s: every
-phone's HMM has three states and takes at least one frame per state, so a phone shorter
-than 30 ms ("the" in 50 ms of fast speech) has no path at 100 frames/s. If no search
+90th percentile and share within 20 ms. When no path is found, the search is rerun at
+200 frames/s: every phone's HMM has three states and takes at least one frame per
+state, so a phone shorter than 30 ms ("the" in 50 ms of fast speech) has no path at 100
+frames/s. If no search
 finds a path: :class:`NoPathError` (``"auto"`` then falls back to aeneas). Beams can
 also prune the right path and keep a worse one, which leaves speech outside the
 words (e.g. "I felt so annoyed." in espeak-ng's en+f4, its first words placed 0.6 s late
