@@ -264,7 +264,8 @@ def test_the_best_of_poor_paths_is_kept(monkeypatch):
     samples = np.random.default_rng(0).normal(0, 0.1, 16000).astype(np.float32)
     words = ["a", "b"]
     worse, better = _path(words, [70, 90], noise=(0, 69)), _path(words, [40, 60], noise=(0, 39))
-    monkeypatch.setattr(align_sphinx, "_paths", lambda pcm, ws, spoken=False: iter([(worse, ws, 100), (better, ws, 100)]))
+    monkeypatch.setattr(align_sphinx, "_paths",
+                        lambda pcm, ws, spoken=False: iter([(worse, ws, 100), (better, ws, 100)]))
     result = align_sphinx.align(samples, words)
     np.testing.assert_allclose(result.starts, [0.4, 0.6])
     assert result.fit < align_sphinx.RETRY_FIT
