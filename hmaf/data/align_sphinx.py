@@ -21,10 +21,9 @@ alignment benchmark's 438 utterances the onsets were the same to 0.1 ms in media
 90th percentile and share within 20 ms. When no path is found, the search is rerun at
 200 frames/s: every phone's HMM has three states and takes at least one frame per
 state, so a phone shorter than 30 ms ("the" in 50 ms of fast speech) has no path at 100
-frames/s. If no search
-finds a path: :class:`NoPathError` (``"auto"`` then falls back to aeneas). Beams can
-also prune the right path and keep a worse one, which leaves speech outside the
-words (e.g. "I felt so annoyed." in espeak-ng's en+f4, its first words placed 0.6 s late
+frames/s. If no search finds a path: :class:`NoPathError` (``"auto"`` then falls back
+to aeneas). Beams can also prune the right path and keep a worse one, which leaves
+speech outside the words (e.g. "I felt so annoyed." in espeak-ng's en+f4, its first words placed 0.6 s late
 under 46 % of the speech unexplained): when a path explains less than
 :data:`RETRY_FIT` of the speech, the later searches run too and the path that explains
 the most is kept (the first of equals).
@@ -73,11 +72,14 @@ SAID_OTHERWISE_FIT = 0.8
 _ALTERNATE = re.compile(r"\(\d+\)$")  # "to(3)": the third pronunciation of "to"
 
 _decoders: dict[tuple[int, bool], object] = {}  # search -> Decoder; loading the model takes ~1 s
-_aliases: dict[str, tuple[str, str]] = {}  # out-of-dictionary word -> (name it was added under, phones)
-# word -> its pronunciations under a private name: the dictionary's, then espeak-ng's
-# when it differs from all of them, as [(name, phones)] with names "n", "n(2)", ...
-_spoken: dict[str, list[tuple[str, str]]] = {}
-# The decoders and aliases above are shared, and a pocketsphinx Decoder is not thread-safe:
+_aliases: dict[str, str] = {}  # out-of-dictionary word -> the name it was added under
+# word -> the private name under which it has the dictionary's pronunciations and then
+# espeak-ng's ("n", "n(2)", ...); None where espeak-ng says it as the dictionary does
+_spoken: dict[str, str | None] = {}
+# Every entry added to the dictionary (name -> phones): each decoder, also one loaded later,
+# has them all. The names depend on the word only, not on what the process aligned before.
+_added: dict[str, str] = {}
+# The decoders and names above are shared, and a pocketsphinx Decoder is not thread-safe:
 # two threads searching at once crash the process (seen with Beam's in-process runner,
 # which runs bundles on a thread pool). Process pools are unaffected.
 _lock = threading.Lock()
@@ -90,10 +92,19 @@ def _decoder(frate: int, wide: bool):
         # cmn="batch": the cepstral mean of the whole utterance, not a running estimate.
         decoder = Decoder(samprate=SAMPLE_RATE, bestpath=False, loglevel="FATAL", frate=frate, cmn="batch",
                           **(WIDE_BEAMS if wide else {}))
-        for alias, phones in [*_aliases.values(), *(e for entries in _spoken.values() for e in entries)]:
-            decoder.add_word(alias, phones, False)
+        for name, phones in _added.items():
+            decoder.add_word(name, phones, False)
         _decoders[frate, wide] = decoder
     return _decoders[frate, wide]
+
+
+def _add_word(name: str, phones: str) -> None:
+    _added[name] = phones
+    # update=False: set_align_text builds each search from the dictionary as it is then;
+    # updating the current search per word cost ~0.1 CPU-s per word and decoder, most of
+    # pocketsphinx's time in a fresh worker on text with names (measured).
+    for decoder in _decoders.values():
+        decoder.add_word(name, phones, False)
 
 
 def _tokens(decoder, words: list[str]) -> list[str]:
@@ -107,14 +118,9 @@ def _tokens(decoder, words: list[str]) -> list[str]:
         except G2PError as e:
             raise AlignmentError(f"no pronunciation: {e}") from None
         for word in unknown:
-            # The name depends on the word only, not on what this process aligned before.
-            _aliases[word] = (f"hmafoov{hashlib.sha1(word.encode()).hexdigest()[:12]}", " ".join(phones[word]))
-            # update=False: set_align_text builds each search from the dictionary as it is
-            # then; updating the current search per word cost ~0.1 CPU-s per word and decoder,
-            # most of pocketsphinx's time in a fresh worker on text with names (measured).
-            for d in _decoders.values():  # every decoder knows every alias
-                d.add_word(*_aliases[word], False)
-    return [_aliases[w][0] if w in _aliases else w for w in words]
+            _aliases[word] = f"hmafoov{hashlib.sha1(word.encode()).hexdigest()[:12]}"
+            _add_word(_aliases[word], " ".join(phones[word]))
+    return [_aliases.get(w, w) for w in words]
 
 
 def _spoken_tokens(decoder, words: list[str]) -> list[str] | None:
@@ -134,17 +140,14 @@ def _spoken_tokens(decoder, words: list[str]) -> list[str] | None:
             while (phones := decoder.lookup_word(word if n == 1 else f"{word}({n})")) is not None:
                 known.append(phones)
                 n += 1
-            name = f"hmafsay{hashlib.sha1(word.encode()).hexdigest()[:12]}"
             said = " ".join(spoken[word])
-            entries = [(name if i == 0 else f"{name}({i + 1})", phones)
-                       for i, phones in enumerate([*known, *([said] if said not in known else [])])]
-            _spoken[word] = entries if len(entries) > len(known) else []
-            for d in _decoders.values():
-                for entry in _spoken[word]:
-                    d.add_word(*entry, False)
+            _spoken[word] = None if said in known else f"hmafsay{hashlib.sha1(word.encode()).hexdigest()[:12]}"
+            if _spoken[word] is not None:
+                for i, phones in enumerate([*known, said]):
+                    _add_word(_spoken[word] if i == 0 else f"{_spoken[word]}({i + 1})", phones)
     if not any(_spoken.get(w) for w in words):
         return None
-    return [_spoken[w][0][0] if _spoken.get(w) else token for w, token in zip(words, tokens)]
+    return [_spoken.get(w) or token for w, token in zip(words, tokens)]
 
 
 def pronunciation(word: str) -> list[str]:
