@@ -245,14 +245,14 @@ def _pcm(samples: np.ndarray) -> bytes:
     """
     zero = np.concatenate([[False], samples == 0, [False]])
     edges = np.flatnonzero(np.diff(zero.astype(np.int8)))  # run i: [edges[2i], edges[2i + 1])
-    short = np.zeros(samples.size + 1, np.int32)
-    for begin, end in zip(edges[::2], edges[1::2]):
-        if end - begin < ZERO_RUN_S * SAMPLE_RATE:
-            short[begin] += 1
-            short[end] -= 1
-    fill = np.cumsum(short[:-1]) > 0
-    noise = np.random.default_rng(0).standard_normal(samples.size).astype(np.float32) / 32767.0
-    return (np.clip(samples + fill * noise, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
+    begin, end = edges[::2], edges[1::2]
+    short = end - begin < ZERO_RUN_S * SAMPLE_RATE
+    step = np.zeros(samples.size + 1, np.int8)
+    step[begin[short]], step[end[short]] = 1, -1  # runs are disjoint: no index twice
+    fill = np.cumsum(step[:-1], dtype=np.int32) > 0
+    noisy = samples.copy()
+    noisy[fill] = (np.random.default_rng(0).standard_normal(samples.size).astype(np.float32) / 32767.0)[fill]
+    return (np.clip(noisy, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
 
 
 def align(samples: np.ndarray, words: list[str]) -> Alignment:
