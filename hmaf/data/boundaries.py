@@ -1,8 +1,8 @@
 """Word boundaries of an HMM alignment moved onto the signal at 1 ms resolution (ours).
 
 pocketsphinx places boundaries on its 10 ms frame grid where its acoustic model, trained
-without boundary labels, switches phones. Two kinds of boundary are then moved to what the
-waveform shows (measured on the alignment benchmark and on held-out Flite speech,
+without boundary labels, switches phones. Three rules then move them to what the waveform
+shows (measured on the alignment benchmark and on held-out Flite speech,
 benchmarks/README.md):
 
 - **a word that follows silence** (the first word, or one after a pause), unless it
@@ -13,6 +13,12 @@ benchmarks/README.md):
   a 25.6 ms analysis window that only begins to cover the word already scores as speech.
   A stop is left where the HMM put it: its closure is silent and belongs to the word, so
   the energy rises only at the burst.
+- **a pause the HMM gave to a word**: a word beginning with a vowel, nasal or approximant
+  whose span opens (within :data:`PAUSE_LATE_S`) with at least :data:`PAUSE_S` below that
+  30 dB line starts where the sound begins after it; the previous word keeps its end.
+  Festival's phrase breaks before "and" were placed 150-230 ms early this way. Weak
+  fricatives ("th", "f") open that quietly, so words beginning with one are left to the
+  next rule.
 - **a boundary between two words with no pause** moves to the largest spectral change
   within :data:`CHANGE_WINDOW_S` of it, weighted by a Gaussian of width
   :data:`CHANGE_SIGMA_S` around the HMM's boundary: the distance between 64-band log-mel
@@ -31,17 +37,17 @@ import numpy as np
 from hmaf.data.features import N_FFT, SAMPLE_RATE, mel_basis
 
 HOP = 16  # 1 ms
-CHANGE_WIN = 160  # 10 ms
+CHANGE_WIN = 160  # 10 ms spectra for the spectral change
 CHANGE_LAGS = (5, 10)  # hops either side compared
-CHANGE_WINDOW_S = 0.015
-CHANGE_SIGMA_S = 0.015
-ENERGY_WIN = 80  # 5 ms
-ONSET_DB = 30.0
-ONSET_BACK_S = 0.05
-ONSET_FORWARD_S = 0.06
-PAUSE_S = 0.05
-PAUSE_LATE_S = 0.02
-MIN_WORD_S = 0.03
+CHANGE_WINDOW_S = 0.015  # farthest a boundary between words moves
+CHANGE_SIGMA_S = 0.015  # width of the weight around the HMM's boundary
+ENERGY_WIN = 80  # 5 ms power windows for onsets
+ONSET_DB = 30.0  # a word's sound: power within this of the word's loudest
+ONSET_BACK_S = 0.05  # onsets after silence are searched this far before the HMM's ...
+ONSET_FORWARD_S = 0.06  # ... and this far after it
+PAUSE_S = 0.05  # the shortest quiet opening taken for a pause
+PAUSE_LATE_S = 0.02  # the pause may begin this late (the previous word decaying)
+MIN_WORD_S = 0.03  # a word moved past its own pause keeps at least this much
 # CMU phones that begin with a (silent) closure.
 CLOSURE_PHONES = frozenset("P B T D K G CH JH".split())
 FRICATIVE_PHONES = frozenset("F V TH DH S Z SH ZH HH".split())
