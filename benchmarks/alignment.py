@@ -265,13 +265,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--engines", default=",".join(ENGINES))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no_mismatch", action="store_true", help="skip the mismatch check (auto only)")
-    parser.add_argument("--no_refine", action="store_true",
-                        help="pocketsphinx's own boundaries, not moved onto the signal (hmaf.data.boundaries)")
+    parser.add_argument("--refine", action="store_true",
+                        help="pocketsphinx's boundaries moved onto the signal (hmaf.data.align_sphinx.REFINE; off by default)")
     parser.add_argument("--out", default=None, help="append JSON lines here")
     args = parser.parse_args(argv)
     from hmaf.data import align_sphinx
 
-    align_sphinx.REFINE = not args.no_refine
+    align_sphinx.REFINE = args.refine
     cases, skipped = [], 0
     for engine in args.engines.split(","):
         if engine not in ENGINES + HELD_OUT_ENGINES:
@@ -301,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
         machine = benchmark_machine()
         with open(args.out, "a", encoding="utf-8") as f:
             for row in rows:
-                f.write(json.dumps({"benchmark": "alignment", **row, "skipped": skipped, "refine": not args.no_refine,
+                f.write(json.dumps({"benchmark": "alignment", **row, "skipped": skipped, "refine": args.refine,
                                     "machine": machine,
                                     "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}) + "\n")
     return 0

@@ -37,14 +37,14 @@ def test_word_kinds_and_breakdown_group_onset_errors():
     assert table["espeak/position=first"]["signed_median_ms"] == -10.0
 
 
-def test_flite_is_a_held_out_engine_and_refinement_can_be_turned_off(tmp_path, monkeypatch):
+def test_flite_is_a_held_out_engine_and_refinement_can_be_turned_on(tmp_path, monkeypatch):
     from hmaf.data import align_sphinx
 
-    monkeypatch.setattr(align_sphinx, "REFINE", True)  # main() sets it; restored after the test
+    monkeypatch.setattr(align_sphinx, "REFINE", False)  # main() sets it; restored after the test
     out = tmp_path / "alignment.jsonl"
     assert alignment.main(["--utterances", "1", "--engines", "flite", "--aligners", "pocketsphinx",
-                           "--no_refine", "--out", str(out)]) == 0
+                           "--refine", "--out", str(out)]) == 0
     rows = [json.loads(line) for line in out.read_text().splitlines()]
-    assert {r["engine"] for r in rows} == {"flite", "all"} and all(r["refine"] is False for r in rows)
-    assert align_sphinx.REFINE is False and rows[-1]["words"] > 0
+    assert {r["engine"] for r in rows} == {"flite", "all"} and all(r["refine"] is True for r in rows)
+    assert align_sphinx.REFINE is True and rows[-1]["words"] > 0
     assert "flite" not in alignment.ENGINES  # not in the default: the aligners were not developed on it

@@ -35,14 +35,14 @@ of the speech, the searches run once more with espeak-ng's pronunciation of each
 extra alternative beside the dictionary's (under a private name, so no other search sees
 it), and the path that explains the most is kept as before.
 
-Two additions of ours around the search (both measured on the alignment benchmark, seed 0,
-and checked on seed 1 and held-out Flite speech, benchmarks/README.md):
+With :data:`REFINE` (ours, off by default) two additions around the search apply, measured
+on the alignment benchmark (seed 0, checked on seed 1 and held-out Flite speech,
+benchmarks/README.md):
 
 - runs of exact zeros shorter than :data:`ZERO_RUN_S` get a noise floor of one
   quantisation step before the search (:func:`_pcm`);
 - the kept path's boundaries are moved onto the signal at 1 ms resolution
-  (:mod:`hmaf.data.boundaries`; :data:`REFINE`, on by default; off, the boundaries are
-  the search's own 10 ms frames).
+  (:mod:`hmaf.data.boundaries`); without it they are the search's own 10 ms frames.
 
 Confidence of a word: the geometric mean over its frames of pocketsphinx's acoustic
 score relative to the best-scoring state of each frame, in (0, 1]; about 0.995 on clean
@@ -79,10 +79,15 @@ RETRY_FIT = 0.9
 # left fit 0.50-0.72; the preprocessing benchmark's 25 utterances below RETRY_FIT were
 # mostly at 0.8-0.9, where the extra searches changed nothing (2.5 CPU-s for them all).
 SAID_OTHERWISE_FIT = 0.8
-# Move the path's boundaries onto the signal (hmaf.data.boundaries; ours, not the HMM's):
-# onset median 10.5 -> 8.0 ms, within 20 ms 74 -> 78 % (alignment benchmark, seed 0).
-REFINE = True
-# Runs of exact zeros shorter than this get a noise floor before the search (_pcm).
+# Boundaries on the signal (hmaf.data.boundaries) and a noise floor in short digital
+# silences (_pcm): onset median 10.5 -> 8.0 ms, within 20 ms 74 -> 78 % (alignment
+# benchmark, seed 0), FAF +1.6 points on the default corpus (one seed). Off by default:
+# the FAF models trained on word times made with it called 51 % of the 22 neutral human
+# clips a strong emotion, against 9 % with the times made without it (the same 5 folds;
+# docs/experiments.md). Not part of the cache key: prepare into a new folder after
+# changing it (pool workers import this module afresh, so set it in the source).
+REFINE = False
+# Runs of exact zeros shorter than this get the noise floor (with REFINE).
 ZERO_RUN_S = 0.1
 _ALTERNATE = re.compile(r"\(\d+\)$")  # "to(3)": the third pronunciation of "to"
 
@@ -266,7 +271,7 @@ def align(samples: np.ndarray, words: list[str]) -> Alignment:
       AlignmentError: any other failure (no pronunciation, decoder error, bad output).
     """
     samples = np.asarray(samples, dtype=np.float32)
-    pcm = _pcm(samples)
+    pcm = _pcm(samples) if REFINE else (np.clip(samples, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
     speech = speech_frames(samples, SAMPLE_RATE, FIT_TOP_DB)
     best = entries = None
     with _lock:

@@ -20,7 +20,7 @@ from hmaf.data.utterance import Utterance
 from hmaf.io import atomic_open, atomic_write_json
 
 # Bump when preprocessing output changes for the same input, to invalidate caches.
-PREPROCESS_VERSION = "5"
+PREPROCESS_VERSION = "4"
 
 
 def file_sha256(path: str) -> str:

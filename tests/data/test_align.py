@@ -219,13 +219,6 @@ def test_new_words_are_added_without_rebuilding_the_search(spoken):
     assert result.starts.shape == (len(words),)
 
 
-@pytest.fixture
-def unrefined(monkeypatch):
-    """The search's own boundaries: the fake paths below lie on noise, which
-    hmaf.data.boundaries would move them on."""
-    monkeypatch.setattr(align_sphinx, "REFINE", False)
-
-
 def _path(words, start_frames, noise=None):
     """Fake pocketsphinx segments: each word 20 frames from its start frame, and
     optionally a noise segment ``(start, end)`` in frames."""
@@ -235,7 +228,7 @@ def _path(words, start_frames, noise=None):
     return segments
 
 
-def test_a_path_that_leaves_speech_unexplained_sends_the_search_on(monkeypatch, unrefined):
+def test_a_path_that_leaves_speech_unexplained_sends_the_search_on(monkeypatch):
     """Narrow beams can keep a path whose noise segment covers speech; the wider searches
     then run and the path that explains the most speech is kept."""
     samples = np.random.default_rng(0).normal(0, 0.1, 16000).astype(np.float32)  # 1 s, all speech
@@ -255,7 +248,7 @@ def test_a_path_that_leaves_speech_unexplained_sends_the_search_on(monkeypatch, 
     assert result.fit >= align_sphinx.RETRY_FIT and len(tried) == 2  # stopped at the good one
 
 
-def test_the_first_path_that_explains_the_speech_is_kept(monkeypatch, unrefined):
+def test_the_first_path_that_explains_the_speech_is_kept(monkeypatch):
     samples = np.random.default_rng(0).normal(0, 0.1, 16000).astype(np.float32)
     words = ["a", "b"]
 
@@ -267,7 +260,7 @@ def test_the_first_path_that_explains_the_speech_is_kept(monkeypatch, unrefined)
     np.testing.assert_allclose(align_sphinx.align(samples, words).starts, [0.0, 0.5])
 
 
-def test_the_best_of_poor_paths_is_kept(monkeypatch, unrefined):
+def test_the_best_of_poor_paths_is_kept(monkeypatch):
     samples = np.random.default_rng(0).normal(0, 0.1, 16000).astype(np.float32)
     words = ["a", "b"]
     worse, better = _path(words, [70, 90], noise=(0, 69)), _path(words, [40, 60], noise=(0, 39))
@@ -346,6 +339,7 @@ def test_words_beside_exact_zero_closures_are_placed(monkeypatch):
     words = normalize_words(synth.transcript)
     truth = np.array([w.start for w in synth.words])
     but = words.index("but")
+    monkeypatch.setattr(align_sphinx, "REFINE", True)
     assert abs(align_sphinx.align(synth.audio, words).starts[but] - truth[but]) < 0.03
     monkeypatch.setattr(align_sphinx, "ZERO_RUN_S", 0.0)
     assert abs(align_sphinx.align(synth.audio, words).starts[but] - truth[but]) > 0.1
@@ -358,8 +352,8 @@ def test_refined_boundaries_are_closer_to_the_truth(spoken, monkeypatch):
         return np.abs(np.concatenate([align_sphinx.align(samples, words).starts - onsets
                                       for words, onsets, _, samples in spoken]))
 
-    refined = onset_errors()
-    monkeypatch.setattr(align_sphinx, "REFINE", False)
     unrefined = onset_errors()
+    monkeypatch.setattr(align_sphinx, "REFINE", True)
+    refined = onset_errors()
     assert np.median(refined) < np.median(unrefined)
     assert np.mean(refined <= 0.02) > np.mean(unrefined <= 0.02)
