@@ -236,8 +236,8 @@ def _alignment(segments, tokens: list[str], frate: int, words: list[str],
 
 
 def _pcm(samples: np.ndarray) -> bytes:
-    """16-bit PCM of float ``samples`` ``[samples]``, with runs of exact zeros shorter than
-    :data:`ZERO_RUN_S` filled with noise of one quantisation step (the same noise every
+    """16-bit PCM of float ``samples`` ``[samples]``; with :data:`REFINE`, runs of exact
+    zeros shorter than :data:`ZERO_RUN_S` filled with noise of one quantisation step (the same noise every
     call).
 
     Synthesizers render stop closures and short pauses as exact zeros, a log energy the
@@ -248,6 +248,8 @@ def _pcm(samples: np.ndarray) -> bytes:
     :mod:`hmaf.data.boundaries`): onset mean 16.8 ms without the noise, 14.3 ms with it
     everywhere, 14.8 ms with it in short runs.
     """
+    if not REFINE:
+        return (np.clip(samples, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
     zero = np.concatenate([[False], samples == 0, [False]])
     edges = np.flatnonzero(np.diff(zero.astype(np.int8)))  # run i: [edges[2i], edges[2i + 1])
     begin, end = edges[::2], edges[1::2]
@@ -271,7 +273,7 @@ def align(samples: np.ndarray, words: list[str]) -> Alignment:
       AlignmentError: any other failure (no pronunciation, decoder error, bad output).
     """
     samples = np.asarray(samples, dtype=np.float32)
-    pcm = _pcm(samples) if REFINE else (np.clip(samples, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
+    pcm = _pcm(samples)
     speech = speech_frames(samples, SAMPLE_RATE, FIT_TOP_DB)
     best = entries = None
     with _lock:
@@ -287,8 +289,9 @@ def align(samples: np.ndarray, words: list[str]) -> Alignment:
         if best is None:
             raise NoPathError(f"pocketsphinx found no alignment of the {len(words)} words to "
                               f"{len(samples) / SAMPLE_RATE:.2f} s of audio in any search")
-        decoder = _decoder(*SEARCHES[0])
-        first_phones = [((decoder.lookup_word(entry) or "").split() or [""])[0] for entry in entries]
+        if REFINE:
+            decoder = _decoder(*SEARCHES[0])
+            first_phones = [((decoder.lookup_word(entry) or "").split() or [""])[0] for entry in entries]
     if REFINE:
         best.starts, best.ends = refine(samples, best.starts, best.ends, first_phones)
     return best

@@ -51,6 +51,7 @@ MIN_WORD_S = 0.03  # a word moved past its own pause keeps at least this much
 # CMU phones that begin with a (silent) closure.
 CLOSURE_PHONES = frozenset("P B T D K G CH JH".split())
 FRICATIVE_PHONES = frozenset("F V TH DH S Z SH ZH HH".split())
+_HANN = np.hanning(CHANGE_WIN).astype(np.float32)
 
 
 def _frames(samples: np.ndarray, width: int, first: int = 0, count: int | None = None) -> np.ndarray:
@@ -70,7 +71,7 @@ def spectral_change(samples: np.ndarray, low_s: float, high_s: float) -> tuple[n
     lag = max(CHANGE_LAGS)
     first = max(0, int(np.floor((low_s * SAMPLE_RATE - CHANGE_WIN / 2) / HOP)) - lag)
     count = max(0, int(np.ceil((high_s * SAMPLE_RATE - CHANGE_WIN / 2) / HOP)) + lag + 1 - first)
-    frames = _frames(samples, CHANGE_WIN, first, count) * np.hanning(CHANGE_WIN).astype(np.float32)
+    frames = _frames(samples, CHANGE_WIN, first, count) * _HANN
     power = np.abs(np.fft.rfft(frames, N_FFT)) ** 2
     # einsum, not a BLAS product: OpenBLAS threads spin after a call and doubled the CPU
     # time of whole alignments (measured)

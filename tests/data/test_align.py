@@ -314,8 +314,11 @@ def test_pronunciations_are_searched_again_only_below_their_fit(monkeypatch):
     assert align_sphinx.align(samples, words).fit < align_sphinx.SAID_OTHERWISE_FIT and asked == [False, True]
 
 
-def test_short_runs_of_exact_zeros_get_a_noise_floor():
+def test_short_runs_of_exact_zeros_get_a_noise_floor(monkeypatch):
     x = np.concatenate([np.full(800, 0.2), np.zeros(800), np.full(800, 0.2), np.zeros(3200), np.full(800, 0.2)])
+    plain = np.frombuffer(align_sphinx._pcm(x.astype(np.float32)), dtype="<i2")
+    assert np.all(plain[800:1600] == 0)  # REFINE off (the default): no noise anywhere
+    monkeypatch.setattr(align_sphinx, "REFINE", True)
     pcm = np.frombuffer(align_sphinx._pcm(x.astype(np.float32)), dtype="<i2")
     short, long = pcm[800:1600], pcm[2400:5600]  # 50 ms and 200 ms of zeros
     assert np.any(short != 0) and np.abs(short).max() <= 5  # one quantisation step of noise
