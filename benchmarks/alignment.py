@@ -41,6 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.preprocess import machine as benchmark_machine
+from hmaf.data.align import BOUNDARIES, DEFAULT_BOUNDARIES
 
 EMNS = Path(__file__).resolve().parents[2] / "shared" / "data" / "emns" / "emns_train.csv"
 FALLBACK_SENTENCES = (
@@ -176,19 +177,19 @@ def breakdown(per_case: list) -> dict:
     return {key: {"words": len(v), **_stats(v)} for key, v in sorted(groups.items())}
 
 
-def _mismatch(case: Case, words: list[str], aligner: str, result=None) -> str | None:
+def _mismatch(case: Case, words: list[str], aligner: str, boundaries: str, result=None) -> str | None:
     """The rejection :func:`hmaf.data.utterance.preprocess_utterance` would give, or None."""
     from hmaf.data.align import NoPathError, align
     from hmaf.data.mismatch import find_mismatch
 
     try:
-        result = result or align(case.audio, words, aligner=aligner)
+        result = result or align(case.audio, words, aligner=aligner, boundaries=boundaries)
     except NoPathError as e:
         return str(e)
     return find_mismatch(case.audio, words, result)
 
 
-def run(cases: list[Case], aligner: str, mismatch: bool) -> list[dict]:
+def run(cases: list[Case], aligner: str, mismatch: bool, boundaries: str = DEFAULT_BOUNDARIES) -> list[dict]:
     """One result per (engine, set) and one over all cases.
 
     With ``mismatch``: also how many correct pairs the mismatch check rejects, and how
@@ -197,23 +198,23 @@ def run(cases: list[Case], aligner: str, mismatch: bool) -> list[dict]:
     from hmaf.data import align_sphinx
     from hmaf.data.align import AlignmentError, align
 
-    align(cases[0].audio, cases[0].words, aligner=aligner)  # warm: imports, model load
+    align(cases[0].audio, cases[0].words, aligner=aligner, boundaries=boundaries)  # warm: imports, model load
     for search in align_sphinx.SEARCHES:  # the retry decoders too (~1 s each to load)
         align_sphinx._decoder(*search)
     per_case = []
     for i, case in enumerate(cases):
         t0 = time.perf_counter()
         try:
-            result = align(case.audio, case.words, aligner=aligner)
+            result = align(case.audio, case.words, aligner=aligner, boundaries=boundaries)
         except AlignmentError as e:
             per_case.append((case, None, time.perf_counter() - t0, str(e), None, None))
             continue
         seconds = time.perf_counter() - t0
         rejected = caught = None
         if mismatch:
-            rejected = _mismatch(case, case.words, aligner, result)
+            rejected = _mismatch(case, case.words, aligner, boundaries, result)
             same = [c for c in cases if c.engine == case.engine and c is not case]
-            caught = _mismatch(case, same[(7 * i) % len(same)].words, aligner) is not None
+            caught = _mismatch(case, same[(7 * i) % len(same)].words, aligner, boundaries) is not None
         per_case.append((case, result, seconds, "", rejected, caught))
     rows = []
     groups = {(c.engine, c.set) for c in cases}
@@ -224,7 +225,7 @@ def run(cases: list[Case], aligner: str, mismatch: bool) -> list[dict]:
         offsets = [float(x) for c, r, *_ in ok for x in r.ends - c.ends]
         audio_s = sum(len(p[0].audio) / 16000 for p in chosen)
         row = {
-            "aligner": aligner, "engine": key[0], "set": key[1], "utterances": len(chosen),
+            "aligner": aligner, "boundaries": boundaries, "engine": key[0], "set": key[1], "utterances": len(chosen),
             "words": len(onsets), "failures": len(chosen) - len(ok),
             "fallbacks": sum(bool(p[1].fallback) for p in ok),
             "onset": _stats(onsets), "offset": _stats(offsets),
@@ -265,13 +266,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--engines", default=",".join(ENGINES))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no_mismatch", action="store_true", help="skip the mismatch check (auto only)")
-    parser.add_argument("--refine", action="store_true",
-                        help="pocketsphinx's boundaries moved onto the signal (hmaf.data.align_sphinx.REFINE; off by default)")
+    parser.add_argument("--boundaries", choices=BOUNDARIES, default=DEFAULT_BOUNDARIES,
+                        help=f"where pocketsphinx's word boundaries end up (hmaf.data.align; default {DEFAULT_BOUNDARIES})")
     parser.add_argument("--out", default=None, help="append JSON lines here")
     args = parser.parse_args(argv)
-    from hmaf.data import align_sphinx
-
-    align_sphinx.REFINE = args.refine
     cases, skipped = [], 0
     for engine in args.engines.split(","):
         if engine not in ENGINES + HELD_OUT_ENGINES:
@@ -283,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{sum(len(c.words) for c in cases)} words, {sum(len(c.audio) for c in cases) / 16000:.0f} s", flush=True)
     rows = []
     for aligner in args.aligners.split(","):
-        rows += run(cases, aligner, mismatch=aligner == "auto" and not args.no_mismatch)
+        rows += run(cases, aligner, mismatch=aligner == "auto" and not args.no_mismatch, boundaries=args.boundaries)
     print(_table(rows))
     for r in rows:
         if "onset_breakdown" in r:
@@ -301,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
         machine = benchmark_machine()
         with open(args.out, "a", encoding="utf-8") as f:
             for row in rows:
-                f.write(json.dumps({"benchmark": "alignment", **row, "skipped": skipped, "refine": args.refine,
+                f.write(json.dumps({"benchmark": "alignment", **row, "skipped": skipped,
                                     "machine": machine,
                                     "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}) + "\n")
     return 0

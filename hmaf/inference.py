@@ -25,6 +25,7 @@ import numpy as np
 
 from hmaf.batch import FRAME_DIM, UNK_ID
 from hmaf.calibration import CALIBRATION_FILE, softmax
+from hmaf.data.align import DEFAULT_BOUNDARIES
 from hmaf.data.layout import LAYOUT_FILE, BatchLayout
 from hmaf.data.text import word_marks as marks_of
 from hmaf.data.utterance import PreprocessError, Utterance, preprocess_utterance
@@ -141,6 +142,9 @@ class Predictor:
       l_max, long_word_rule: the training corpus's frame settings (``dataset.json``).
       aligner: word aligner for recordings without word timings, "aeneas", "pocketsphinx"
         or "auto" (:mod:`hmaf.data.align`); default the training corpus's.
+      boundaries: where pocketsphinx's word boundaries end up, "hmm" or "signal"
+        (:data:`hmaf.data.align.BOUNDARIES`); :meth:`from_workdir` defaults to the
+        training corpus's ("hmm" for a corpus prepared before the setting existed).
       calibration: the stage's :func:`hmaf.calibration.calibrate` record, or None
         (raw probabilities, no unfamiliar-input flag).
       unfamiliar: the stage's :class:`hmaf.unfamiliar.UnfamiliarDetector`; default: the
@@ -157,7 +161,8 @@ class Predictor:
     """
 
     def __init__(self, model, variables, vocab: Vocab, label_names: Sequence[str], *, l_max: int = 100,
-                 long_word_rule: str = "subsample", aligner: str = "auto", layout: BatchLayout | None = None,
+                 long_word_rule: str = "subsample", aligner: str = "auto", boundaries: str = DEFAULT_BOUNDARIES,
+                 layout: BatchLayout | None = None,
                  calibration: Mapping[str, Any] | None = None,
                  speaker_profile: tuple[np.ndarray, np.ndarray] | None = None,
                  unfamiliar: UnfamiliarDetector | None = None):
@@ -170,6 +175,7 @@ class Predictor:
         self.l_max = int(l_max)
         self.long_word_rule = long_word_rule
         self.aligner = aligner
+        self.boundaries = boundaries
         self.layout = layout
         self.calibration = dict(calibration) if calibration else None
         if unfamiliar is None and self.calibration is not None:
@@ -183,7 +189,7 @@ class Predictor:
 
     @classmethod
     def from_workdir(cls, workdir: str | os.PathLike, stage: str | None = None,
-                     aligner: str | None = None,
+                     aligner: str | None = None, boundaries: str | None = None,
                      speaker_profile: tuple[np.ndarray, np.ndarray] | None = None) -> "Predictor":
         """Restores the best checkpoint of ``workdir`` (the last stage trained, or ``stage``)
         with the corpus vocabulary and labels saved beside it in ``workdir/corpus``."""
@@ -204,7 +210,8 @@ class Predictor:
                       if calibration is not None else None)
         return cls(model, variables, Vocab.load(corpus / "vocab.txt"), meta["label_names"],
                    l_max=meta.get("l_max", 100), long_word_rule=meta.get("long_word_rule", "subsample"),
-                   aligner=aligner or meta.get("aligner", "auto"), layout=layout_for(workdir, config),
+                   aligner=aligner or meta.get("aligner", "auto"),
+                   boundaries=boundaries or meta.get("boundaries", "hmm"), layout=layout_for(workdir, config),
                    calibration=calibration, speaker_profile=speaker_profile, unfamiliar=unfamiliar)
 
     def preprocess(self, audio: str | os.PathLike, text: str | None = None, *,
@@ -212,7 +219,7 @@ class Predictor:
         """The training preprocessing of one recording; raises
         :class:`hmaf.data.utterance.PreprocessError` naming the file and the problem."""
         return preprocess_utterance(audio, text, l_max=self.l_max, long_word_rule=self.long_word_rule,
-                                    word_timings=word_timings, aligner=self.aligner)
+                                    word_timings=word_timings, aligner=self.aligner, boundaries=self.boundaries)
 
     def predict_utterances(self, utterances: Sequence[Utterance], *, frame_attention: bool = False,
                            audio: Sequence[str] | None = None,

@@ -28,6 +28,7 @@ import numpy as np
 
 from hmaf import cli
 from hmaf.data import normalize
+from hmaf.data.align import ALIGNERS, BOUNDARIES
 from hmaf.data.manifest import ManifestError, read_manifest
 from hmaf.inference import WORD_ATTENTIONS, Prediction, Predictor, PreprocessError, ProfileError
 from hmaf.io import atomic_open
@@ -121,8 +122,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     source.add_argument("--manifest", help="JSONL/CSV manifest for batch prediction")
     parser.add_argument("--text", default=None, help="what is said (default: speech recognition)")
     parser.add_argument("--stage", default=None, help="text, audio or fusion (default: the last trained)")
-    parser.add_argument("--aligner", choices=("aeneas", "pocketsphinx", "auto"), default=None,
+    parser.add_argument("--aligner", choices=ALIGNERS, default=None,
                         help="word aligner (default: the one the training corpus was prepared with)")
+    parser.add_argument("--boundaries", choices=BOUNDARIES, default=None,
+                        help="where pocketsphinx's word boundaries end up, hmm or signal (default: the training "
+                             "corpus's; docs/alignment.md)")
     parser.add_argument("--speaker_profile", default=None,
                         help="the speaker's band statistics for audio_norm=speaker models: a profile JSON or a "
                              "speaker_stats.json (python -m hmaf.data.normalize; default: each recording's own)")
@@ -146,7 +150,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: --speaker_profile: {e}", file=sys.stderr)
         return 2
     try:
-        predictor = Predictor.from_workdir(args.workdir, args.stage, aligner=args.aligner, speaker_profile=profile)
+        predictor = Predictor.from_workdir(args.workdir, args.stage, aligner=args.aligner,
+                                           boundaries=args.boundaries, speaker_profile=profile)
     except FileNotFoundError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

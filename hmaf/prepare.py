@@ -16,7 +16,7 @@ import logging
 import sys
 
 from hmaf import cli
-from hmaf.data.align import ALIGNERS, DEFAULT_ALIGNER
+from hmaf.data.align import ALIGNERS, BOUNDARIES, DEFAULT_ALIGNER, DEFAULT_BOUNDARIES
 from hmaf.data.manifest import ManifestError
 
 
@@ -39,6 +39,9 @@ def _parser() -> cli.ArgumentParser:
     p.add_argument("--aligner", choices=ALIGNERS, default=DEFAULT_ALIGNER,
                    help="word aligner: aeneas (the paper's), pocketsphinx, or auto (the better by measurement, "
                         "falling back to the other when it fails on an utterance); see docs/alignment.md")
+    p.add_argument("--boundaries", choices=BOUNDARIES, default=DEFAULT_BOUNDARIES,
+                   help="where pocketsphinx's word boundaries end up: hmm (its search's 10 ms frames) or signal "
+                        f"(moved onto the signal at 1 ms; ours); default {DEFAULT_BOUNDARIES}; see docs/alignment.md")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--augment", default="",
                    help='waveform augmentation, one copy per item, e.g. "noise:white:snr=5-20,reverb:rt60=0.2-0.8,'
@@ -96,8 +99,9 @@ def main(argv: list[str] | None = None) -> int:
     if (args.beam_options is not None or args.beam_data_dir is not None) and not args.beam and args.dask is None:
         print("error: --beam_options and --beam_data_dir need --beam or --dask", file=sys.stderr)
         return 1
-    if args.beam and args.aligner != DEFAULT_ALIGNER:
-        print(f"error: --beam aligns with --aligner {DEFAULT_ALIGNER} only", file=sys.stderr)
+    if args.beam and (args.aligner != DEFAULT_ALIGNER or args.boundaries != DEFAULT_BOUNDARIES):
+        print(f"error: --beam aligns with --aligner {DEFAULT_ALIGNER} --boundaries {DEFAULT_BOUNDARIES} only",
+              file=sys.stderr)
         return 1
     try:
         # deferred imports so --help stays fast
@@ -111,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
             # The workers align each row themselves, so --aligner applies (unlike the tfds path of --beam).
             info = prepare_on_local_cluster(args.manifest, args.out, num_workers=args.dask,
                                             beam_options=args.beam_options, beam_data_dir=args.beam_data_dir,
-                                            aligner=args.aligner, **common)
+                                            aligner=args.aligner, boundaries=args.boundaries, **common)
         elif args.beam:
             try:
                 from hmaf.data.beam import prepare_beam
@@ -125,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
             from hmaf.data.writer import prepare
 
             info = prepare(args.manifest, args.out, num_workers=args.workers, aligner=args.aligner,
+                           boundaries=args.boundaries,
                            augment=args.augment, **common)
     except (ManifestError, ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)

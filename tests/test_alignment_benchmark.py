@@ -37,14 +37,16 @@ def test_word_kinds_and_breakdown_group_onset_errors():
     assert table["espeak/position=first"]["signed_median_ms"] == -10.0
 
 
-def test_flite_is_a_held_out_engine_and_refinement_can_be_turned_on(tmp_path, monkeypatch):
+def test_flite_is_a_held_out_engine_and_boundaries_on_the_signal_can_be_chosen(tmp_path, monkeypatch):
     from hmaf.data import align_sphinx
 
-    monkeypatch.setattr(align_sphinx, "REFINE", False)  # main() sets it; restored after the test
+    moved = []
+    real_refine = align_sphinx.refine
+    monkeypatch.setattr(align_sphinx, "refine", lambda *a: moved.append(1) or real_refine(*a))
     out = tmp_path / "alignment.jsonl"
     assert alignment.main(["--utterances", "1", "--engines", "flite", "--aligners", "pocketsphinx",
-                           "--refine", "--out", str(out)]) == 0
+                           "--boundaries", "signal", "--out", str(out)]) == 0
     rows = [json.loads(line) for line in out.read_text().splitlines()]
-    assert {r["engine"] for r in rows} == {"flite", "all"} and all(r["refine"] is True for r in rows)
-    assert align_sphinx.REFINE is True and rows[-1]["words"] > 0
+    assert {r["engine"] for r in rows} == {"flite", "all"} and all(r["boundaries"] == "signal" for r in rows)
+    assert moved and rows[-1]["words"] > 0  # the setting reached the aligner
     assert "flite" not in alignment.ENGINES  # not in the default: the aligners were not developed on it

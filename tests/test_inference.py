@@ -121,6 +121,29 @@ def test_predict_cli_json_table_and_errors(workdir, wav, tmp_path, capsys):
     assert "vocabulary" in capsys.readouterr().err
 
 
+def test_word_boundaries_follow_the_training_corpus(workdir, predictor, wav, tmp_path, capsys):
+    """The Predictor aligns as its corpus was prepared (dataset.json's ``boundaries``; "hmm"
+    for a corpus from before the setting); ``--boundaries`` of hmaf.predict overrides it."""
+    import shutil
+
+    meta = json.loads((workdir / "corpus" / "dataset.json").read_text())
+    assert predictor.boundaries == meta["boundaries"] == "hmm"
+    old = tmp_path / "old"
+    shutil.copytree(workdir, old)
+    for boundaries in ("signal", None):
+        changed = {k: v for k, v in meta.items() if k != "boundaries"}
+        if boundaries:
+            changed["boundaries"] = boundaries
+        (old / "corpus" / "dataset.json").write_text(json.dumps(changed))
+        assert Predictor.from_workdir(old).boundaries == (boundaries or "hmm")
+    starts = {}
+    for boundaries in ("hmm", "signal"):
+        assert predict.main(["--workdir", str(workdir), "--audio", str(wav), "--text", "what the hell this is great",
+                             "--boundaries", boundaries, "--json"]) == 0
+        starts[boundaries] = np.array(json.loads(capsys.readouterr().out)["word_start"])
+    assert 0.001 < np.abs(starts["signal"] - starts["hmm"]).max() < 0.1
+
+
 def test_predict_manifest_goes_on_after_a_bad_row(workdir, wav, tmp_path):
     manifest = tmp_path / "m.jsonl"
     rows = [{"id": "good", "audio": str(wav), "transcript": "what the hell this is great", "label": "happy",

@@ -22,6 +22,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from hmaf.corpora import engines, tts
+from hmaf.data.align import ALIGNERS, BOUNDARIES, DEFAULT_ALIGNER, DEFAULT_BOUNDARIES
 from hmaf.data.text import repair_c1
 from hmaf.io import atomic_write_text
 
@@ -113,8 +114,10 @@ def add_prepare_arguments(parser, *, vocab_extra: int = 0) -> None:
                              f"corpus's (default {vocab_extra})")
     parser.add_argument("--no_prepare", action="store_true",
                         help="only write DIR/source (manifest and audio), do not prepare")
-    parser.add_argument("--aligner", default="auto", choices=("aeneas", "pocketsphinx", "auto"),
+    parser.add_argument("--aligner", default=DEFAULT_ALIGNER, choices=ALIGNERS,
                         help="word aligner for prepare (docs/alignment.md)")
+    parser.add_argument("--boundaries", default=DEFAULT_BOUNDARIES, choices=BOUNDARIES,
+                        help="where pocketsphinx's word boundaries end up, for prepare (docs/alignment.md)")
     parser.add_argument("--augment", default="",
                         help="waveform augmentation spec for prepare (docs/augmentation.md); default none")
 
@@ -201,11 +204,12 @@ def render(jobs: Sequence[TTSJob], source_dir: str, *, workers: int = 1, sample_
 
 def prepare_dir(manifest_path: str, out_dir: str, *, labels: Sequence[str] | None, name: str,
                 embeddings: str = "glove6b50", workers: int | None = None, seed: int = 0,
-                aligner: str = "auto", augment: str = "", vocab_extra: int = 0) -> dict:
+                aligner: str = "auto", augment: str = "", vocab_extra: int = 0,
+                boundaries: str = DEFAULT_BOUNDARIES) -> dict:
     """Runs ``hmaf.data.writer.prepare`` on a builder's manifest; returns dataset.json.
-    ``aligner``, ``augment`` and ``vocab_extra`` are those of ``python -m hmaf.prepare``."""
+    ``aligner``, ``boundaries``, ``augment`` and ``vocab_extra`` are those of ``python -m hmaf.prepare``."""
     from hmaf.data.writer import prepare
 
     return prepare(manifest_path, out_dir, embeddings=embeddings, num_workers=workers,
                    labels=list(labels) if labels is not None else None, name=name, seed=seed,
-                   aligner=aligner, augment=augment, vocab_extra=vocab_extra)
+                   aligner=aligner, boundaries=boundaries, augment=augment, vocab_extra=vocab_extra)

@@ -36,6 +36,7 @@ import numpy as np
 
 from hmaf import cli
 from hmaf.corpora import common, engines, tts
+from hmaf.data.align import DEFAULT_BOUNDARIES
 
 log = logging.getLogger(__name__)
 
@@ -201,7 +202,7 @@ def recording_rows(rows: Sequence[dict[str, str]], recordings: str) -> tuple[lis
 def build(out_dir: str, *, metadata: str = DEFAULT_METADATA, limit: int | None = None,
           voices: Sequence[str] = DEFAULT_VOICES, recordings: str | None = None,
           word_timings: bool = False, workers: int | None = None, seed: int = 0,
-          embeddings: str = "glove6b50", aligner: str = "auto", augment: str = "", vocab_extra: int = 0, prepare: bool = True,
+          embeddings: str = "glove6b50", aligner: str = "auto", boundaries: str = DEFAULT_BOUNDARIES, augment: str = "", vocab_extra: int = 0, prepare: bool = True,
           engine_names: Sequence[str] = ("espeak",)) -> dict:
     """Writes DIR/source (manifest, audio or links to recordings, truth), DIR/utterances.jsonl
     (engine "recording" for the original audio) and prepares DIR."""
@@ -232,7 +233,7 @@ def build(out_dir: str, *, metadata: str = DEFAULT_METADATA, limit: int | None =
     common.write_jsonl(manifest_path, manifest)
     common.write_json(os.path.join(source_dir, "summary.json"), stats)
     dataset = (common.prepare_dir(manifest_path, out_dir, labels=EMOTIONS, name="emns",
-                                  embeddings=embeddings, aligner=aligner, augment=augment, vocab_extra=vocab_extra, workers=workers, seed=seed)
+                                  embeddings=embeddings, aligner=aligner, boundaries=boundaries, augment=augment, vocab_extra=vocab_extra, workers=workers, seed=seed)
                if prepare else None)
     return {"summary": stats, "dataset": dataset}
 
@@ -259,7 +260,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     result = build(args.out, metadata=args.metadata, limit=args.limit,
                    voices=[v.strip() for v in args.voices.split(",") if v.strip()],
                    recordings=args.recordings, word_timings=args.word_timings,
-                   workers=args.workers, seed=args.seed, embeddings=args.embeddings, aligner=args.aligner, augment=args.augment, vocab_extra=args.vocab_extra,
+                   workers=args.workers, seed=args.seed, embeddings=args.embeddings, aligner=args.aligner, boundaries=args.boundaries, augment=args.augment, vocab_extra=args.vocab_extra,
                    prepare=not args.no_prepare, engine_names=engines.parse_engines(args.engines))
     s = result["summary"]
     print(f"EMNS: {s['num_utterances']} utterances, skipped {s['skipped']}"

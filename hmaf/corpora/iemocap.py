@@ -43,6 +43,7 @@ from typing import Sequence
 
 from hmaf import cli
 from hmaf.corpora import common
+from hmaf.data.align import DEFAULT_BOUNDARIES
 
 log = logging.getLogger(__name__)
 
@@ -180,7 +181,7 @@ def manifest_rows(root: str, classes: int = 4, word_timings: bool = False) -> tu
 
 
 def build(root: str, out_dir: str, *, classes: int = 4, word_timings: bool = False,
-          prepare: bool = True, workers: int | None = None, embeddings: str = "glove6b50", aligner: str = "auto", augment: str = "", vocab_extra: int = 0,
+          prepare: bool = True, workers: int | None = None, embeddings: str = "glove6b50", aligner: str = "auto", boundaries: str = DEFAULT_BOUNDARIES, augment: str = "", vocab_extra: int = 0,
           seed: int = 0) -> dict:
     rows, stats = manifest_rows(root, classes, word_timings)
     source_dir = os.path.join(out_dir, "source")
@@ -189,7 +190,7 @@ def build(root: str, out_dir: str, *, classes: int = 4, word_timings: bool = Fal
     common.write_jsonl(manifest_path, rows)
     common.write_json(os.path.join(source_dir, "summary.json"), stats)
     dataset = (common.prepare_dir(manifest_path, out_dir, labels=LABELS[classes],
-                                  name=f"iemocap{classes}", embeddings=embeddings, aligner=aligner, augment=augment,
+                                  name=f"iemocap{classes}", embeddings=embeddings, aligner=aligner, boundaries=boundaries, augment=augment,
                                   vocab_extra=vocab_extra, workers=workers, seed=seed) if prepare else None)
     return {"summary": stats, "dataset": dataset}
 
@@ -206,7 +207,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         result = build(args.root, args.out, classes=args.classes, word_timings=args.word_timings,
-                       prepare=not args.no_prepare, workers=args.workers, embeddings=args.embeddings, aligner=args.aligner, augment=args.augment, vocab_extra=args.vocab_extra)
+                       prepare=not args.no_prepare, workers=args.workers, embeddings=args.embeddings, aligner=args.aligner, boundaries=args.boundaries, augment=args.augment, vocab_extra=args.vocab_extra)
     except LayoutError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

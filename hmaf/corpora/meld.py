@@ -32,6 +32,7 @@ import numpy as np
 
 from hmaf import cli
 from hmaf.corpora import common, engines, tts
+from hmaf.data.align import DEFAULT_BOUNDARIES
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +134,7 @@ def jobs_for(rows_by_source: dict[str, list[dict[str, str]]], task: str, seed: i
 
 def build(out_dir: str, *, task: str = "sentiment", data_dir: str = DEFAULT_DIR,
           limit: int | None = None, word_timings: bool = False, workers: int | None = None,
-          seed: int = 0, embeddings: str = "glove6b50", aligner: str = "auto", augment: str = "", vocab_extra: int = 0, prepare: bool = True,
+          seed: int = 0, embeddings: str = "glove6b50", aligner: str = "auto", boundaries: str = DEFAULT_BOUNDARIES, augment: str = "", vocab_extra: int = 0, prepare: bool = True,
           engine_names: Sequence[str] = ("espeak",)) -> dict:
     workers = workers or os.cpu_count() or 1
     rows = {source: read_csv(os.path.join(data_dir, f"meld_{source}.csv"), limit)
@@ -153,7 +154,7 @@ def build(out_dir: str, *, task: str = "sentiment", data_dir: str = DEFAULT_DIR,
                          for s in ("train", "validation", "test")})
     common.write_json(os.path.join(source_dir, "summary.json"), stats)
     dataset = (common.prepare_dir(manifest_path, out_dir, labels=TASKS[task], name=f"meld_{task}",
-                                  embeddings=embeddings, aligner=aligner, augment=augment, vocab_extra=vocab_extra, workers=workers, seed=seed)
+                                  embeddings=embeddings, aligner=aligner, boundaries=boundaries, augment=augment, vocab_extra=vocab_extra, workers=workers, seed=seed)
                if prepare else None)
     return {"summary": stats, "dataset": dataset}
 
@@ -175,7 +176,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     result = build(args.out, task=args.task, data_dir=args.data, limit=args.limit,
                    word_timings=args.word_timings, workers=args.workers, seed=args.seed,
-                   embeddings=args.embeddings, aligner=args.aligner, augment=args.augment, vocab_extra=args.vocab_extra, prepare=not args.no_prepare,
+                   embeddings=args.embeddings, aligner=args.aligner, boundaries=args.boundaries, augment=args.augment, vocab_extra=args.vocab_extra, prepare=not args.no_prepare,
                    engine_names=engines.parse_engines(args.engines))
     s = result["summary"]
     print(f"MELD {args.task}: {s['num_utterances']} utterances {s['splits']}, skipped {s['skipped']}, "

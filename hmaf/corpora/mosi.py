@@ -24,6 +24,7 @@ from typing import Sequence
 
 from hmaf import cli
 from hmaf.corpora import common
+from hmaf.data.align import DEFAULT_BOUNDARIES
 
 LABELS = ("negative", "positive")
 LABELS_HAS0 = ("negative", "non-negative")
@@ -103,7 +104,7 @@ def manifest_rows(root: str, convention: str = "has0") -> tuple[list[dict], dict
 
 
 def build(root: str, out_dir: str, *, convention: str = "has0", prepare: bool = True,
-          workers: int | None = None, embeddings: str = "glove6b50", aligner: str = "auto", augment: str = "", vocab_extra: int = 0, seed: int = 0) -> dict:
+          workers: int | None = None, embeddings: str = "glove6b50", aligner: str = "auto", boundaries: str = DEFAULT_BOUNDARIES, augment: str = "", vocab_extra: int = 0, seed: int = 0) -> dict:
     rows, stats = manifest_rows(root, convention)
     source_dir = os.path.join(out_dir, "source")
     os.makedirs(source_dir, exist_ok=True)
@@ -112,7 +113,7 @@ def build(root: str, out_dir: str, *, convention: str = "has0", prepare: bool = 
     common.write_json(os.path.join(source_dir, "summary.json"), stats)
     labels = LABELS_HAS0 if convention == "has0" else LABELS
     dataset = (common.prepare_dir(manifest_path, out_dir, labels=labels, name=f"mosi_{convention}",
-                                  embeddings=embeddings, aligner=aligner, augment=augment, vocab_extra=vocab_extra, workers=workers, seed=seed)
+                                  embeddings=embeddings, aligner=aligner, boundaries=boundaries, augment=augment, vocab_extra=vocab_extra, workers=workers, seed=seed)
                if prepare else None)
     return {"summary": stats, "dataset": dataset}
 
@@ -127,7 +128,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         result = build(args.root, args.out, convention=args.convention, prepare=not args.no_prepare,
-                       workers=args.workers, embeddings=args.embeddings, aligner=args.aligner, augment=args.augment, vocab_extra=args.vocab_extra)
+                       workers=args.workers, embeddings=args.embeddings, aligner=args.aligner, boundaries=args.boundaries, augment=args.augment, vocab_extra=args.vocab_extra)
     except LayoutError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

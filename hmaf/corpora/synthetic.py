@@ -54,6 +54,7 @@ import numpy as np
 from hmaf import cli
 from hmaf.corpora import common, tts
 from hmaf.corpora import engines as engines_mod
+from hmaf.data.align import DEFAULT_BOUNDARIES
 
 LABELS = ("angry", "happy", "sad", "neutral")
 KINDS = ("ambiguous", "delivery", "text", "both")
@@ -520,7 +521,7 @@ def _alignment_figures(prepared: dict, truth: Sequence[dict]) -> dict:
 
 
 def build(out_dir: str, *, size: int = DEFAULT_SIZE, seed: int = 0, workers: int | None = None,
-          embeddings: str = "glove6b50", aligner: str = "auto", augment: str = "",
+          embeddings: str = "glove6b50", aligner: str = "auto", boundaries: str = DEFAULT_BOUNDARIES, augment: str = "",
           vocab_extra: int = 0, prepare: bool = True, **design_kwargs) -> dict:
     """Generates the corpus and (unless ``prepare=False``) prepares it into ``out_dir``.
 
@@ -536,7 +537,7 @@ def build(out_dir: str, *, size: int = DEFAULT_SIZE, seed: int = 0, workers: int
         result["dataset"] = common.prepare_dir(
             os.path.join(out_dir, "source", "manifest.jsonl"), out_dir, labels=LABELS,
             name="synthetic", embeddings=embeddings, workers=workers, seed=seed,
-            aligner=aligner, augment=augment, vocab_extra=vocab_extra)
+            aligner=aligner, boundaries=boundaries, augment=augment, vocab_extra=vocab_extra)
         t2 = time.perf_counter()
         report = alignment_report(out_dir, os.path.join(out_dir, "source", "truth.jsonl"))
         report["aligner_timing_s"] = result["dataset"].get("timing", {}).get("align_s")
@@ -568,7 +569,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     engines = engines_mod.parse_engines(args.engines)
     result = build(args.out, size=args.size, seed=args.seed, workers=args.workers,
-                   embeddings=args.embeddings, aligner=args.aligner, augment=args.augment,
+                   embeddings=args.embeddings, aligner=args.aligner, boundaries=args.boundaries, augment=args.augment,
                    vocab_extra=args.vocab_extra, prepare=not args.no_prepare,
                    num_speakers=args.speakers, engines=engines,
                    ambiguous_share=args.ambiguous_share,

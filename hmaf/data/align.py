@@ -38,6 +38,12 @@ import numpy as np
 
 ALIGNERS = ("aeneas", "pocketsphinx", "auto")
 DEFAULT_ALIGNER = "auto"
+# Where pocketsphinx's word boundaries end up (``--boundaries``; aeneas's times are not
+# affected): "hmm", the search's own 10 ms frames (round 11's times), or "signal", moved
+# onto the signal at 1 ms resolution after a search made with a noise floor in short
+# digital silences (hmaf.data.align_sphinx, hmaf.data.boundaries; ours).
+BOUNDARIES = ("hmm", "signal")
+DEFAULT_BOUNDARIES = "hmm"
 AUTO_ORDER = ("pocketsphinx", "aeneas")
 # auto keeps aeneas's times when pocketsphinx explains less of the speech than this with
 # the words (it then missed words; correct pairs measured >= 0.68, mostly > 0.9).
@@ -159,18 +165,19 @@ def _align_aeneas(samples: np.ndarray, words: Sequence[str], language: str) -> A
     return Alignment(starts=starts, ends=ends, confidence=_speech_share(starts, ends, speech), aligner="aeneas")
 
 
-def _align_one(name: str, samples: np.ndarray, words: Sequence[str], language: str) -> Alignment:
+def _align_one(name: str, samples: np.ndarray, words: Sequence[str], language: str,
+               boundaries: str) -> Alignment:
     if name == "aeneas":
         return _align_aeneas(samples, words, language)
     if language != "eng":
         raise AlignmentError(f"pocketsphinx has an English model only, not {language!r}")
     from hmaf.data import align_sphinx
 
-    return align_sphinx.align(samples, list(words))
+    return align_sphinx.align(samples, list(words), boundaries=boundaries)
 
 
 def align(samples: np.ndarray, words: Sequence[str], *, aligner: str = DEFAULT_ALIGNER,
-          language: str = "eng") -> Alignment:
+          language: str = "eng", boundaries: str = DEFAULT_BOUNDARIES) -> Alignment:
     """Times each word in the speech.
 
     Args:
@@ -179,14 +186,17 @@ def align(samples: np.ndarray, words: Sequence[str], *, aligner: str = DEFAULT_A
       aligner: one of :data:`ALIGNERS`.
       language: ISO 639-3 code; pocketsphinx knows English ("eng") only, so "auto" uses
         aeneas for other languages.
+      boundaries: one of :data:`BOUNDARIES`, for pocketsphinx's times.
 
     Raises:
       NoPathError: pocketsphinx found no way to say the words in the audio (a mismatch).
       AlignmentError: every aligner tried failed; the message names each cause.
-      ValueError: an unknown aligner.
+      ValueError: an unknown aligner or boundaries setting.
     """
     if aligner not in ALIGNERS:
         raise ValueError(f"aligner must be one of {ALIGNERS}, got {aligner!r}")
+    if boundaries not in BOUNDARIES:
+        raise ValueError(f"boundaries must be one of {BOUNDARIES}, got {boundaries!r}")
     if not words:
         raise AlignmentError("no words to align")
     order = AUTO_ORDER if aligner == "auto" else (aligner,)
@@ -197,7 +207,7 @@ def align(samples: np.ndarray, words: Sequence[str], *, aligner: str = DEFAULT_A
         if results and results[0].fit is not None and results[0].fit >= TRUSTED_FIT:
             break
         try:
-            results.append(_align_one(name, samples, words, language))
+            results.append(_align_one(name, samples, words, language, boundaries))
         except NoPathError:
             raise
         except AlignmentError as e:

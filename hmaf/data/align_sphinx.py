@@ -35,9 +35,9 @@ of the speech, the searches run once more with espeak-ng's pronunciation of each
 extra alternative beside the dictionary's (under a private name, so no other search sees
 it), and the path that explains the most is kept as before.
 
-With :data:`REFINE` (ours, off by default) two additions around the search apply, measured
-on the alignment benchmark (seed 0, checked on seed 1 and held-out Flite speech,
-benchmarks/README.md):
+With ``boundaries="signal"`` (ours; :data:`hmaf.data.align.BOUNDARIES`) two additions
+around the search apply, measured on the alignment benchmark (seed 0, checked on seed 1
+and held-out Flite speech, benchmarks/README.md):
 
 - runs of exact zeros shorter than :data:`ZERO_RUN_S` get a noise floor of one
   quantisation step before the search (:func:`_pcm`);
@@ -62,7 +62,7 @@ import threading
 
 import numpy as np
 
-from hmaf.data.align import SAMPLE_RATE, Alignment, AlignmentError, NoPathError, speech_frames
+from hmaf.data.align import DEFAULT_BOUNDARIES, SAMPLE_RATE, Alignment, AlignmentError, NoPathError, speech_frames
 from hmaf.data.boundaries import refine
 
 # Frames within this of the loudest are speech the words must explain (``fit``); below it,
@@ -79,15 +79,7 @@ RETRY_FIT = 0.9
 # left fit 0.50-0.72; the preprocessing benchmark's 25 utterances below RETRY_FIT were
 # mostly at 0.8-0.9, where the extra searches changed nothing (2.5 CPU-s for them all).
 SAID_OTHERWISE_FIT = 0.8
-# Boundaries on the signal (hmaf.data.boundaries) and a noise floor in short digital
-# silences (_pcm): onset median 10.5 -> 8.0 ms, within 20 ms 74 -> 78 % (alignment
-# benchmark, seed 0), FAF +1.6 points on the default corpus (one seed). Off by default:
-# the FAF models trained on word times made with it called 51 % of the 22 neutral human
-# clips a strong emotion, against 9 % with the times made without it (the same 5 folds;
-# docs/experiments.md). Not part of the cache key: prepare into a new folder after
-# changing it (pool workers import this module afresh, so set it in the source).
-REFINE = False
-# Runs of exact zeros shorter than this get the noise floor (with REFINE).
+# Runs of exact zeros shorter than this get the noise floor (boundaries="signal").
 ZERO_RUN_S = 0.1
 _ALTERNATE = re.compile(r"\(\d+\)$")  # "to(3)": the third pronunciation of "to"
 
@@ -235,10 +227,10 @@ def _alignment(segments, tokens: list[str], frate: int, words: list[str],
                      aligner="pocketsphinx", fit=fit), entries
 
 
-def _pcm(samples: np.ndarray) -> bytes:
-    """16-bit PCM of float ``samples`` ``[samples]``; with :data:`REFINE`, runs of exact
-    zeros shorter than :data:`ZERO_RUN_S` filled with noise of one quantisation step (the same noise every
-    call).
+def _pcm(samples: np.ndarray, floor: bool) -> bytes:
+    """16-bit PCM of float ``samples`` ``[samples]``; with ``floor``, runs of exact zeros
+    shorter than :data:`ZERO_RUN_S` filled with noise of one quantisation step (the same
+    noise every call).
 
     Synthesizers render stop closures and short pauses as exact zeros, a log energy the
     acoustic model never saw in training; espeak-ng's words next to them were placed up
@@ -248,7 +240,7 @@ def _pcm(samples: np.ndarray) -> bytes:
     :mod:`hmaf.data.boundaries`): onset mean 16.8 ms without the noise, 14.3 ms with it
     everywhere, 14.8 ms with it in short runs.
     """
-    if not REFINE:
+    if not floor:
         return (np.clip(samples, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
     zero = np.concatenate([[False], samples == 0, [False]])
     edges = np.flatnonzero(np.diff(zero.astype(np.int8)))  # run i: [edges[2i], edges[2i + 1])
@@ -262,8 +254,9 @@ def _pcm(samples: np.ndarray) -> bytes:
     return (np.clip(noisy, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
 
 
-def align(samples: np.ndarray, words: list[str]) -> Alignment:
-    """Times each word in 16 kHz mono float ``samples`` ``[samples]``.
+def align(samples: np.ndarray, words: list[str], *, boundaries: str = DEFAULT_BOUNDARIES) -> Alignment:
+    """Times each word in 16 kHz mono float ``samples`` ``[samples]``; ``boundaries``:
+    "hmm" (the search's frames) or "signal" (the floor and :mod:`hmaf.data.boundaries`).
 
     Returns:
       :class:`hmaf.data.align.Alignment` with per-word starts, ends (seconds) and confidence.
@@ -273,7 +266,8 @@ def align(samples: np.ndarray, words: list[str]) -> Alignment:
       AlignmentError: any other failure (no pronunciation, decoder error, bad output).
     """
     samples = np.asarray(samples, dtype=np.float32)
-    pcm = _pcm(samples)
+    on_signal = boundaries == "signal"
+    pcm = _pcm(samples, floor=on_signal)
     speech = speech_frames(samples, SAMPLE_RATE, FIT_TOP_DB)
     best = entries = None
     with _lock:
@@ -289,9 +283,9 @@ def align(samples: np.ndarray, words: list[str]) -> Alignment:
         if best is None:
             raise NoPathError(f"pocketsphinx found no alignment of the {len(words)} words to "
                               f"{len(samples) / SAMPLE_RATE:.2f} s of audio in any search")
-        if REFINE:
+        if on_signal:
             decoder = _decoder(*SEARCHES[0])
             first_phones = [((decoder.lookup_word(entry) or "").split() or [""])[0] for entry in entries]
-    if REFINE:
+    if on_signal:
         best.starts, best.ends = refine(samples, best.starts, best.ends, first_phones)
     return best

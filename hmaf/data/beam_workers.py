@@ -73,12 +73,14 @@ def _json_default(value: Any) -> Any:
 class _PreprocessToCache(beam.DoFn):
     """Manifest rows -> cache entries on the shared disk, and one outcome file per bundle."""
 
-    def __init__(self, cache_dir: str, outcome_dir: str, l_max: int, long_word_rule: str, aligner: str):
+    def __init__(self, cache_dir: str, outcome_dir: str, l_max: int, long_word_rule: str, aligner: str,
+                 boundaries: str):
         self._cache_dir = cache_dir
         self._outcome_dir = outcome_dir
         self._l_max = l_max
         self._long_word_rule = long_word_rule
         self._aligner = aligner
+        self._boundaries = boundaries
         self._outcomes: list[dict[str, Any]] = []
 
     def setup(self) -> None:
@@ -93,10 +95,11 @@ class _PreprocessToCache(beam.DoFn):
         self._outcomes = []
 
     def process(self, row: ManifestRow) -> Iterator[Any]:
-        key = cache.cache_key(row, self._l_max, self._long_word_rule, self._aligner)
+        key = cache.cache_key(row, self._l_max, self._long_word_rule, self._aligner, self._boundaries)
         result = cache.cached_result(key, self._cache_dir)
         if result is None:
-            result = pool.process_row(row, key, self._cache_dir, self._l_max, self._long_word_rule, self._aligner)
+            result = pool.process_row(row, key, self._cache_dir, self._l_max, self._long_word_rule, self._aligner,
+                                      self._boundaries)
         beam.metrics.Metrics.counter("hmaf", "examples" if result["status"] == "ok"
                                      else f"rejected_{result['reason']}").inc()
         self._outcomes.append({"line": row.line, "id": row.id, "result": result})
@@ -275,7 +278,7 @@ def prepare_on_workers(manifest: str | os.PathLike, out_dir: str | os.PathLike, 
     ``out_dir`` must be on storage the workers share with this process (the same path on
     every machine). ``beam_options``: Beam pipeline flags as one string (default the
     DirectRunner). ``values``: the fields of :class:`hmaf.data.settings.PrepareSettings`
-    (``aligner`` included: the workers align with it); all but ``augment``.
+    (``aligner`` and ``boundaries`` included: the workers align with them); all but ``augment``.
 
     Returns:
       The content of ``dataset.json``, with ``beam_counters`` (counted here from the
@@ -307,7 +310,7 @@ def prepare_on_workers(manifest: str | os.PathLike, out_dir: str | os.PathLike, 
             p | "Rows" >> beam.Create(rows)
             | "Spread" >> beam.Reshuffle()  # other runners: one row per element, spread over workers
             | "Preprocess" >> beam.ParDo(_PreprocessToCache(cache_dir, outcome_dir, settings.l_max, settings.long_word_rule,
-                                                           settings.aligner))))
+                                                           settings.aligner, settings.boundaries))))
     results = _read_outcomes(outcome_dir, rows)
     remove_temporaries(cache_dir)  # left by a killed worker; every task has ended
     phase1_s = time.perf_counter() - t1

@@ -31,7 +31,8 @@ def file_sha256(path: str) -> str:
     return h.hexdigest()
 
 
-def cache_key(row: ManifestRow, l_max: int, long_word_rule: str, aligner: str = "auto") -> str | None:
+def cache_key(row: ManifestRow, l_max: int, long_word_rule: str, aligner: str = "auto",
+              boundaries: str = "hmm") -> str | None:
     """Hash of everything the utterance's preprocessing depends on; None if the audio is unreadable."""
     try:
         audio_hash = file_sha256(row.audio)
@@ -41,6 +42,8 @@ def cache_key(row: ManifestRow, l_max: int, long_word_rule: str, aligner: str = 
             "word_timings": row.word_timings, "l_max": l_max, "long_word_rule": long_word_rule}
     if row.word_timings is None:  # given timings bypass the aligner: same key whatever it is
         spec["aligner"] = aligner
+        if boundaries != "hmm" and aligner != "aeneas":  # "hmm": the keys made before the setting existed
+            spec["boundaries"] = boundaries
     if row.augment:  # augmented copy: its spec and its babble sources' bytes (originals keep their keys)
         from hmaf.data.augment import cache_fields
 

@@ -29,6 +29,7 @@ import numpy as np
 
 from hmaf.data import cache
 from hmaf.data import features as features_lib
+from hmaf.data.align import DEFAULT_BOUNDARIES
 from hmaf.data.manifest import ManifestRow
 from hmaf.data.settings import PrepareSettings
 from hmaf.data.utterance import PreprocessError, Utterance, preprocess_utterance
@@ -37,8 +38,8 @@ _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 PARENT_WATCH_S = 0.5
 
 
-def preprocess_row(row: ManifestRow, l_max: int, long_word_rule: str,
-                   aligner: str = "auto") -> Utterance | dict[str, str]:
+def preprocess_row(row: ManifestRow, l_max: int, long_word_rule: str, aligner: str = "auto",
+                   boundaries: str = DEFAULT_BOUNDARIES) -> Utterance | dict[str, str]:
     """The row's :class:`Utterance`, or a reject ``{"reason", "detail"}``. Never raises for a bad example.
 
     The one per-row step of phase 1, shared by the process pool here and the Beam
@@ -47,7 +48,7 @@ def preprocess_row(row: ManifestRow, l_max: int, long_word_rule: str,
     try:
         return preprocess_utterance(row.audio, row.transcript, l_max=l_max, long_word_rule=long_word_rule,
                                     word_timings=row.word_timings, aligner=aligner,
-                                    augment=row.augment)
+                                    augment=row.augment, boundaries=boundaries)
     except PreprocessError as e:
         return {"reason": e.reason, "detail": str(e)}
     except Exception as e:  # a bug must not cost the other examples
@@ -56,9 +57,9 @@ def preprocess_row(row: ManifestRow, l_max: int, long_word_rule: str,
 
 
 def process_row(row: ManifestRow, key: str | None, cache_dir: str, l_max: int, long_word_rule: str,
-                aligner: str) -> dict[str, Any]:
+                aligner: str, boundaries: str = DEFAULT_BOUNDARIES) -> dict[str, Any]:
     """Preprocesses one row and caches the outcome. Never raises for a bad example."""
-    utt = preprocess_row(row, l_max, long_word_rule, aligner)
+    utt = preprocess_row(row, l_max, long_word_rule, aligner, boundaries)
     if isinstance(utt, dict):
         # An internal error is not cached, so a rerun retries it.
         if key is not None and utt["reason"] != "internal_error":
@@ -134,7 +135,8 @@ def run_phase1(rows: Sequence[ManifestRow], cache_dir: str, settings: PrepareSet
     from tqdm.auto import tqdm
 
     l_max, long_word_rule, aligner = settings.l_max, settings.long_word_rule, settings.aligner
-    keys = [cache.cache_key(row, l_max, long_word_rule, aligner) for row in rows]
+    boundaries = settings.boundaries
+    keys = [cache.cache_key(row, l_max, long_word_rule, aligner, boundaries) for row in rows]
     results = [cache.cached_result(key, cache_dir) for key in keys]
     todo = [i for i, result in enumerate(results) if result is None]
     bar = tqdm(total=len(rows), initial=len(rows) - len(todo), desc="preprocess", unit="utt",
@@ -142,7 +144,7 @@ def run_phase1(rows: Sequence[ManifestRow], cache_dir: str, settings: PrepareSet
     if todo and (num_workers <= 1 or len(todo) == 1):
         warm_up()
         for i in todo:
-            results[i] = process_row(rows[i], keys[i], cache_dir, l_max, long_word_rule, aligner)
+            results[i] = process_row(rows[i], keys[i], cache_dir, l_max, long_word_rule, aligner, boundaries)
             bar.update()
     elif todo:
         # spawn: workers start clean even when the caller has imported TensorFlow or JAX
@@ -154,7 +156,8 @@ def run_phase1(rows: Sequence[ManifestRow], cache_dir: str, settings: PrepareSet
                 concurrent.futures.ProcessPoolExecutor(min(num_workers, len(todo)), mp_context=context,
                                                        initializer=_init_worker,
                                                        initargs=(os.getpid(),)) as pool:
-            futures = {pool.submit(process_row, rows[i], keys[i], cache_dir, l_max, long_word_rule, aligner): i
+            futures = {pool.submit(process_row, rows[i], keys[i], cache_dir, l_max, long_word_rule, aligner,
+                                   boundaries): i
                        for i in todo}
             for future in concurrent.futures.as_completed(futures):
                 i = futures[future]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from hmaf.data import features as features_lib
+from hmaf.data.align import BOUNDARIES, DEFAULT_BOUNDARIES
 
 
 @dataclasses.dataclass(frozen=True)
@@ -21,6 +22,8 @@ class PrepareSettings:
       seed: seeds the embeddings of unknown words (and "train" embeddings).
       progress: show progress bars.
       aligner: "aeneas" (the paper's), "pocketsphinx" or "auto" (:mod:`hmaf.data.align`).
+      boundaries: where pocketsphinx's word boundaries end up, "hmm" or "signal"
+        (:data:`hmaf.data.align.BOUNDARIES`).
       augment: waveform augmentation spec (:mod:`hmaf.data.augment`): extra rows
         ``<id>~<name>`` per original; "" (default, the paper's setting) for none.
       vocab_extra: an open vocabulary: the N most frequent words of the pretrained
@@ -37,6 +40,7 @@ class PrepareSettings:
     seed: int = 0
     progress: bool = True
     aligner: str = "auto"
+    boundaries: str = DEFAULT_BOUNDARIES
     augment: str = ""
     vocab_extra: int = 0
 
@@ -53,6 +57,8 @@ class PrepareSettings:
 
         if self.aligner not in ALIGNERS:
             raise ValueError(f"aligner must be one of {ALIGNERS}, got {self.aligner!r}")
+        if self.boundaries not in BOUNDARIES:
+            raise ValueError(f"boundaries must be one of {BOUNDARIES}, got {self.boundaries!r}")
         if self.augment:
             from hmaf.data.augment import parse_augment
 

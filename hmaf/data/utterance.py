@@ -21,6 +21,7 @@ from typing import Sequence
 import numpy as np
 
 from hmaf.data import features as features_lib
+from hmaf.data.align import DEFAULT_BOUNDARIES
 from hmaf.data.audio import SAMPLE_RATE, AudioError, load_audio
 from hmaf.data.text import normalize_words
 
@@ -108,7 +109,8 @@ def _given_timings(path: str, word_timings: Sequence[Sequence[object]]) -> tuple
 def preprocess_utterance(audio_path: str | os.PathLike, transcript: str | None, *, l_max: int = 100,
                          long_word_rule: str = "subsample",
                          word_timings: Sequence[Sequence[object]] | None = None,
-                         language: str = "eng", aligner: str = "auto", augment: str = "") -> Utterance:
+                         language: str = "eng", aligner: str = "auto", augment: str = "",
+                         boundaries: str = DEFAULT_BOUNDARIES) -> Utterance:
     """Decodes, (transcribes,) aligns and featurizes one utterance.
 
     Args:
@@ -122,6 +124,8 @@ def preprocess_utterance(audio_path: str | os.PathLike, transcript: str | None, 
         check) is skipped.
       language: ISO 639-3 language code for alignment.
       aligner: "aeneas", "pocketsphinx" or "auto" (:mod:`hmaf.data.align`).
+      boundaries: "hmm" or "signal", where pocketsphinx's word boundaries end up
+        (:data:`hmaf.data.align.BOUNDARIES`).
       augment: a resolved augmentation spec (:func:`hmaf.data.augment.resolve`), "" for none.
         The words are aligned on the clean audio (or taken from ``word_timings``), then the
         waveform is augmented, the timings scaled (speed) and the features computed from the
@@ -133,7 +137,7 @@ def preprocess_utterance(audio_path: str | os.PathLike, transcript: str | None, 
     Raises:
       PreprocessError: (path, reason, detail) for a bad example.
     """
-    from hmaf.data.align import ALIGNERS, AlignmentError, NoPathError, align
+    from hmaf.data.align import ALIGNERS, BOUNDARIES, AlignmentError, NoPathError, align
     from hmaf.data.mismatch import find_mismatch
 
     path = os.fspath(audio_path)
@@ -142,6 +146,8 @@ def preprocess_utterance(audio_path: str | os.PathLike, transcript: str | None, 
         raise ValueError(f"long_word_rule must be one of {features_lib.LONG_WORD_RULES}, got {long_word_rule!r}")
     if aligner not in ALIGNERS:
         raise ValueError(f"aligner must be one of {ALIGNERS}, got {aligner!r}")
+    if boundaries not in BOUNDARIES:
+        raise ValueError(f"boundaries must be one of {BOUNDARIES}, got {boundaries!r}")
     if transcript is not None and not transcript.strip():
         raise PreprocessError(path, "empty_transcript", "the transcript is an empty string")
 
@@ -180,7 +186,7 @@ def preprocess_utterance(audio_path: str | os.PathLike, transcript: str | None, 
             raise PreprocessError(path, "no_words", f"no words after normalising {transcript[:80]!r}")
         t0 = time.perf_counter()
         try:
-            alignment = align(samples, words, aligner=aligner, language=language)
+            alignment = align(samples, words, aligner=aligner, language=language, boundaries=boundaries)
         except NoPathError as e:  # the words cannot be said in this audio
             raise PreprocessError(path, "alignment_failed" if transcript_auto else "alignment_mismatch",
                                   str(e)) from None

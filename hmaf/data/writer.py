@@ -222,6 +222,7 @@ def write_corpus(manifest: str | os.PathLike, out_dir: str, name: str, rows: Seq
         "fmax": features_lib.FMAX,
         "log_floor": features_lib.LOG_FLOOR,
         "aligner": settings.aligner,
+        "boundaries": settings.boundaries,  # where pocketsphinx's word boundaries end up
         # what timed the words of the good examples (aligner or "manifest"), and how often
         # "auto" fell back to its second aligner
         "aligned_by": dict(sorted(collections.Counter(result.get("aligner", "") for _, result in good).items())),

@@ -314,17 +314,16 @@ def test_pronunciations_are_searched_again_only_below_their_fit(monkeypatch):
     assert align_sphinx.align(samples, words).fit < align_sphinx.SAID_OTHERWISE_FIT and asked == [False, True]
 
 
-def test_short_runs_of_exact_zeros_get_a_noise_floor(monkeypatch):
+def test_short_runs_of_exact_zeros_get_a_noise_floor():
     x = np.concatenate([np.full(800, 0.2), np.zeros(800), np.full(800, 0.2), np.zeros(3200), np.full(800, 0.2)])
-    plain = np.frombuffer(align_sphinx._pcm(x.astype(np.float32)), dtype="<i2")
-    assert np.all(plain[800:1600] == 0)  # REFINE off (the default): no noise anywhere
-    monkeypatch.setattr(align_sphinx, "REFINE", True)
-    pcm = np.frombuffer(align_sphinx._pcm(x.astype(np.float32)), dtype="<i2")
+    plain = np.frombuffer(align_sphinx._pcm(x.astype(np.float32), floor=False), dtype="<i2")
+    assert np.all(plain[800:1600] == 0)  # boundaries="hmm": no noise anywhere
+    pcm = np.frombuffer(align_sphinx._pcm(x.astype(np.float32), floor=True), dtype="<i2")
     short, long = pcm[800:1600], pcm[2400:5600]  # 50 ms and 200 ms of zeros
     assert np.any(short != 0) and np.abs(short).max() <= 5  # one quantisation step of noise
     assert np.all(long == 0)  # a long digital silence is left as it is
     np.testing.assert_array_equal(pcm[:800], np.round(0.2 * 32767) - (np.round(0.2 * 32767) > 0.2 * 32767))
-    assert align_sphinx._pcm(x.astype(np.float32)) == align_sphinx._pcm(x.astype(np.float32))  # the same noise
+    assert align_sphinx._pcm(x.astype(np.float32), True) == align_sphinx._pcm(x.astype(np.float32), True)  # same noise
 
 
 def test_words_beside_exact_zero_closures_are_placed(monkeypatch):
@@ -342,21 +341,19 @@ def test_words_beside_exact_zero_closures_are_placed(monkeypatch):
     words = normalize_words(synth.transcript)
     truth = np.array([w.start for w in synth.words])
     but = words.index("but")
-    monkeypatch.setattr(align_sphinx, "REFINE", True)
-    assert abs(align_sphinx.align(synth.audio, words).starts[but] - truth[but]) < 0.03
+    assert abs(align_sphinx.align(synth.audio, words, boundaries="signal").starts[but] - truth[but]) < 0.03
     monkeypatch.setattr(align_sphinx, "ZERO_RUN_S", 0.0)
-    assert abs(align_sphinx.align(synth.audio, words).starts[but] - truth[but]) > 0.1
+    assert abs(align_sphinx.align(synth.audio, words, boundaries="signal").starts[but] - truth[but]) > 0.1
 
 
-def test_refined_boundaries_are_closer_to_the_truth(spoken, monkeypatch):
+def test_refined_boundaries_are_closer_to_the_truth(spoken):
     """hmaf.data.boundaries on real speech with known word onsets (isolated espeak-ng words
     joined by silences): measured median 7.4 -> 3.2 ms, 81 -> 93 % within 20 ms."""
-    def onset_errors():
-        return np.abs(np.concatenate([align_sphinx.align(samples, words).starts - onsets
+    def onset_errors(boundaries):
+        return np.abs(np.concatenate([align_sphinx.align(samples, words, boundaries=boundaries).starts - onsets
                                       for words, onsets, _, samples in spoken]))
 
-    unrefined = onset_errors()
-    monkeypatch.setattr(align_sphinx, "REFINE", True)
-    refined = onset_errors()
+    unrefined = onset_errors("hmm")
+    refined = onset_errors("signal")
     assert np.median(refined) < np.median(unrefined)
     assert np.mean(refined <= 0.02) > np.mean(unrefined <= 0.02)

@@ -226,8 +226,9 @@ def test_dask_flag_passes_the_aligner_and_refuses_augment(manifest, tmp_path, mo
 
     monkeypatch.setattr(dask_cluster, "prepare_on_local_cluster", fake)
     out = str(tmp_path / "a")
-    assert prepare_cli.main(["--manifest", str(manifest), "--out", out, "--dask", "2", "--aligner", "aeneas"]) == 1
-    assert seen["aligner"] == "aeneas" and seen["num_workers"] == 2
+    assert prepare_cli.main(["--manifest", str(manifest), "--out", out, "--dask", "2", "--aligner", "aeneas",
+                             "--boundaries", "signal"]) == 1
+    assert seen["aligner"] == "aeneas" and seen["boundaries"] == "signal" and seen["num_workers"] == 2
     seen.clear()
     assert prepare_cli.main(["--manifest", str(manifest), "--out", out, "--dask", "2", "--augment", "telephone"]) == 1
     assert "--augment is not available with --dask" in capsys.readouterr().err and not seen

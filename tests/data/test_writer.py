@@ -113,6 +113,36 @@ def test_records_vocab_embeddings(prepared, corpus):
     np.testing.assert_allclose(ex["word_start"], utt.word_start, atol=1e-6)
 
 
+def _word_starts(out: Path, info: dict) -> dict[str, np.ndarray]:
+    import tensorflow as tf
+
+    return {ex["utt_id"]: ex["word_start"] for shard in info["shards"]
+            for ex in map(records.decode_example, tf.data.TFRecordDataset(str(out / "records" / shard)).as_numpy_iterator())}
+
+
+def test_boundaries_are_a_setting_of_the_corpus_and_of_its_cache(corpus, prepared, tmp_path):
+    """boundaries="signal": recorded in dataset.json, other word times, and cache entries of
+    its own, so switching it in a prepared folder never serves the other setting's times."""
+    import shutil
+
+    out, info = prepared
+    assert info["boundaries"] == "hmm"  # the default
+    moved = tmp_path / "moved"
+    shutil.copytree(out, moved)  # with the "hmm" cache
+    signal = prepare(corpus / "manifest.jsonl", moved, num_shards=2, num_workers=1, progress=False,
+                     boundaries="signal")
+    assert signal["boundaries"] == "signal" and signal["num_examples"] == 8 and signal["cached_utterances"] == 0
+    before, after = _word_starts(out, info), _word_starts(moved, signal)
+    shifts = np.concatenate([after[k] - before[k] for k in before])
+    assert np.abs(shifts).max() > 0.002 and np.abs(shifts).max() < 0.1  # moved, by milliseconds
+    again = prepare(corpus / "manifest.jsonl", moved, num_shards=2, num_workers=1, progress=False)
+    assert again["boundaries"] == "hmm" and again["cached_utterances"] == 8  # the "hmm" entries are still there
+    restored = _word_starts(moved, again)
+    assert all(np.array_equal(restored[k], before[k]) for k in before)
+    with pytest.raises(ValueError, match="boundaries must be one of"):
+        prepare(corpus / "manifest.jsonl", tmp_path / "bad", progress=False, boundaries="frames")
+
+
 def test_labels_order_and_unknown_labels(corpus, tmp_path):
     info = prepare(corpus / "manifest.jsonl", tmp_path / "two", labels=["pos"], embeddings="train:dim=8",
                    num_workers=1, progress=False)
