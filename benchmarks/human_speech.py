@@ -18,8 +18,10 @@ with near-certainty (issue 8). For every stage of ``W`` (text, audio, fusion), t
 clip's own band statistics; then, for ``audio_norm = "speaker"`` models, one profile per
 reader from all of that reader's clips, as a user would pass with ``--speaker_profile``),
 one JSON line: per set, the predicted labels, the share called neutral, the median top
-probability, the share called a non-neutral class with probability >= 0.9 (``strong``), and
-the share flagged unfamiliar.
+probability, the share called a non-neutral class with probability >= 0.9 (``strong``), the
+share flagged unfamiliar, and the share of the clips' words outside the model's vocabulary
+(``unknown_words``: a text branch reads them as ``<unk>``, which models trained without an
+open vocabulary took for anger; docs/experiments.md).
 """
 
 from __future__ import annotations
@@ -82,6 +84,7 @@ def summarise(predictions: Sequence[Prediction]) -> dict:
         "strong": float(np.mean([p.label != "neutral" and t >= STRONG for p, t in zip(predictions, top)])),
         "unfamiliar": (float(np.mean([bool(p.unfamiliar) for p in predictions]))
                        if all(p.unfamiliar is not None for p in predictions) else None),
+        "unknown_words": sum(len(p.unknown_words) for p in predictions) / max(sum(len(p.words) for p in predictions), 1),
     }
 
 
@@ -129,7 +132,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             unfamiliar = "-" if s["unfamiliar"] is None else f"{100 * s['unfamiliar']:.0f} %"
             print(f"{row['stage']:6s} {row['normalisation']:15s} {name:6s} {s['clips']:2d} clips: "
                   f"neutral {100 * s['neutral']:3.0f} %, strong emotion {100 * s['strong']:3.0f} %, "
-                  f"median top p {s['median_top_probability']:.2f}, unfamiliar {unfamiliar}  {s['labels']}")
+                  f"median top p {s['median_top_probability']:.2f}, unfamiliar {unfamiliar}, "
+                  f"unknown words {100 * s['unknown_words']:.0f} %  {s['labels']}")
     if args.out:
         old = Path(args.out).read_text() if os.path.exists(args.out) else ""
         atomic_write_text(args.out, old + "".join(json.dumps(row) + "\n" for row in results))

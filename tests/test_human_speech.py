@@ -14,10 +14,12 @@ from hmaf.inference import Prediction
 from tests import experiment_helpers as helpers
 
 
-def _prediction(label: str, probabilities: dict[str, float], unfamiliar: bool | None) -> Prediction:
-    return Prediction(audio="x.wav", label=label, probabilities=probabilities, words=["w"], unknown_words=[],
-                      word_start=[0.0], word_end=[0.1], transcript="w", transcript_auto=False, attention={},
-                      unfamiliar=unfamiliar)
+def _prediction(label: str, probabilities: dict[str, float], unfamiliar: bool | None,
+                unknown: tuple[str, ...] = ()) -> Prediction:
+    words = ["w", "x", "y", "z"]
+    return Prediction(audio="x.wav", label=label, probabilities=probabilities, words=words, unknown_words=list(unknown),
+                      word_start=[0.0] * 4, word_end=[0.1] * 4, transcript="w x y z", transcript_auto=False,
+                      attention={}, unfamiliar=unfamiliar)
 
 
 def test_the_sonnet_is_cut_into_its_fourteen_lines(tmp_path):
@@ -32,11 +34,12 @@ def test_the_sonnet_is_cut_into_its_fourteen_lines(tmp_path):
 def test_summary_shares():
     predictions = [_prediction("angry", {"angry": 0.95, "neutral": 0.05}, True),
                    _prediction("neutral", {"angry": 0.4, "neutral": 0.6}, False),
-                   _prediction("sad", {"sad": 0.5, "neutral": 0.5}, True)]
+                   _prediction("sad", {"sad": 0.5, "neutral": 0.5}, True, unknown=("x", "z"))]
     s = human_speech.summarise(predictions)
     assert s["labels"] == {"angry": 1, "neutral": 1, "sad": 1} and s["clips"] == 3
     assert s["neutral"] == pytest.approx(1 / 3) and s["strong"] == pytest.approx(1 / 3)
     assert s["median_top_probability"] == pytest.approx(0.6) and s["unfamiliar"] == pytest.approx(2 / 3)
+    assert s["unknown_words"] == pytest.approx(2 / 12)  # two of the twelve words
     assert human_speech.summarise(predictions[:1] + [_prediction("sad", {"sad": 1.0}, None)])["unfamiliar"] is None
 
 
