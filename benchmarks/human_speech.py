@@ -19,9 +19,10 @@ clip's own band statistics; then, for ``audio_norm = "speaker"`` models, one pro
 reader from all of that reader's clips, as a user would pass with ``--speaker_profile``),
 one JSON line: per set, the predicted labels, the share called neutral, the median top
 probability, the share called a non-neutral class with probability >= 0.9 (``strong``), the
-share flagged unfamiliar, and the share of the clips' words outside the model's vocabulary
+share flagged unfamiliar, the share of the clips' words outside the model's vocabulary
 (``unknown_words``: a text branch reads them as ``<unk>``, which models trained without an
-open vocabulary took for anger; docs/experiments.md).
+open vocabulary took for anger; docs/experiments.md), and each clip's label and top
+probability (``per_clip``, for paired comparisons of two models on the same clips).
 """
 
 from __future__ import annotations
@@ -85,6 +86,8 @@ def summarise(predictions: Sequence[Prediction]) -> dict:
         "unfamiliar": (float(np.mean([bool(p.unfamiliar) for p in predictions]))
                        if all(p.unfamiliar is not None for p in predictions) else None),
         "unknown_words": sum(len(p.unknown_words) for p in predictions) / max(sum(len(p.words) for p in predictions), 1),
+        "per_clip": [{"clip": Path(p.audio).stem, "label": p.label, "top_probability": t}
+                  for p, t in zip(predictions, top)],
     }
 
 
@@ -95,6 +98,7 @@ def run(workdir: str, stages: Sequence[str], clip_sets: dict[str, list[tuple[str
         predictor = Predictor.from_workdir(workdir, stage)
         utterances = {name: [predictor.preprocess(audio, text) for audio, text in clips]
                       for name, clips in clip_sets.items()}
+        paths = {name: [audio for audio, _ in clips] for name, clips in clip_sets.items()}
         sources = ["utterance"] + (["speaker_profile"] if predictor.model.audio_norm == "speaker" else [])
         for source in sources:
             row = {"workdir": str(workdir), "stage": stage, "normalisation": source, "calibrated": None,
@@ -102,7 +106,8 @@ def run(workdir: str, stages: Sequence[str], clip_sets: dict[str, list[tuple[str
             for name, utts in utterances.items():
                 predictor.speaker_profile = (utterance_stats([f for u in utts for f in u.frames])
                                              if source == "speaker_profile" else None)
-                predictions = [predictor.predict_utterances([u])[0] for u in utts]
+                predictions = [predictor.predict_utterances([u], audio=[path])[0]
+                               for u, path in zip(utts, paths[name])]
                 row["calibrated"] = predictions[0].calibrated
                 row["sets"][name] = summarise(predictions)
             results.append(row)

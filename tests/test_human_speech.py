@@ -40,6 +40,7 @@ def test_summary_shares():
     assert s["neutral"] == pytest.approx(1 / 3) and s["strong"] == pytest.approx(1 / 3)
     assert s["median_top_probability"] == pytest.approx(0.6) and s["unfamiliar"] == pytest.approx(2 / 3)
     assert s["unknown_words"] == pytest.approx(2 / 12)  # two of the twelve words
+    assert [(c["label"], c["top_probability"]) for c in s["per_clip"]] == [("angry", 0.95), ("neutral", 0.6), ("sad", 0.5)]
     assert human_speech.summarise(predictions[:1] + [_prediction("sad", {"sad": 1.0}, None)])["unfamiliar"] is None
 
 
@@ -52,3 +53,4 @@ def test_run_on_a_tiny_model(tmp_path_factory, tmp_path):
     for row in rows:
         s = row["sets"]["sonnet"]
         assert s["clips"] == 2 and sum(s["labels"].values()) == 2 and 0.0 <= s["neutral"] <= 1.0
+        assert [c["clip"] for c in s["per_clip"]] == ["sonnet_f000002", "sonnet_f000003"]

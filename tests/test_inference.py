@@ -126,8 +126,10 @@ def test_word_boundaries_follow_the_training_corpus(workdir, predictor, wav, tmp
     for a corpus from before the setting); ``--boundaries`` of hmaf.predict overrides it."""
     import shutil
 
+    from hmaf.data.align import DEFAULT_BOUNDARIES
+
     meta = json.loads((workdir / "corpus" / "dataset.json").read_text())
-    assert predictor.boundaries == meta["boundaries"] == "hmm"
+    assert predictor.boundaries == meta["boundaries"] == DEFAULT_BOUNDARIES
     old = tmp_path / "old"
     shutil.copytree(workdir, old)
     for boundaries in ("signal", None):

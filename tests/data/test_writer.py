@@ -121,22 +121,25 @@ def _word_starts(out: Path, info: dict) -> dict[str, np.ndarray]:
 
 
 def test_boundaries_are_a_setting_of_the_corpus_and_of_its_cache(corpus, prepared, tmp_path):
-    """boundaries="signal": recorded in dataset.json, other word times, and cache entries of
-    its own, so switching it in a prepared folder never serves the other setting's times."""
+    """``boundaries``: recorded in dataset.json, other word times, and cache entries of its
+    own, so switching it in a prepared folder never serves the other setting's times."""
     import shutil
 
+    from hmaf.data.align import BOUNDARIES, DEFAULT_BOUNDARIES
+
     out, info = prepared
-    assert info["boundaries"] == "hmm"  # the default
+    assert info["boundaries"] == DEFAULT_BOUNDARIES
+    other, = set(BOUNDARIES) - {DEFAULT_BOUNDARIES}
     moved = tmp_path / "moved"
-    shutil.copytree(out, moved)  # with the "hmm" cache
-    signal = prepare(corpus / "manifest.jsonl", moved, num_shards=2, num_workers=1, progress=False,
-                     boundaries="signal")
-    assert signal["boundaries"] == "signal" and signal["num_examples"] == 8 and signal["cached_utterances"] == 0
-    before, after = _word_starts(out, info), _word_starts(moved, signal)
+    shutil.copytree(out, moved)  # with the default's cache
+    switched = prepare(corpus / "manifest.jsonl", moved, num_shards=2, num_workers=1, progress=False,
+                       boundaries=other)
+    assert switched["boundaries"] == other and switched["num_examples"] == 8 and switched["cached_utterances"] == 0
+    before, after = _word_starts(out, info), _word_starts(moved, switched)
     shifts = np.concatenate([after[k] - before[k] for k in before])
     assert np.abs(shifts).max() > 0.002 and np.abs(shifts).max() < 0.1  # moved, by milliseconds
     again = prepare(corpus / "manifest.jsonl", moved, num_shards=2, num_workers=1, progress=False)
-    assert again["boundaries"] == "hmm" and again["cached_utterances"] == 8  # the "hmm" entries are still there
+    assert again["boundaries"] == DEFAULT_BOUNDARIES and again["cached_utterances"] == 8  # still cached
     restored = _word_starts(moved, again)
     assert all(np.array_equal(restored[k], before[k]) for k in before)
     with pytest.raises(ValueError, match="boundaries must be one of"):
