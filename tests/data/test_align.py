@@ -128,7 +128,7 @@ def test_pocketsphinx_pronounces_words_outside_its_dictionary(spoken):
 def test_auto_falls_back_when_its_first_aligner_fails(spoken, monkeypatch):
     words, onsets, _, samples = spoken[1]
 
-    def broken(samples, words):
+    def broken(samples, words, boundaries):
         raise AlignmentError("decoder exploded")
 
     monkeypatch.setattr(align_sphinx, "align", broken)
@@ -153,7 +153,8 @@ def test_auto_checks_with_aeneas_only_where_pocketsphinx_left_speech_unexplained
     real_aeneas, real_sphinx = align_module._align_aeneas, align_sphinx.align
     monkeypatch.setattr(align_module, "_align_aeneas", lambda *a: calls.append(1) or real_aeneas(*a))
     for fit, runs in ((align_module.TRUSTED_FIT, False), (align_module.TRUSTED_FIT - 0.01, True)):
-        monkeypatch.setattr(align_sphinx, "align", lambda *a, fit=fit: dataclasses.replace(real_sphinx(*a), fit=fit))
+        monkeypatch.setattr(align_sphinx, "align",
+                            lambda *a, fit=fit, **kw: dataclasses.replace(real_sphinx(*a, **kw), fit=fit))
         calls.clear()
         result = align(samples, words, aligner="auto")
         assert result.aligner == "pocketsphinx" and result.fit == fit
