@@ -43,9 +43,9 @@ DEFAULT_ALIGNER = "auto"
 # onto the signal at 1 ms resolution after a search made with a noise floor in short
 # digital silences (hmaf.data.align_sphinx, hmaf.data.boundaries; ours). "signal" measured
 # onset median 10.5 -> 8.0 ms, within 20 ms 74 -> 78 % (alignment benchmark, seed 0), and
-# FAF on held-out voices +1.6 points (p = 0.08, one seed); but FAF models trained on its
-# times call 18 % of the 22 neutral human clips a strong emotion against 7 % (McNemar
-# p = 0.008; docs/experiments.md "Word times moved onto the signal"): hence "hmm".
+# FAF on held-out voices 89.3 -> 90.7 % (two seeds, McNemar p = 0.024); but FAF models
+# trained on its times call 16 % of the 22 neutral human clips a strong emotion against
+# 8 % (p = 0.004; docs/experiments.md "Word times moved onto the signal"): hence "hmm".
 BOUNDARIES = ("hmm", "signal")
 DEFAULT_BOUNDARIES = "hmm"
 AUTO_ORDER = ("pocketsphinx", "aeneas")
