@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from hmaf.data.align import DEFAULT_BOUNDARIES
 from hmaf.data.manifest import ManifestRow
 from hmaf.data.utterance import Utterance
 from hmaf.io import atomic_open, atomic_write_json
@@ -32,7 +33,7 @@ def file_sha256(path: str) -> str:
 
 
 def cache_key(row: ManifestRow, l_max: int, long_word_rule: str, aligner: str = "auto",
-              boundaries: str = "hmm") -> str | None:
+              boundaries: str = DEFAULT_BOUNDARIES) -> str | None:
     """Hash of everything the utterance's preprocessing depends on; None if the audio is unreadable."""
     try:
         audio_hash = file_sha256(row.audio)
