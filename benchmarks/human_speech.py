@@ -98,7 +98,6 @@ def run(workdir: str, stages: Sequence[str], clip_sets: dict[str, list[tuple[str
         predictor = Predictor.from_workdir(workdir, stage)
         utterances = {name: [predictor.preprocess(audio, text) for audio, text in clips]
                       for name, clips in clip_sets.items()}
-        paths = {name: [audio for audio, _ in clips] for name, clips in clip_sets.items()}
         sources = ["utterance"] + (["speaker_profile"] if predictor.model.audio_norm == "speaker" else [])
         for source in sources:
             row = {"workdir": str(workdir), "stage": stage, "normalisation": source, "calibrated": None,
@@ -107,7 +106,7 @@ def run(workdir: str, stages: Sequence[str], clip_sets: dict[str, list[tuple[str
                 predictor.speaker_profile = (utterance_stats([f for u in utts for f in u.frames])
                                              if source == "speaker_profile" else None)
                 predictions = [predictor.predict_utterances([u], audio=[path])[0]
-                               for u, path in zip(utts, paths[name])]
+                               for u, (path, _) in zip(utts, clip_sets[name])]
                 row["calibrated"] = predictions[0].calibrated
                 row["sets"][name] = summarise(predictions)
             results.append(row)

@@ -146,6 +146,24 @@ def test_boundaries_are_a_setting_of_the_corpus_and_of_its_cache(corpus, prepare
         prepare(corpus / "manifest.jsonl", tmp_path / "bad", progress=False, boundaries="frames")
 
 
+def test_cache_keys_name_the_boundaries_only_where_they_change_the_times(corpus):
+    """"hmm" keys are those made before the setting existed; "signal" keys differ, except
+    where pocketsphinx does not time the words (aeneas, given word timings)."""
+    import dataclasses
+
+    from hmaf.data import cache
+    from hmaf.data.manifest import ManifestRow
+
+    row = ManifestRow(line=1, id="u0", audio=str(corpus / "wav" / "u0.wav"), transcript="hello", label="pos",
+                      speaker="s0", group="s0", split="train", word_timings=None)
+    timed = dataclasses.replace(row, word_timings=(("hello", 0.1, 0.5),))
+    key = lambda r, aligner, boundaries: cache.cache_key(r, 100, "subsample", aligner, boundaries)
+    assert key(row, "auto", "signal") != key(row, "auto", "hmm") != key(row, "aeneas", "hmm")
+    assert key(row, "pocketsphinx", "signal") != key(row, "pocketsphinx", "hmm")
+    assert key(row, "aeneas", "signal") == key(row, "aeneas", "hmm")
+    assert key(timed, "auto", "signal") == key(timed, "auto", "hmm")
+
+
 def test_labels_order_and_unknown_labels(corpus, tmp_path):
     info = prepare(corpus / "manifest.jsonl", tmp_path / "two", labels=["pos"], embeddings="train:dim=8",
                    num_workers=1, progress=False)
