@@ -58,6 +58,10 @@ def get_config(arg: str | None = None, model: str = "faf") -> ml_collections.Con
     config.model.spec_time_mask_frames = 0  # frames of utterance time per time mask
     config.model.spec_band_masks = 0
     config.model.spec_band_mask_bands = 0  # mel bands per band mask
+    # Word boundaries, ours: in training each word reads its frames through a window moved by
+    # up to this many frames (10 ms each), as if its aligner were that far off; word-level
+    # audio only (hmaf.models.frontend.jitter_boundaries) [0: the paper's boundaries as given].
+    config.model.boundary_jitter_frames = 0
     config.data = ml_collections.ConfigDict(dict(
         source="corpus", dir="data/synthetic", fold=0, num_folds=5, split_mode="folds", balanced=True,
         bucket=False, pad_words_to=16, pad_frames_to=0,  # 0: pad frames to the corpus's l_max

@@ -1,4 +1,4 @@
-"""Generalisation options of the models: input norms, SpecAugment, modality dropout,
+"""Generalisation options of the models: input norms, SpecAugment, boundary jitter, modality dropout,
 the modality gate, frozen branches and text-branch dropout, checked against hand
 computation and against padding."""
 
@@ -15,8 +15,8 @@ from hmaf.batch import FRAME_DIM, UNK_ID, BatchError, validate
 from hmaf.data.toy import random_batch
 from hmaf.models import build_model
 from hmaf.models.encoders import _position_bernoulli
-from hmaf.models.frontend import (normalise_frames, spec_augment_mask, stats_dropout_draws, utterance_band_stats,
-                                  with_stats_indicator)
+from hmaf.models.frontend import (jitter_boundaries, normalise_frames, spec_augment_mask, stats_dropout_draws,
+                                  utterance_band_stats, with_stats_indicator)
 from hmaf.models.fusion import drop_modality
 from hmaf.models.packing import pack_batch
 
@@ -195,6 +195,8 @@ def test_unknown_options_are_rejected_by_name():
         build_model("faf", num_classes=3, vocab_size=5, embed_dim=2, modality_dropout=1.5)
     with pytest.raises(ValueError, match="spec_time_masks"):
         build_model("faf", num_classes=3, vocab_size=5, embed_dim=2, spec_time_masks=-1)
+    with pytest.raises(ValueError, match="boundary_jitter_frames"):
+        build_model("faf", num_classes=3, vocab_size=5, embed_dim=2, boundary_jitter_frames=1.5)
 
 
 # --- SpecAugment ---------------------------------------------------------------------------------
@@ -245,6 +247,68 @@ def test_spec_augment_is_the_same_in_padded_and_packed_layouts_and_only_in_train
     # Padding stays invisible in training too: the masks are drawn per utterance.
     np.testing.assert_allclose(run(model, variables, pad_batch(batch), train=True)[0], padded_logits,
                                rtol=1e-4, atol=1e-5)
+
+
+# --- boundary jitter ---------------------------------------------------------------------------
+
+def _timed_frames(batch):
+    """The batch's frames replaced by each real frame's utterance time + 1 (0 at padding),
+    in every column: a known signal whose values say where a frame came from."""
+    fm = batch["frame_mask"]
+    b, n, l = fm.shape
+    time = (np.cumsum(fm.reshape(b, -1), axis=1).reshape(b, n, l)) * fm
+    return np.broadcast_to(time[..., None], batch["frames"].shape).astype(np.float32)
+
+
+def test_jitter_moves_each_word_window_by_one_drawn_shift_within_range():
+    batch = small_batch(seed=11, b=6, n=5, l=6)
+    fm = batch["frame_mask"]
+    frames = _timed_frames(batch)
+    seen = set()
+    for seed in range(20):
+        out = np.asarray(jitter_boundaries(jax.random.key(seed), jnp.asarray(frames), jnp.asarray(fm), 2))
+        np.testing.assert_array_equal(out[~fm], 0)
+        for u in range(len(fm)):
+            total = fm[u].sum()
+            for w in np.flatnonzero(fm[u].any(1)):
+                source, got = frames[u, w][fm[u, w], 0], out[u, w][fm[u, w], 0]
+                # One shift d for the whole word: every frame comes from d frames away in
+                # utterance time, clipped to the utterance's first and last frame.
+                shifts = [d for d in range(-2, 3) if np.array_equal(got, np.clip(source + d, 1, total))]
+                assert shifts, (u, w, source, got)
+                if source[0] + 2 <= total and source[-1] - 2 >= 1:  # every shift distinguishable
+                    assert len(shifts) == 1
+                    seen.add(shifts[0])
+    assert seen == {-2, -1, 0, 1, 2}  # every shift in range is drawn, none beyond it
+
+
+def test_jitter_of_zero_is_identity_and_padding_changes_no_draw():
+    batch = small_batch(seed=12, b=5, n=4, l=6)
+    frames, fm = jnp.asarray(batch["frames"]), jnp.asarray(batch["frame_mask"])
+    np.testing.assert_array_equal(jitter_boundaries(jax.random.key(0), frames, fm, 0),
+                                  np.where(batch["frame_mask"][..., None], batch["frames"], 0))
+    padded = pad_batch(batch)
+    for seed in range(5):
+        plain = np.asarray(jitter_boundaries(jax.random.key(seed), frames, fm, 3))
+        out = np.asarray(jitter_boundaries(jax.random.key(seed), jnp.asarray(padded["frames"]),
+                                           jnp.asarray(padded["frame_mask"]), 3))
+        np.testing.assert_array_equal(out[:, :4, :6], plain)
+        np.testing.assert_array_equal(out[~padded["frame_mask"]], 0)
+
+
+def test_jitter_is_the_same_in_padded_and_packed_layouts_and_only_in_training():
+    batch = small_batch(seed=13)
+    model, variables = model_and_vars("faf", batch, **QUIET, audio_norm="utterance", boundary_jitter_frames=2)
+    plain = build_model("faf", num_classes=CLASSES, vocab_size=VOCAB, embed_dim=EMBED, **TINY, **QUIET,
+                        audio_norm="utterance")
+    padded_logits, _ = run(model, variables, batch, train=True)
+    np.testing.assert_allclose(run(model, variables, pack_batch(batch), train=True)[0], padded_logits,
+                               rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(run(model, variables, pad_batch(batch), train=True)[0], padded_logits,
+                               rtol=1e-4, atol=1e-5)
+    assert not np.allclose(padded_logits, run(plain, variables, batch, train=True)[0], atol=1e-5)
+    np.testing.assert_array_equal(run(model, variables, batch, train=False)[0],
+                                  run(plain, variables, batch, train=False)[0])
 
 
 # --- modality dropout, gate, frozen branches ----------------------------------------------------

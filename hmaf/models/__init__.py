@@ -30,7 +30,7 @@ def build_model(name: str, *, num_classes: int, vocab_size: int, embed_dim: int,
         audio_norm, speaker_stats_dropout, stats_indicator, prosody, fused_dropout, word_dropout,
         embedding_dropout, punctuation, punctuation_dropout, modality_dropout, gate, freeze_branches,
         spec_time_masks, spec_time_mask_frames, spec_band_masks, spec_band_mask_bands,
-        see :class:`hmaf.models.classifiers._Branches`).
+        boundary_jitter_frames, see :class:`hmaf.models.classifiers._Branches`).
     """
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; choose one of {sorted(MODELS)}")
@@ -58,7 +58,8 @@ def _check_options(options: Mapping[str, Any]) -> None:
         rate = options.get(key, 0.0)
         if not 0.0 <= rate <= 1.0:
             raise ValueError(f"{key}={rate}: a rate must lie in [0, 1]")
-    for key in ("spec_time_masks", "spec_time_mask_frames", "spec_band_masks", "spec_band_mask_bands"):
+    for key in ("spec_time_masks", "spec_time_mask_frames", "spec_band_masks", "spec_band_mask_bands",
+                "boundary_jitter_frames"):
         value = options.get(key, 0)
         if int(value) != value or value < 0:
             raise ValueError(f"{key}={value}: must be a non-negative integer")

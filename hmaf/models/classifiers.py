@@ -61,6 +61,10 @@ class _Branches(nn.Module):
       spec_time_masks, spec_time_mask_frames, spec_band_masks, spec_band_mask_bands:
         SpecAugment masks on the frames in training (0 paper), see
         :func:`hmaf.models.frontend.spec_augment`.
+      boundary_jitter_frames: in training, each word's frames are read through a window
+        moved by up to this many frames, as if its boundaries were that far off (0 paper),
+        see :func:`hmaf.models.frontend.jitter_boundaries`; word-level audio only (the
+        utterance-level encoders of the UL baselines read no word boundaries).
       modality_dropout, gate: act in the models that fuse both modalities (hf, vf, faf,
         ul_fusion, ul_fusion_frames); freeze_branches in every model built from
         pretrained branches. The single-branch models ignore all three, since they
@@ -93,6 +97,7 @@ class _Branches(nn.Module):
     spec_time_mask_frames: int = 0
     spec_band_masks: int = 0
     spec_band_mask_bands: int = 0
+    boundary_jitter_frames: int = 0
     modality_dropout: float = 0.0
     gate: bool = False
     freeze_branches: bool = False
@@ -124,7 +129,8 @@ class _Branches(nn.Module):
         w_h, w_alpha, f_alpha = AudioAttention(
             self.hidden, self.attention_dim, self.unroll, self.dtype, audio_norm=self.audio_norm,
             speaker_stats_dropout=self.speaker_stats_dropout, stats_indicator=self.stats_indicator,
-            spec_augment=self.spec_augment, prosody=self.prosody, name="audio",
+            spec_augment=self.spec_augment, prosody=self.prosody,
+            boundary_jitter_frames=self.boundary_jitter_frames, name="audio",
         )(batch["frames"], batch["frame_mask"], batch["word_mask"], packed_inputs(batch), train=train,
           band_stats=band_stats_of(batch))
         self.sow("intermediates", "w_alpha", w_alpha)

@@ -21,8 +21,8 @@ import numpy as np
 
 from hmaf.batch import NUM_MARKS, UNK_ID
 from hmaf.models.attention import Attention, masked_softmax, weighted_sum
-from hmaf.models.frontend import (frame_columns, normalise_frames, spec_augment, stats_dropout_draws,
-                                  with_stats_indicator)
+from hmaf.models.frontend import (frame_columns, jitter_boundaries, normalise_frames, spec_augment,
+                                  stats_dropout_draws, with_stats_indicator)
 from hmaf.models.rnn import BiGRU
 
 Dtype = Any
@@ -191,8 +191,15 @@ class AudioAttention(AudioEncoder):
     gather the results back to ``[B, N, L]``. Both give the same outputs and use the
     same parameters. Input normalisation and SpecAugment masks act on the padded
     frames before the packed rows are gathered from them, so both layouts see the
-    same normalised and masked frames. Attributes: :class:`AudioEncoder`.
+    same normalised and masked frames.
+
+    Attributes: :class:`AudioEncoder`, and
+      boundary_jitter_frames: in training, each word reads its frames through a window
+        moved by up to this many frames, see :func:`hmaf.models.frontend.jitter_boundaries`
+        (ours; 0 = off, the paper).
     """
+
+    boundary_jitter_frames: int = 0
 
     @nn.compact
     def __call__(self, frames: jax.Array, frame_mask: jax.Array, word_mask: jax.Array,
@@ -209,7 +216,8 @@ class AudioAttention(AudioEncoder):
         """
         # Log-mel energies sit far from zero (about -7.5 +- 4 on speech); without
         # normalising them the frame GRUs barely learn (see frontend.normalise_frames).
-        frames = input_frames(self, frames, frame_mask, train=train, band_stats=band_stats)
+        frames = input_frames(self, frames, frame_mask, train=train, band_stats=band_stats,
+                              jitter=self.boundary_jitter_frames)
         frame_args = (self.hidden, self.attention_dim, self.unroll, self.dtype, self.hoist_input)
         if packing is None:
             f_h, scores = nn.vmap(
@@ -289,8 +297,9 @@ def packed_frame_attention(frame: FrameAttention, frames: jax.Array, frame_mask:
 
 
 def input_frames(module: nn.Module, frames: jax.Array, frame_mask: jax.Array, *, train: bool,
-                 band_stats: Mapping[str, jax.Array] | None) -> jax.Array:
+                 band_stats: Mapping[str, jax.Array] | None, jitter: int = 0) -> jax.Array:
     """The columns the model reads (:func:`frame_columns`), normalised (and in training
+    moved by up to ``jitter`` frames per word, :func:`jitter_boundaries`, then
     SpecAugment-masked): ``[B, N, L, M']``, zero at padding. ``module`` has
     ``audio_norm``, ``speaker_stats_dropout``, ``stats_indicator``, ``spec_augment`` and ``prosody``; call
     inside its compact method (the batch norm and the dropout RNG belong to it)."""
@@ -300,6 +309,8 @@ def input_frames(module: nn.Module, frames: jax.Array, frame_mask: jax.Array, *,
     if train and band_stats is not None and module.speaker_stats_dropout > 0.0:
         own = stats_dropout_draws(module.make_rng("dropout"), module.speaker_stats_dropout, b)
     frames = normalise_frames(frames, frame_mask, module.audio_norm, train=train, band_stats=band_stats, own=own)
+    if train and jitter > 0:
+        frames = jitter_boundaries(module.make_rng("dropout"), frames, frame_mask, jitter)
     time_masks, time_width, band_masks, band_width = module.spec_augment
     if train and (time_masks * time_width > 0 or band_masks * band_width > 0):
         frames = spec_augment(module.make_rng("dropout"), frames, frame_mask, time_masks=time_masks,

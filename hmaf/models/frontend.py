@@ -1,5 +1,5 @@
-"""The audio front end: which frame columns a model reads, their normalisation, and
-SpecAugment-style masks.
+"""The audio front end: which frame columns a model reads, their normalisation,
+SpecAugment-style masks and word-boundary jitter.
 
 Both work on the padded frames ``[B, N, L, M]`` that every batch carries (packed
 batches gather their rows from these same frames inside the encoder, see
@@ -191,3 +191,34 @@ def spec_augment(rng: jax.Array, frames: jax.Array, frame_mask: jax.Array, *, ti
                                time_width=time_width, band_masks=band_masks, band_width=band_width)
     mean, _ = utterance_band_stats(frames, frame_mask)
     return jnp.where(masked, mean[:, None, None].astype(frames.dtype), frames)
+
+
+def jitter_boundaries(rng: jax.Array, frames: jax.Array, frame_mask: jax.Array, max_shift: int) -> jax.Array:
+    """Each word reads its frames through a window moved by ``d ~ U{-max_shift..max_shift}``
+    frames in utterance time, as if its aligner had placed both of its boundaries ``d``
+    frames off (ours: training against the boundary errors of another aligner or of
+    human speech).
+
+    Utterance time is the utterance's real frames, word after word (:func:`spec_augment_mask`),
+    so a window moved past a word's edge reads the neighbouring word's frames, and one
+    moved past the utterance's first or last frame repeats that frame. A word keeps its
+    frame count, so the frame mask (and the packing computed from it on the host) stays
+    valid. One key per word position (``fold_in``), so padded words never change the
+    draws of the real ones.
+
+    Args: rng; frames ``[B, N, L, M]``; frame_mask ``[B, N, L]``; max_shift >= 0.
+    Returns ``[B, N, L, M]``, zero at padded frames.
+    """
+    b, n, l, m = frames.shape
+    keys = jax.vmap(lambda i: jax.random.fold_in(rng, i))(jnp.arange(n))
+    shift = jax.vmap(lambda k: jax.random.randint(k, (b,), -max_shift, max_shift + 1), out_axes=1)(keys)  # [B, N]
+    flat = frame_mask.reshape(b, n * l)
+    position = (jnp.cumsum(flat.astype(jnp.int32), axis=1) - 1).reshape(b, n, l)  # utterance time
+    last = jnp.maximum(flat.sum(1) - 1, 0)[:, None, None]  # [B, 1, 1]
+    source_time = jnp.clip(position + shift[:, :, None], 0, last).reshape(b, n * l)
+    # The flat (word, frame) index of every real frame in utterance order: a stable sort
+    # puts the real frames first, in order.
+    real_first = jnp.argsort(~flat, axis=1, stable=True)
+    source = jnp.take_along_axis(real_first, source_time, axis=1)  # [B, N*L]
+    moved = jnp.take_along_axis(frames.reshape(b, n * l, m), source[..., None], axis=1).reshape(b, n, l, m)
+    return jnp.where(frame_mask[..., None], moved, 0.0).astype(frames.dtype)
