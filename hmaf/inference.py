@@ -34,6 +34,8 @@ from hmaf.unfamiliar import Features, UnfamiliarDetector, input_statistics
 
 # Word-level attentions in Figure 3 order: text, audio word-level, shared, fine-tuned.
 WORD_ATTENTIONS = ("t_alpha", "w_alpha", "s_alpha", "u_alpha")
+# More than this share of a prediction's words outside the vocabulary earns a warning.
+MOSTLY_UNKNOWN = 0.5
 
 __all__ = ["Prediction", "Predictor", "PreprocessError", "ProfileError", "WORD_ATTENTIONS", "utterance_batch"]
 
@@ -185,6 +187,7 @@ class Predictor:
             _check_profile(model, speaker_profile)
         self.speaker_profile = speaker_profile
         self._warned_own_stats = False
+        self._warned_unknown = False
         self._eval_step = make_eval_step(model, with_attention=True)
 
     @classmethod
@@ -228,6 +231,7 @@ class Predictor:
         ``speaker_profile``: (mean, std) of these utterances' speaker, used instead of the
         predictor's ``speaker_profile`` (the same form, see the class docstring)."""
         ids = [self.vocab.ids(u.words) for u in utterances]
+        self._warn_unknown(ids)
         batch = utterance_batch(ids, [u.frames for u in utterances], layout=self.layout,
                                 word_marks=self._word_marks(utterances))
         if speaker_profile is not None:  # the predictor's own was checked when it was made
@@ -277,6 +281,22 @@ class Predictor:
                                               for i, f in enumerate(utt.frames)]
             predictions.append(prediction)
         return predictions
+
+    def _warn_unknown(self, ids: Sequence[np.ndarray]) -> None:
+        """Warns (once per predictor) when most words of a call are outside the vocabulary
+        of a model with a text branch: it reads them all as ``<unk>``, so its label rests
+        on the audio and on what ``<unk>`` meant in training (docs/experiments.md, "Open
+        vocabulary": the old text branch read it as anger)."""
+        if self._warned_unknown or "text" not in self.variables.get("params", {}):
+            return
+        words = sum(len(i) for i in ids)
+        unknown = sum(int(np.sum(i == UNK_ID)) for i in ids)
+        if words and unknown > MOSTLY_UNKNOWN * words:
+            logging.warning("%d of %d words are not in this model's vocabulary (%d words), so its text branch "
+                            "reads them as <unk> and its labels mean little; train on a corpus with an open "
+                            "vocabulary (hmaf.prepare --vocab_extra 50000, as the corpus builders do)",
+                            unknown, words, len(self.vocab.words))
+            self._warned_unknown = True
 
     def _word_marks(self, utterances: Sequence[Utterance]) -> list[list[int]] | None:
         """Each utterance's punctuation marks from its text, as prepare computes them, for

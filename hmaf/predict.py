@@ -30,7 +30,7 @@ from hmaf import cli
 from hmaf.data import normalize
 from hmaf.data.align import ALIGNERS, BOUNDARIES
 from hmaf.data.manifest import ManifestError, read_manifest
-from hmaf.inference import WORD_ATTENTIONS, Prediction, Predictor, PreprocessError, ProfileError
+from hmaf.inference import MOSTLY_UNKNOWN, WORD_ATTENTIONS, Prediction, Predictor, PreprocessError, ProfileError
 from hmaf.io import atomic_open
 
 
@@ -45,6 +45,9 @@ def format_prediction(prediction: Prediction) -> str:
                      f"treat the label with caution")
     if prediction.unknown_words:
         lines.append(f"  not in the training vocabulary: {' '.join(prediction.unknown_words)}")
+        if len(prediction.unknown_words) > MOSTLY_UNKNOWN * len(prediction.words):
+            lines.append(f"  most words ({len(prediction.unknown_words)} of {len(prediction.words)}) are unknown to the "
+                         f"model, which reads them as <unk>: the label rests on the audio and on what <unk> meant in training")
     names = [k for k in WORD_ATTENTIONS if k in prediction.attention]
     width = max(4, *(len(w) for w in prediction.words))
     lines.append("  " + "word".ljust(width) + "  start   end  " + "  ".join(f"{k:>7}" for k in names))

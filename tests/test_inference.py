@@ -121,6 +121,23 @@ def test_predict_cli_json_table_and_errors(workdir, wav, tmp_path, capsys):
     assert "vocabulary" in capsys.readouterr().err
 
 
+def test_mostly_unknown_words_are_warned_about_once(workdir, tmp_path, caplog):
+    predictor = Predictor.from_workdir(workdir)  # its own warned-once state
+    known_text, unknown_text = "This is great, I feel delighted!", "Zorbly the quaxing flimbuts"
+    with caplog.at_level("WARNING"):
+        known = predictor(helpers.speech(tmp_path / "known.wav", known_text), known_text)
+    assert not known.unknown_words and "vocabulary" not in caplog.text
+    unknown_wav = helpers.speech(tmp_path / "unknown.wav", unknown_text)
+    with caplog.at_level("WARNING"):
+        for _ in range(2):
+            p = predictor(unknown_wav, unknown_text)
+    assert p.unknown_words == ["zorbly", "quaxing", "flimbuts"]
+    assert caplog.text.count("3 of 4 words are not in this model's vocabulary") == 1
+    assert "--vocab_extra" in caplog.text
+    assert "most words (3 of 4) are unknown" in predict.format_prediction(p)
+    assert "most words" not in predict.format_prediction(known)
+
+
 def test_word_boundaries_follow_the_training_corpus(workdir, predictor, wav, tmp_path, capsys):
     """The Predictor aligns as its corpus was prepared (dataset.json's ``boundaries``; "hmm"
     for a corpus from before the setting); ``--boundaries`` of hmaf.predict overrides it."""

@@ -174,6 +174,12 @@ def write_corpus(manifest: str | os.PathLike, out_dir: str, name: str, rows: Seq
         known = set(vocab.words)
         vocab = Vocab(vocab.words + [w for w in pretrained_words(settings.embeddings, settings.vocab_extra)
                                      if w not in known])
+    elif not settings.embeddings.startswith("train"):
+        # The paper's closed vocabulary: easy to choose by accident, and a model trained on it
+        # reads every new sentence's unfamiliar words as <unk> (docs/experiments.md).
+        log.info("vocabulary: the corpus's %d words only (vocab_extra 0, the paper's); words outside it are <unk> "
+                 "at predict time; --vocab_extra 50000 keeps the pretrained vectors of new words",
+                 len(vocab.words) - 2)
     vocab.save(os.path.join(out_dir, "vocab.txt"))
     # Vectors trained here (`train:`) learn only from the text outside a manifest's test
     # split, or the test sentences would leak into training through them; their words get

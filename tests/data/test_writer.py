@@ -175,11 +175,13 @@ def test_labels_order_and_unknown_labels(corpus, tmp_path):
     assert {"won", "final", "game"} <= unknown and not {"happy", "lovely", "garden", "the"} & unknown
 
 
-def test_an_open_vocabulary_adds_the_pretrained_words_with_their_vectors(corpus, prepared, tmp_path):
+def test_an_open_vocabulary_adds_the_pretrained_words_with_their_vectors(corpus, prepared, tmp_path, caplog):
     from hmaf.data.embeddings import load_glove6b50, pretrained_words
 
     out = tmp_path / "open"
-    info = prepare(corpus / "manifest.jsonl", out, vocab_extra=300, num_workers=1, progress=False)
+    with caplog.at_level("INFO", logger="hmaf.data.writer"):
+        info = prepare(corpus / "manifest.jsonl", out, vocab_extra=300, num_workers=1, progress=False)
+    assert "vocab_extra 0" not in caplog.text  # the closed-vocabulary note is for closed ones only
     closed = (prepared[0] / "vocab.txt").read_text().splitlines()
     words = (out / "vocab.txt").read_text().splitlines()
     extra = [w for w in pretrained_words("glove6b50", 300) if w not in set(closed)]
@@ -191,6 +193,11 @@ def test_an_open_vocabulary_adds_the_pretrained_words_with_their_vectors(corpus,
         np.testing.assert_array_equal(matrix[words.index(word)], vectors[index[word]])
     # the records (words, frames) do not depend on the vocabulary
     assert info["num_examples"] == prepared[1]["num_examples"]
+    caplog.clear()
+    with caplog.at_level("INFO", logger="hmaf.data.writer"):  # the same folder closed again: phase 2 only
+        prepare(corpus / "manifest.jsonl", out, num_workers=1, progress=False)
+    assert f"the corpus's {len(closed) - 2} words only (vocab_extra 0" in caplog.text
+    assert (out / "vocab.txt").read_text().splitlines() == closed
     with pytest.raises(ValueError, match="pretrained"):
         prepare(corpus / "manifest.jsonl", tmp_path / "bad", vocab_extra=10, embeddings="train:dim=8",
                 num_workers=1, progress=False)
