@@ -298,8 +298,8 @@ def test_jitter_of_zero_is_identity_and_padding_changes_no_draw():
 
 def test_jitter_is_the_same_in_padded_and_packed_layouts_and_only_in_training():
     batch = small_batch(seed=13)
-    model, variables = model_and_vars("faf", batch, **QUIET, audio_norm="utterance", boundary_jitter_frames=2)
-    plain = build_model("faf", num_classes=CLASSES, vocab_size=VOCAB, embed_dim=EMBED, **TINY, **QUIET,
+    model, variables = model_and_vars("audio_only", batch, **QUIET, audio_norm="utterance", boundary_jitter_frames=2)
+    plain = build_model("audio_only", num_classes=CLASSES, vocab_size=VOCAB, embed_dim=EMBED, **TINY, **QUIET,
                         audio_norm="utterance")
     padded_logits, _ = run(model, variables, batch, train=True)
     np.testing.assert_allclose(run(model, variables, pack_batch(batch), train=True)[0], padded_logits,
