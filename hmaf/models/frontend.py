@@ -1,7 +1,7 @@
 """The audio front end: which frame columns a model reads, their normalisation,
 SpecAugment-style masks and word-boundary jitter.
 
-Both work on the padded frames ``[B, N, L, M]`` that every batch carries (packed
+All of them work on the padded frames ``[B, N, L, M]`` that every batch carries (packed
 batches gather their rows from these same frames inside the encoder, see
 :class:`hmaf.models.encoders.AudioAttention`), so one implementation serves the
 padded and the packed layout. Statistics and mask positions are taken over each
