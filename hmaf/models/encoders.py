@@ -21,8 +21,8 @@ import numpy as np
 
 from hmaf.batch import NUM_MARKS, UNK_ID
 from hmaf.models.attention import Attention, masked_softmax, weighted_sum
-from hmaf.models.frontend import (frame_columns, jitter_boundaries, normalise_frames, spec_augment,
-                                  stats_dropout_draws, with_stats_indicator)
+from hmaf.models.frontend import (frame_columns, jitter_boundaries, normalise_frames, real_frames_in_order,
+                                  spec_augment, stats_dropout_draws, with_stats_indicator)
 from hmaf.models.rnn import BiGRU
 
 Dtype = Any
@@ -347,7 +347,7 @@ class UtteranceFrameAttention(AudioEncoder):
         frames = input_frames(self, frames, frame_mask, train=train, band_stats=band_stats)
         b, n, l, m = frames.shape
         flat_mask = frame_mask.reshape(b, n * l)
-        order = jnp.argsort(~flat_mask, axis=1, stable=True)  # real frames first, in order
+        order = real_frames_in_order(frame_mask)
         stream = jnp.take_along_axis(frames.reshape(b, n * l, m), order[..., None], axis=1)
         stream_mask = jnp.arange(n * l)[None] < flat_mask.sum(1, keepdims=True)  # [B, N*L]
         h = BiGRU(self.hidden, unroll=self.unroll, dtype=self.dtype, hoist_input=self.hoist_input,

@@ -134,6 +134,19 @@ def band_stats_of(batch: Mapping[str, jax.Array]) -> dict[str, jax.Array] | None
     return {k: batch[k] for k in ("band_mean", "band_std")}
 
 
+def utterance_time(frame_mask: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Each real frame's place in utterance time (the real frames of the utterance's words
+    in order): ``[B, N, L]`` int (meaningless at padding), and the real frame count ``[B]``."""
+    flat = frame_mask.reshape(frame_mask.shape[0], -1).astype(jnp.int32)
+    return (jnp.cumsum(flat, axis=1) - 1).reshape(frame_mask.shape), flat.sum(1)
+
+
+def real_frames_in_order(frame_mask: jax.Array) -> jax.Array:
+    """``[B, N*L]``: the flat (word, frame) index of each real frame in utterance time
+    first, then those of the padding (a stable sort on the mask)."""
+    return jnp.argsort(~frame_mask.reshape(frame_mask.shape[0], -1), axis=1, stable=True)
+
+
 def spec_augment_mask(rng: jax.Array, frame_mask: jax.Array, n_mels: int, *, time_masks: int,
                       time_width: int, band_masks: int, band_width: int) -> jax.Array:
     """Where SpecAugment masks an utterance's frames (Park et al. 2019, without warping).
@@ -151,9 +164,7 @@ def spec_augment_mask(rng: jax.Array, frame_mask: jax.Array, n_mels: int, *, tim
     """
     b = frame_mask.shape[0]
     time_key, band_key = jax.random.split(rng)
-    flat = frame_mask.reshape(b, -1).astype(jnp.int32)
-    position = (jnp.cumsum(flat, axis=1) - 1).reshape(frame_mask.shape)  # utterance time of each real frame
-    total = flat.sum(1)  # [B]
+    position, total = utterance_time(frame_mask)
 
     def spans(key, length, masks, width):  # [B, masks] starts and widths inside [0, length)
         w_key, s_key = jax.random.split(key)
@@ -212,13 +223,9 @@ def jitter_boundaries(rng: jax.Array, frames: jax.Array, frame_mask: jax.Array, 
     b, n, l, m = frames.shape
     keys = jax.vmap(lambda i: jax.random.fold_in(rng, i))(jnp.arange(n))
     shift = jax.vmap(lambda k: jax.random.randint(k, (b,), -max_shift, max_shift + 1), out_axes=1)(keys)  # [B, N]
-    flat = frame_mask.reshape(b, n * l)
-    position = (jnp.cumsum(flat.astype(jnp.int32), axis=1) - 1).reshape(b, n, l)  # utterance time
-    last = jnp.maximum(flat.sum(1) - 1, 0)[:, None, None]  # [B, 1, 1]
+    position, total = utterance_time(frame_mask)
+    last = jnp.maximum(total - 1, 0)[:, None, None]  # [B, 1, 1]
     source_time = jnp.clip(position + shift[:, :, None], 0, last).reshape(b, n * l)
-    # The flat (word, frame) index of every real frame in utterance order: a stable sort
-    # puts the real frames first, in order.
-    real_first = jnp.argsort(~flat, axis=1, stable=True)
-    source = jnp.take_along_axis(real_first, source_time, axis=1)  # [B, N*L]
+    source = jnp.take_along_axis(real_frames_in_order(frame_mask), source_time, axis=1)  # [B, N*L]
     moved = jnp.take_along_axis(frames.reshape(b, n * l, m), source[..., None], axis=1).reshape(b, n, l, m)
     return jnp.where(frame_mask[..., None], moved, 0.0).astype(frames.dtype)
