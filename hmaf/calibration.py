@@ -157,6 +157,12 @@ def calibration_report(logits: np.ndarray, labels: np.ndarray, calibration: Mapp
     ``nll_before``/``nll_after``, ``ece_before``/``ece_after``, ``unfamiliar_rate`` (share
     of inputs flagged), ``examples``. Args: logits ``[E, C]``; labels ``[E]``.
 
+    ``temperature_here`` is the temperature these examples would be fitted to, with
+    ``nll_here``/``ece_here`` at it: above the record's, the model is more overconfident on
+    this data than on its validation split (measured: new sentences, not a new synthesis
+    engine, raise it; docs/experiments.md, "Where the overconfidence comes from"). It is a
+    diagnostic of the data, fitted on the very examples it is measured on.
+
     ``detector``, ``features``: a :class:`hmaf.unfamiliar.UnfamiliarDetector` and the
     :class:`hmaf.unfamiliar.Features` of these examples; then ``unfamiliar_rate`` is its
     chosen score's, ``unfamiliar_score`` names it and ``unfamiliar_rates`` gives every
@@ -170,6 +176,9 @@ def calibration_report(logits: np.ndarray, labels: np.ndarray, calibration: Mapp
         "ece_after": expected_calibration_error(softmax(logits, temperature), labels, bins),
         "examples": int(len(labels)),
     }
+    here = fit_temperature(logits, labels)
+    report.update(temperature_here=here, nll_here=negative_log_likelihood(logits, labels, here),
+                  ece_here=expected_calibration_error(softmax(logits, here), labels, bins))
     if detector is None:
         _, _, flags = apply_calibration(logits, calibration)
         return report | {"unfamiliar_rate": float(np.mean(flags)), "unfamiliar_score": "energy"}

@@ -283,7 +283,11 @@ def format_result(result: Mapping) -> str:
                       f"{c['nll_after']:.4f}; unfamiliar input flagged on {100 * c['unfamiliar_rate']:.1f}% "
                       f"of {c['examples']} examples ({c['unfamiliar_score']} score"
                       + "".join(f"; {k} {100 * v:.1f}%" for k, v in c.get("unfamiliar_rates", {}).items()
-                                if k != c["unfamiliar_score"]) + ")"]
+                                if k != c["unfamiliar_score"]) + ")",
+                  f"these examples fit temperature {c['temperature_here']:.3f} (NLL {c['nll_here']:.4f}, ECE "
+                  f"{c['ece_here']:.4f}) against validation's {c['temperature']:.3f}: the model is "
+                  + ("more" if c["temperature_here"] > c["temperature"] else "less")
+                  + " overconfident here than on validation"]
     if "sentiment" in result:
         s = result["sentiment"]
         lines += ["", f"MOSI conventions (truth sign from {s['truth_sign_from']}):"]

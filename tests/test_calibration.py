@@ -71,6 +71,24 @@ def test_calibrate_record_is_json_and_improves_an_overconfident_model():
     np.testing.assert_array_equal(flags, scores > record["energy_threshold"])
 
 
+def test_report_fits_the_temperature_of_the_data_it_measures():
+    """``temperature_here``: data drawn at T = 4 from logits calibrated at T = 1.5 on validation
+    fit about 4, with a lower NLL than the record's temperature gives them."""
+    rng = np.random.default_rng(3)
+    logits = rng.normal(0.0, 4.0, size=(4000, 4))
+
+    def draw(t):
+        return (rng.random((len(logits), 1)) > np.cumsum(cal.softmax(logits, t), -1)).sum(-1)
+
+    record = cal.calibrate(logits, draw(1.5))
+    assert record["temperature"] == pytest.approx(1.5, rel=0.08)
+    shifted = cal.calibration_report(logits, draw(4.0), record)
+    assert shifted["temperature_here"] == pytest.approx(4.0, rel=0.08)
+    assert shifted["nll_here"] < shifted["nll_after"] and shifted["ece_here"] < shifted["ece_after"]
+    same = cal.calibration_report(logits, draw(1.5), record)
+    assert same["temperature_here"] == pytest.approx(record["temperature"], rel=0.08)
+
+
 def test_bad_input_is_named():
     with pytest.raises(ValueError, match="NaN or inf"):
         cal.fit_temperature(np.array([[0.0, np.nan]]), np.array([0]))

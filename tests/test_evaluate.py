@@ -75,7 +75,7 @@ def workdir(tmp_path_factory):
     return helpers.tiny_workdir(tmp_path_factory.getbasetemp() / "hmaf-tiny")
 
 
-def test_evaluate_workdir_on_its_corpus(workdir, tmp_path):
+def test_evaluate_workdir_on_its_corpus(workdir, tmp_path, capsys):
     corpus = workdir.parent / "corpus"
     out = tmp_path / "eval.json"
     rows_path = tmp_path / "predictions.jsonl"
@@ -99,8 +99,10 @@ def test_evaluate_workdir_on_its_corpus(workdir, tmp_path):
     record = json.loads((workdir / "fusion" / "calibration.json").read_text())
     calibration = result["calibration"]
     assert calibration["temperature"] == record["temperature"] > 0
-    for key in ("ece_before", "ece_after", "nll_before", "nll_after", "unfamiliar_rate"):
+    for key in ("ece_before", "ece_after", "nll_before", "nll_after", "unfamiliar_rate", "temperature_here",
+                "nll_here", "ece_here"):
         assert calibration[key] == pytest.approx(record["test"][key], rel=1e-4, abs=1e-6)
+    assert f"these examples fit temperature {calibration['temperature_here']:.3f}" in capsys.readouterr().out
     # The unfamiliar-input detector: every score fitted (Gaussians on train, thresholds on
     # validation), its arrays beside the record, the chosen one's rate reported.
     unfamiliar = record["unfamiliar"]
