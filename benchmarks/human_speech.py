@@ -43,6 +43,7 @@ import numpy as np
 import soundfile as sf
 
 from hmaf import cli
+from hmaf.calibration import CALIBRATION_FILE
 from hmaf.data.normalize import utterance_stats
 from hmaf.inference import Prediction, Predictor
 from hmaf.io import atomic_write_text
@@ -138,6 +139,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         s for s in ("text", "audio", "fusion") if (Path(args.workdir) / s).is_dir()]
     if not stages:
         parser.error(f"{args.workdir} has no trained stage (text, audio or fusion)")
+    uncalibrated = [s for s in stages if not (Path(args.workdir) / s / CALIBRATION_FILE).exists()]
+    if args.temperature is not None and uncalibrated:
+        parser.error(f"--temperature: stages {uncalibrated} of {args.workdir} have no {CALIBRATION_FILE} to override")
     with tempfile.TemporaryDirectory() as tmp:
         clip_sets = {"sonnet": sonnet_clips(Path(tmp))}
         alsa = alsa_clips()
@@ -145,10 +149,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             clip_sets["alsa"] = alsa
         else:
             print(f"alsa: left out ({ALSA_DIR} not found; Debian package alsa-utils)")
-        try:
-            results = run(args.workdir, stages, clip_sets, args.temperature)
-        except ValueError as err:
-            parser.error(str(err))
+        results = run(args.workdir, stages, clip_sets, args.temperature)
     for row in results:
         for name, s in row["sets"].items():
             unfamiliar = "-" if s["unfamiliar"] is None else f"{100 * s['unfamiliar']:.0f} %"

@@ -68,7 +68,11 @@ def test_run_on_a_tiny_model(tmp_path_factory, tmp_path):
         assert [c["clip"] for c in s["per_clip"]] == ["sonnet_f000002", "sonnet_f000003"]
 
 
-def test_a_temperature_that_is_not_positive_is_refused(capsys):
+def test_a_temperature_without_a_calibration_or_not_positive_is_refused(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         human_speech.main(["--workdir", "nowhere", "--temperature", "0"])
     assert exit_info.value.code == 2 and "--temperature must be positive" in capsys.readouterr().err
+    (tmp_path / "fusion").mkdir()  # a stage without calibration.json
+    with pytest.raises(SystemExit) as exit_info:
+        human_speech.main(["--workdir", str(tmp_path), "--temperature", "2"])
+    assert exit_info.value.code == 2 and "have no calibration.json to override" in capsys.readouterr().err
