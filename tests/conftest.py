@@ -13,15 +13,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # time on CPU, and many tests (and the training processes they start) compile the same
 # tiny models. pytest-xdist's workers and every subprocess inherit the variable, so they
 # share one folder; the process that made it removes it at exit. tests/test_training.py
-# alone: 286 s without, 225 s with (2-core VM, one after the other). The tiny models compile
-# in about 0.5 s each, under JAX's default floor of 1 s for caching, so every program is
-# kept: the same file 243 -> 227 CPU-s (32 -> 235 entries; two runs side by side).
+# alone: 286 s without, 225 s with (2-core VM, one after the other).
 if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
     _cache = tempfile.mkdtemp(prefix="hmaf-tests-jax-cache-")
     os.environ["JAX_COMPILATION_CACHE_DIR"] = _cache
     atexit.register(shutil.rmtree, _cache, ignore_errors=True)
-os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
-if "jax" in sys.modules:  # a plugin imported JAX before this file set the variables
+if "jax" in sys.modules:  # a plugin imported JAX before this file set the variable
     sys.modules["jax"].config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
-    sys.modules["jax"].config.update("jax_persistent_cache_min_compile_time_secs",
-                                     float(os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"]))
